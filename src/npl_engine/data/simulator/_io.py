@@ -1,0 +1,57 @@
+"""Writing a simulation to disk: the dataset, and its truth in a separate ``truth/`` folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from npl_engine.data.simulator._simulate import SIMULATOR_VERSION, Simulation
+from npl_engine.data.writers import atomic_folder, write_tables
+
+TRUTH_FOLDER = "truth"
+
+
+def write_simulation(sim: Simulation, folder: str | Path, *, fmt: str = "parquet") -> Path:
+    """Write ``sim`` to ``folder``: contract tables at the top, the truth under ``truth/``.
+
+    Parameters
+    ----------
+    sim
+        A simulation.
+    folder
+        Output folder; replaced as a whole if it holds only a previous simulation.
+    fmt
+        ``parquet`` or ``csv`` for the contract tables (the truth is always Parquet).
+
+    Returns
+    -------
+    Path
+        ``folder``.
+
+    Notes
+    -----
+    ``truth/loans.parquet`` holds one row per loan, ``truth/curves.parquet`` the expected
+    monthly collections, ``truth/simulation.json`` the settings. The engine's readers never
+    look inside ``truth/``, so the folder is a valid dataset as it is. Everything is written
+    into a staging folder first: an interrupted run leaves nothing behind.
+    """
+    folder = Path(folder)
+    with atomic_folder(folder, allowed=frozenset({TRUTH_FOLDER})) as staging:
+        write_tables(staging, loans=sim.loans, actions=sim.actions, payments=sim.payments, fmt=fmt)
+        truth = staging / TRUTH_FOLDER
+        truth.mkdir()
+        sim.truth.write_parquet(truth / "loans.parquet")
+        sim.curves.write_parquet(truth / "curves.parquet", compression="lz4")
+        meta = {
+            "simulator_version": SIMULATOR_VERSION,
+            "settings": asdict(sim.settings),
+            "kind": sim.settings.kind,
+            "as_of_date": sim.settings.as_of_date if sim.settings.kind == "book" else None,
+            "recovery_definition": {
+                "horizon_months": sim.settings.recovery_horizon_months,
+                "threshold": sim.settings.recovery_threshold,
+            },
+        }
+        (truth / "simulation.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return folder

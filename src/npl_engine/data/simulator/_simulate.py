@@ -1,0 +1,451 @@
+"""Simulate a book or a tape, with the ground truth the engine's estimates are checked against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from npl_engine.data.contract import ACTIONS, PAYMENTS
+from npl_engine.data.simulator._process import (
+    ACTION_COST_FIXED,
+    REGIMES,
+    SIMULATED_ACTIONS,
+    WORKOUT_MONTHS,
+    Draws,
+    LoanState,
+    WorkoutParams,
+    action_cost,
+    add_expected_monthly,
+    bau_propensities,
+    draw,
+    realised_cumulative,
+    recovery_probability,
+    sale_amount,
+    settlement_discount_offer,
+    trickle_end,
+    trickle_monthly,
+    workout_params,
+)
+from npl_engine.data.simulator._world import draw_world
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Version of the simulated world; bump when a change alters what a seed produces.
+SIMULATOR_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    """What to simulate.
+
+    Parameters
+    ----------
+    n_loans
+        Number of loans.
+    seed
+        Seed of every random draw: the same settings give the same bytes.
+    kind
+        ``book`` (loans, actions, payments; cut-offs spread over ``book_cutoff_first`` ..
+        ``book_cutoff_last``, history up to ``as_of_date``) or ``tape`` (loans only, one
+        cut-off ``tape_cutoff_date``; its realised future goes to the truth only).
+    missing_rate
+        Share of values missing (at random) in each optional behavioural column.
+    group_effect
+        Shift of the payer log-odds for female borrowers. 0 (the default) is a world where
+        gender has no effect; non-zero plants one, to test fairness monitoring.
+    recovery_horizon_months, recovery_threshold
+        The recovery definition the truth's ``p_recover`` uses (contract defaults 24, 0.5).
+    later_actions_per_loan
+        Mean number of late actions (after day 120) that have no effect on collections.
+    """
+
+    n_loans: int = 10_000
+    seed: int = 0
+    kind: Literal["book", "tape"] = "book"
+    book_cutoff_first: date = date(2016, 1, 31)
+    book_cutoff_last: date = date(2022, 12, 31)
+    as_of_date: date = date(2025, 12, 31)
+    tape_cutoff_date: date = date(2026, 9, 30)
+    missing_rate: float = 0.05
+    group_effect: float = 0.0
+    recovery_horizon_months: int = 24
+    recovery_threshold: float = 0.5
+    later_actions_per_loan: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.n_loans < 1:
+            msg = f"n_loans must be at least 1, got {self.n_loans}"
+            raise ValueError(msg)
+        if self.kind not in ("book", "tape"):
+            msg = f"kind must be 'book' or 'tape', got {self.kind!r}"
+            raise ValueError(msg)
+        if not 0.0 <= self.missing_rate < 1.0:
+            msg = f"missing_rate must be in [0, 1), got {self.missing_rate}"
+            raise ValueError(msg)
+        if self.kind == "book" and self.book_cutoff_last > self.as_of_date:
+            msg = "book_cutoff_last must not be after as_of_date"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """A simulated dataset and its ground truth.
+
+    Parameters
+    ----------
+    loans, actions, payments
+        The dataset in contract form (``actions`` and ``payments`` are ``None`` for a tape).
+    truth
+        One row per loan: latent traits, business-as-usual action probabilities and the
+        drawn action, exact expectations under business as usual and under each simulated
+        action, and the realised outcome (see ``docs/simulator.md``).
+    curves
+        Long form, one row per loan and month 1..60: exact expected borrower, collateral-sale
+        and total collections under business as usual.
+    settings
+        What was simulated.
+    """
+
+    loans: pl.DataFrame
+    actions: pl.DataFrame | None
+    payments: pl.DataFrame | None
+    truth: pl.DataFrame
+    curves: pl.DataFrame
+    settings: SimulationSettings = field(repr=False)
+
+
+def true_outcomes(
+    loans: pl.DataFrame,
+    latent: pl.DataFrame,
+    *,
+    collateral_value_change: float = 0.0,
+    group_effect: float = 0.0,
+    recovery_horizon_months: int = 24,
+    recovery_threshold: float = 0.5,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Exact expected outcomes of simulated loans, per action and under business as usual.
+
+    Parameters
+    ----------
+    loans
+        Contract ``loans`` rows of simulated loans.
+    latent
+        The simulator's latent columns (``loan_id``, ``capacity``, ``willingness``,
+        ``true_monthly_income``), e.g. the ``truth`` table of a :class:`Simulation`.
+    collateral_value_change
+        Relative shock to every collateral value (-0.2 = 20 % fall), as in a scenario.
+    group_effect
+        As in :class:`SimulationSettings`; use the value the data was simulated with.
+    recovery_horizon_months, recovery_threshold
+        The recovery definition for ``p_recover``.
+
+    Returns
+    -------
+    per_loan, curves
+        ``per_loan``: ``loan_id``, ``exposure``, ``p_bau_<action>``, ``p_recover``,
+        ``expected_collections``, ``expected_borrower``, ``expected_collateral`` (60 months,
+        undiscounted, business as usual) and per action ``p_recover_<action>``,
+        ``expected_collections_<action>``, ``cost_<action>``. ``curves``: ``loan_id``,
+        ``month``, ``expected_borrower``, ``expected_collateral``, ``expected_collections``.
+
+    Notes
+    -----
+    Business as usual mixes the actions with their propensities: an expectation under
+    business as usual is the propensity-weighted sum of the expectations under each action.
+    """
+    state = LoanState.from_frames(loans, latent.select(
+        "loan_id", "capacity", "willingness", "true_monthly_income"))  # fmt: skip
+    return _true_outcomes(
+        loans["loan_id"],
+        state,
+        collateral_value_change=collateral_value_change,
+        group_effect=group_effect,
+        recovery_horizon_months=recovery_horizon_months,
+        recovery_threshold=recovery_threshold,
+    )
+
+
+def _true_outcomes(
+    loan_id: pl.Series,
+    state: LoanState,
+    *,
+    collateral_value_change: float,
+    group_effect: float,
+    recovery_horizon_months: int,
+    recovery_threshold: float,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    propensity = bau_propensities(state)
+    n = state.exposure.size
+    bau_borrower = np.zeros((n, WORKOUT_MONTHS))
+    bau_collateral = np.zeros((n, WORKOUT_MONTHS))
+    p_bau = np.zeros(n)
+    columns: dict[str, FloatArray] = {}
+    for a, action in enumerate(SIMULATED_ACTIONS):
+        params = workout_params(
+            state,
+            action,
+            collateral_value_change=collateral_value_change,
+            group_effect=group_effect,
+        )
+        w = propensity[:, a]
+        borrower, collateral = add_expected_monthly(params, w, bau_borrower, bau_collateral)
+        p = recovery_probability(
+            params, horizon_months=recovery_horizon_months, threshold=recovery_threshold
+        )
+        p_bau += w * p
+        columns[f"p_bau_{action}"] = w
+        columns[f"p_recover_{action}"] = p
+        columns[f"expected_collections_{action}"] = borrower + collateral
+        columns[f"cost_{action}"] = action_cost(action, state.exposure)
+    total_borrower = bau_borrower.sum(axis=1)
+    total_collateral = bau_collateral.sum(axis=1)
+    per_loan = pl.DataFrame(
+        {
+            "loan_id": loan_id,
+            "exposure": state.exposure,
+            "p_recover": p_bau,
+            "expected_collections": total_borrower + total_collateral,
+            "expected_borrower": total_borrower,
+            "expected_collateral": total_collateral,
+            **columns,
+        }
+    )
+    # Long form via explode: repeating string ids in NumPy costs seconds on a million loans.
+    curves = (
+        pl.DataFrame(
+            {
+                "loan_id": loan_id,
+                "expected_borrower": pl.Series(bau_borrower).cast(pl.List(pl.Float64)),
+                "expected_collateral": pl.Series(bau_collateral).cast(pl.List(pl.Float64)),
+            }
+        )
+        .with_columns(month=pl.int_ranges(1, WORKOUT_MONTHS + 1, dtype=pl.Int16))
+        .explode("month", "expected_borrower", "expected_collateral")
+        .select(
+            "loan_id",
+            "month",
+            "expected_borrower",
+            "expected_collateral",
+            expected_collections=pl.col("expected_borrower") + pl.col("expected_collateral"),
+        )
+    )
+    return per_loan, curves
+
+
+def _payment_rows(
+    params: WorkoutParams, draws: Draws, rows: IntArray
+) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
+    """Payments of one action group: (loan row, month, amount, source code 0 borrower / 1 sale)."""
+    t = np.arange(1, WORKOUT_MONTHS + 1)[None, :]
+    end = trickle_end(draws)[:, None]
+    trickle = trickle_monthly(params)
+    li, mi = np.nonzero((t <= end) & (trickle > 0))
+    parts = [(li, mi + 1, trickle[li, mi], np.zeros(li.size, np.int64))]
+
+    start = draws.plan_start[:, None]
+    plan = (
+        (draws.regime[:, None] == 0) & (t >= start) & (t < start + draws.instalments_paid[:, None])
+    )
+    li, mi = np.nonzero(plan)
+    parts.append((li, mi + 1, params.instalment[li], np.zeros(li.size, np.int64)))
+
+    li = np.nonzero((draws.regime == 1) & (draws.settle_month <= WORKOUT_MONTHS))[0]
+    lump = params.settle_share[li] * params.exposure[li]
+    parts.append((li, draws.settle_month[li], lump, np.zeros(li.size, np.int64)))
+
+    proceeds = sale_amount(params, draws, np.cumsum(np.pad(trickle, ((0, 0), (1, 0))), axis=1))
+    li = np.nonzero((draws.regime == 2) & (draws.sale_month <= WORKOUT_MONTHS) & (proceeds > 0))[0]
+    parts.append((li, draws.sale_month[li], proceeds[li], np.ones(li.size, np.int64)))
+
+    loan = np.concatenate([rows[p[0]] for p in parts])
+    month = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    amount = np.concatenate([p[2] for p in parts])
+    source = np.concatenate([p[3] for p in parts])
+    return loan, month, amount, source
+
+
+def simulate(settings: SimulationSettings) -> Simulation:
+    """Simulate a dataset and its ground truth.
+
+    Parameters
+    ----------
+    settings
+        What to simulate.
+
+    Returns
+    -------
+    Simulation
+        Data in contract form plus the truth.
+
+    Examples
+    --------
+    >>> from npl_engine.data.simulator import SimulationSettings, simulate
+    >>> sim = simulate(SimulationSettings(n_loans=200, seed=1))
+    >>> sim.loans.height, sim.truth["p_recover"].is_between(0, 1).all()
+    (200, True)
+    """
+    s = settings
+    world_rng, action_rng, outcome_rng, date_rng = (
+        np.random.default_rng(c) for c in np.random.SeedSequence(s.seed).spawn(4)
+    )
+    is_book = s.kind == "book"
+    world = draw_world(
+        world_rng,
+        s.n_loans,
+        cutoff_first=s.book_cutoff_first if is_book else s.tape_cutoff_date,
+        cutoff_last=s.book_cutoff_last if is_book else s.tape_cutoff_date,
+        missing_rate=s.missing_rate,
+        id_prefix="L" if is_book else "T",
+    )
+    loans = world.loans
+    state = LoanState.from_frames(loans, world.latent)
+    per_loan, curves = _true_outcomes(
+        loans["loan_id"],
+        state,
+        collateral_value_change=0.0,
+        group_effect=s.group_effect,
+        recovery_horizon_months=s.recovery_horizon_months,
+        recovery_threshold=s.recovery_threshold,
+    )
+    n = s.n_loans
+
+    # Business as usual picks one action per loan; its outcome is drawn under that action.
+    propensity = np.stack([per_loan[f"p_bau_{a}"].to_numpy() for a in SIMULATED_ACTIONS], 1)
+    cum = propensity.cumsum(axis=1)
+    treatment = (action_rng.random(n)[:, None] > cum[:, :-1]).sum(axis=1)
+    regime = np.zeros(n, np.int64)
+    realised_h = np.zeros(n)
+    realised_60 = np.zeros(n)
+    pay_parts: list[tuple[IntArray, IntArray, FloatArray, IntArray]] = []
+    for a, action in enumerate(SIMULATED_ACTIONS):
+        rows = np.nonzero(treatment == a)[0]
+        if rows.size == 0:
+            continue
+        params = workout_params(state.take(rows), action, group_effect=s.group_effect)
+        draws = draw(params, outcome_rng)
+        regime[rows] = draws.regime
+        realised_h[rows], realised_60[rows] = realised_cumulative(
+            params, draws, (s.recovery_horizon_months, WORKOUT_MONTHS)
+        )
+        if is_book:
+            pay_parts.append(_payment_rows(params, draws, rows))
+
+    actions_name = np.array(SIMULATED_ACTIONS, dtype=object)
+    truth = world.latent.with_columns(
+        regime=pl.Series(np.array(REGIMES, dtype=object)[regime], dtype=pl.String),
+        treatment=pl.Series(actions_name[treatment], dtype=pl.String),
+        settlement_discount_offer=settlement_discount_offer(state.capacity),
+        realised_collections_recovery_horizon=np.round(realised_h, 2),
+        realised_collections_60m=np.round(realised_60, 2),
+        realised_recovered=realised_h >= s.recovery_threshold * state.exposure - 1e-6,
+    ).join(per_loan, on="loan_id", how="left", maintain_order="left")
+    actions = payments = None
+    if is_book:
+        cutoff = loans["cutoff_date"].to_numpy().astype("datetime64[D]")
+        payments = _payments_frame(loans, cutoff, pay_parts, date_rng, s.as_of_date)
+        actions = _actions_frame(
+            loans=loans,
+            cutoff=cutoff,
+            exposure=state.exposure,
+            capacity=state.capacity,
+            treatment=treatment,
+            rng=date_rng,
+            s=s,
+        )
+    return Simulation(
+        loans=loans, actions=actions, payments=payments, truth=truth, curves=curves, settings=s
+    )
+
+
+def _payments_frame(
+    loans: pl.DataFrame,
+    cutoff: npt.NDArray[np.datetime64],
+    parts: list[tuple[IntArray, IntArray, FloatArray, IntArray]],
+    rng: np.random.Generator,
+    as_of: date,
+) -> pl.DataFrame:
+    loan = np.concatenate([p[0] for p in parts])
+    month = np.concatenate([p[1] for p in parts])
+    amount = np.round(np.concatenate([p[2] for p in parts]), 2)
+    source = np.concatenate([p[3] for p in parts])
+    # Month t after a month-end cut-off is the calendar month cut-off + t; pay on days 1..28.
+    first_day = (cutoff[loan].astype("datetime64[M]") + month).astype("datetime64[D]")
+    paid_on = first_day + rng.integers(0, 28, size=loan.size).astype("timedelta64[D]")
+    keep = (amount > 0) & (paid_on <= np.datetime64(as_of))
+    order = np.lexsort((paid_on[keep], loan[keep]))
+    return pl.DataFrame(
+        {
+            "loan_id": loans["loan_id"].to_numpy()[loan[keep]][order],
+            "payment_date": paid_on[keep][order],
+            "amount": amount[keep][order],
+            "source": np.array(["borrower", "collateral_sale"], dtype=object)[source[keep]][order],
+        }
+    ).cast(PAYMENTS.schema)  # type: ignore[arg-type]
+
+
+def _actions_frame(
+    *,
+    loans: pl.DataFrame,
+    cutoff: npt.NDArray[np.datetime64],
+    exposure: FloatArray,
+    capacity: FloatArray,
+    treatment: IntArray,
+    rng: np.random.Generator,
+    s: SimulationSettings,
+) -> pl.DataFrame:
+    """The treatment action (days 5-85), a reminder letter before some, and late no-effect ones."""
+    n = treatment.size
+    ids = loans["loan_id"].to_numpy()
+    names = np.array(SIMULATED_ACTIONS, dtype=object)
+    treated = np.nonzero(treatment > 0)[0]
+    day = rng.integers(5, 86, size=treated.size)
+    kinds = names[treatment[treated]]
+    cost = np.zeros(treated.size)
+    for action in SIMULATED_ACTIONS[1:]:
+        sel = kinds == action
+        cost[sel] = action_cost(action, exposure[treated[sel]])
+    discount = np.where(kinds == "settlement_offer", settlement_discount_offer(capacity[treated]),
+                        np.nan)  # fmt: skip
+
+    strong = treatment[treated] >= SIMULATED_ACTIONS.index("call")
+    pre = treated[strong & (rng.random(treated.size) < 0.3)]
+
+    n_late = rng.poisson(s.later_actions_per_loan, size=n)
+    late = np.repeat(np.arange(n), n_late)
+    late_kind = rng.choice(np.array(["letter", "sms", "call", "field_visit"], dtype=object),
+                           size=late.size, p=[0.4, 0.3, 0.25, 0.05])  # fmt: skip
+    late_cost = (
+        pl.Series(late_kind, dtype=pl.String)
+        .replace_strict(ACTION_COST_FIXED, return_dtype=pl.Float64)
+        .to_numpy()
+    )
+    frame = pl.DataFrame(
+        {
+            "loan_id": np.concatenate([ids[treated], ids[pre], ids[late]]),
+            "action_date": np.concatenate(
+                [
+                    cutoff[treated] + day.astype("timedelta64[D]"),
+                    cutoff[pre] + np.timedelta64(3, "D"),
+                    cutoff[late] + rng.integers(120, 1500, size=late.size).astype("timedelta64[D]"),
+                ]
+            ),
+            "action_type": np.concatenate(
+                [kinds, np.full(pre.size, "letter", dtype=object), late_kind]
+            ),
+            "cost": np.concatenate(
+                [cost, np.full(pre.size, ACTION_COST_FIXED["letter"]), late_cost]
+            ),
+            "settlement_discount": np.concatenate(
+                [discount, np.full(pre.size + late.size, np.nan)]
+            ),
+        },
+        schema_overrides={"settlement_discount": pl.Float64},
+    ).with_columns(pl.col("settlement_discount").fill_nan(None))
+    frame = frame.filter(pl.col("action_date") <= s.as_of_date)
+    return frame.sort("loan_id", "action_date").cast(ACTIONS.schema)  # type: ignore[arg-type]
