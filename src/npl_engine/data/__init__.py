@@ -1,0 +1,22 @@
+"""Datasets in the form of the data contract: reading, validation, summaries and writing.
+
+The contract itself (tables, columns, types, allowed values) lives in
+:mod:`npl_engine.data.contract`; everything here derives from it.
+"""
+
+from npl_engine.data.dataset import Dataset, DatasetKind
+from npl_engine.data.readers import infer_kind, read_dataset, validate_dataset
+from npl_engine.data.summary import DatasetSummary, SegmentSummary, summarize
+from npl_engine.data.writers import write_dataset
+
+__all__ = [
+    "Dataset",
+    "DatasetKind",
+    "DatasetSummary",
+    "SegmentSummary",
+    "infer_kind",
+    "read_dataset",
+    "summarize",
+    "validate_dataset",
+    "write_dataset",
+]
