@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/npl demo
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # Everything, slow tests included.
 test-all: $(STAMP)
-	$(BIN)/pytest -m ""
+	$(BIN)/pytest -n 2 -m ""
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
