@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +29,15 @@ __all__ = ["main"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_BAD_INPUT = 2
+#: Files `npl score` writes (an existing folder holding only these may be replaced).
+SCORE_FILES = frozenset({"scores.parquet", "curves.parquet"})
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console for tables: piped output is 160 columns wide so tables are never squeezed."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(highlight=False, stderr=stderr, width=width, soft_wrap=True)
 
 
 def _user_errors(func: F) -> F:
@@ -76,7 +87,7 @@ def validate(dataset: Path, kind: str | None, as_of: datetime | None) -> None:
     Prints every problem found (table, column, rule, number of rows, example loan_ids) and
     exits with code 2 if the dataset breaks the contract.
     """
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     if kind is None and dataset.is_dir():
         kind = infer_kind(dataset)
         why = "actions or payments files present" if kind == "book" else "loans only"
@@ -126,7 +137,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
             width = max((len(row[i]) for row in rows), default=0)
             table.add_column(header[:-1], justify="right", no_wrap=True, min_width=width)
         else:
-            table.add_column(header, overflow="fold")
+            width = max((len(row[i]) for row in rows), default=0)
+            table.add_column(header, overflow="fold", min_width=min(width, 30))
     for row in rows:
         table.add_row(*row)
     return table
@@ -176,7 +188,7 @@ def simulate(
     from npl_engine.data.simulator import SimulationSettings, write_simulation
     from npl_engine.data.simulator import simulate as run_simulation
 
-    console = Console(highlight=False, stderr=True)
+    console = _console(stderr=True)
     settings = SimulationSettings(
         n_loans=n_loans, seed=seed, kind=cast("DatasetKind", kind), missing_rate=missing_rate
     )
@@ -212,7 +224,7 @@ def demo(*, out: Path, n_loans: int, seed: int) -> None:
     from npl_engine.data.simulator import SimulationSettings, write_simulation
     from npl_engine.data.simulator import simulate as run_simulation
 
-    console = Console(highlight=False)
+    console = _console()
     steps: tuple[tuple[DatasetKind, int, int], ...] = (
         ("book", n_loans, seed),
         ("tape", max(n_loans // 4, 100), seed + 1),
@@ -229,4 +241,196 @@ def demo(*, out: Path, n_loans: int, seed: int) -> None:
     console.print(
         f"\nNext: [bold]npl validate {out / 'tape'}[/bold]; the simulator's ground truth is in "
         f"{out / 'book' / 'truth'}."
+    )
+
+
+def _steps(console: Console) -> Callable[[str], None]:
+    """A progress callback that prints each step with the time since the start."""
+    start = time.perf_counter()
+
+    def say(step: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - start:6.1f} s[/dim]  {step}")
+
+    return say
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A book: loans, actions and payments in contract form.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder to write (replaced if it holds an earlier model).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
+)
+@click.option(
+    "--horizon-months",
+    default=24,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="Recovery: collections within this many months after cut-off ...",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="... reach this share of the exposure.",
+)
+@click.option(
+    "--valuation-horizon",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="Months of the expected collections curve.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-baselines", is_flag=True, help="Skip the logistic and random-forest baselines.")
+@_user_errors
+def train(
+    *,
+    data_dir: Path,
+    out: Path,
+    as_of: datetime | None,
+    horizon_months: int,
+    threshold: float,
+    valuation_horizon: int,
+    seed: int,
+    no_baselines: bool,
+) -> None:
+    """Train the recovery model on a book and write a model folder with its model card."""
+    from npl_engine.scoring import RecoveryDefinition, RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"reading and validating {data_dir}")
+    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    definition = RecoveryDefinition(
+        horizon_months=horizon_months,
+        threshold=threshold,
+        valuation_horizon_months=valuation_horizon,
+    )
+    model = RecoveryModel(definition=definition, baselines=not no_baselines, seed=seed)
+    model.fit(book, progress=say)
+    say(f"writing {out}")
+    model.save(out)
+    rows = [
+        (
+            name,
+            f"{m['auc']:.4f}",
+            f"{m['brier']:.4f}",
+            f"{m['log_loss']:.4f}",
+            f"{m['calibration_error']:.4f}",
+        )
+        for name, m in model.metrics_["classification"].items()
+    ]
+    _console().print(
+        _table(["model (out of fold)", "AUC>", "Brier>", "log loss>", "calibration error>"], rows)
+    )
+    click.echo(f"wrote model {out} (model card: {out / 'model_card.md'})")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans to score (a tape, or a book: only its loans table is read).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for scores.parquet and curves.parquet.",
+)
+@_user_errors
+def score(*, model_dir: Path, data_dir: Path, out: Path) -> None:
+    """Score loans: p_recover, expected collections and the monthly curve of each loan.
+
+    Writes OUT/scores.parquet (one row per loan) and OUT/curves.parquet (one row per loan and
+    month) and prints a summary by segment.
+    """
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.scoring import RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    data = read_dataset(data_dir)
+    say("scoring")
+    result = model.score(data.loans)
+    say(f"writing {out}")
+    with atomic_folder(out, allowed=SCORE_FILES) as staging:
+        result.scores.write_parquet(staging / "scores.parquet")
+        result.curves.write_parquet(staging / "curves.parquet")
+    segments = (
+        result.scores.join(data.loans.select("loan_id", "segment").collect(), on="loan_id")
+        .group_by("segment")
+        .agg(
+            pl.len().alias("loans"),
+            pl.col("exposure").sum(),
+            pl.col("p_recover").mean(),
+            pl.col("expected_collections").sum(),
+        )
+        .sort("segment")
+    )
+    s = result.scores
+    rows = [
+        _portfolio_row(
+            str(r["segment"]),
+            loans=r["loans"],
+            exposure=r["exposure"],
+            p_recover=r["p_recover"],
+            collections=r["expected_collections"],
+        )
+        for r in segments.iter_rows(named=True)
+    ]
+    rows.append(
+        _portfolio_row(
+            "total",
+            loans=s.height,
+            exposure=float(s["exposure"].sum()),
+            p_recover=s["p_recover"].mean(),  # type: ignore[arg-type]
+            collections=float(s["expected_collections"].sum()),
+        )
+    )
+    headers = ["segment", "loans>", "exposure>", "mean p_recover>", "expected collections>"]
+    _console().print(_table([*headers, "recovery rate>"], rows))
+    click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _portfolio_row(
+    name: str, *, loans: int, exposure: float, p_recover: float, collections: float
+) -> tuple[str, ...]:
+    """One row of a portfolio table: counts, money and the recovery rate."""
+    rate = collections / exposure if exposure else 0.0
+    return (
+        name,
+        f"{loans:,}",
+        f"{exposure:,.0f}",
+        f"{p_recover:.3f}",
+        f"{collections:,.0f}",
+        f"{rate:.1%}",
     )

@@ -1,0 +1,9 @@
+"""Recovery scoring: calibrated p_recover and expected monthly collections per loan.
+
+See ``docs/models.md`` for the design and its checks against the simulator's truth.
+"""
+
+from npl_engine.scoring._definition import RecoveryDefinition
+from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
+
+__all__ = ["MODEL_FORMAT", "RecoveryDefinition", "RecoveryModel", "Scores"]

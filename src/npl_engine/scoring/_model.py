@@ -1,0 +1,457 @@
+"""The recovery model: p_recover and the expected collections curve of every loan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from sklearn.isotonic import IsotonicRegression
+
+from npl_engine import __version__
+from npl_engine.data import Dataset
+from npl_engine.data.writers import atomic_folder
+from npl_engine.errors import NplError
+from npl_engine.features import (
+    NUMERIC_FEATURES,
+    FeatureMatrix,
+    build_features,
+    feature_matrix,
+    learn_vocabularies,
+)
+from npl_engine.scoring._baselines import baseline_oof_predictions
+from npl_engine.scoring._card import model_card
+from npl_engine.scoring._classifier import DEFAULT_GRID, RecoveryClassifier
+from npl_engine.scoring._collections import CHANNELS, CollectionsModel, default_knots
+from npl_engine.scoring._definition import RecoveryDefinition
+from npl_engine.scoring._folds import cutoff_folds
+from npl_engine.scoring._metrics import classification_metrics
+from npl_engine.scoring._targets import build_targets
+
+__all__ = ["MODEL_FORMAT", "RecoveryModel", "Scores"]
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[str], None]
+
+#: Version of the model folder's layout.
+MODEL_FORMAT = 1
+#: What a model folder holds (an existing folder with only these may be replaced).
+MODEL_FILES = frozenset({"model.json", "model_card.md", "classifier.txt", "collections"})
+
+#: Optional loans columns the features read: a tape lacking one the model learned from is refused.
+_SOURCE_COLUMNS = (
+    "monthly_income",
+    "debt_to_income",
+    "liquid_assets",
+    "on_time_payment_rate",
+    "min_payment_share",
+    "delinquencies_24m",
+    "last_payment_date",
+    "credit_score",
+    "account_age_months",
+    "credit_inquiries_12m",
+    "negative_records",
+    "employment_years",
+    "residence_years",
+    "employment_status",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Scores of a set of loans.
+
+    Parameters
+    ----------
+    scores
+        One row per loan: ``loan_id``, ``exposure``, ``p_recover``, ``expected_collections``,
+        ``expected_borrower``, ``expected_collateral``, ``expected_recovery_rate``.
+    curves
+        Long form: ``loan_id``, ``month`` (1..H), ``expected_collections``,
+        ``expected_borrower``, ``expected_collateral`` (currency, undiscounted).
+    """
+
+    scores: pl.DataFrame
+    curves: pl.DataFrame
+
+
+def _cutoff_month(loans: pl.DataFrame) -> npt.NDArray[np.int64]:
+    return (
+        (loans["cutoff_date"].dt.year() * 12 + loans["cutoff_date"].dt.month())
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+
+
+def _dataset_fingerprint(dataset: Dataset) -> str:
+    """sha256 of the dataset's files (or of its rows when it was not read from disk)."""
+    digest = hashlib.sha256()
+    if dataset.source is not None and Path(dataset.source).is_dir():
+        for path in sorted(Path(dataset.source).iterdir()):
+            if path.is_file() and path.stem in ("loans", "actions", "payments"):
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+    else:
+        for frame in (dataset.loans, dataset.actions, dataset.payments):
+            if frame is not None:
+                digest.update(frame.collect().hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cross_fitted_calibration(
+    raw: FloatArray, y: FloatArray, folds: npt.NDArray[np.int64]
+) -> FloatArray:
+    """Calibrated out-of-fold predictions where no loan's label calibrated its own prediction."""
+    out = np.empty_like(raw)
+    for f in np.unique(folds):
+        train, valid = folds != f, folds == f
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(
+            raw[train], y[train]
+        )
+        out[valid] = iso.predict(raw[valid])
+    return out
+
+
+@dataclass(kw_only=True)
+class RecoveryModel:
+    """Per-loan calibrated probability of recovery and expected monthly collections.
+
+    Parameters
+    ----------
+    definition
+        Recovery definition and valuation horizon.
+    n_folds
+        Cross-validation folds, split by cut-off date.
+    grid
+        LightGBM settings tried for the classifier.
+    baselines
+        Also fit the logistic-regression and random-forest baselines for the model card.
+    seed
+        Seed of every random choice in fitting.
+
+    Attributes
+    ----------
+    classifier_, collections_
+        The fitted parts.
+    vocabularies_
+        Categorical vocabularies seen in training.
+    metrics_
+        Cross-validated metrics of LightGBM and the baselines, and training facts.
+    info_
+        Provenance: engine and package versions, data fingerprint, sizes, dates.
+
+    Examples
+    --------
+    >>> from npl_engine.data.simulator import SimulationSettings, simulate
+    >>> from npl_engine.data import Dataset
+    from npl_engine.data.writers import atomic_folder
+    >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
+    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
+    ...                as_of_date=sim.settings.as_of_date)
+    >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
+    >>> model.score(sim.loans.lazy()).scores["p_recover"].is_between(0, 1).all()
+    True
+    """
+
+    definition: RecoveryDefinition = field(default_factory=RecoveryDefinition)
+    n_folds: int = 4
+    grid: tuple[dict[str, Any], ...] = DEFAULT_GRID
+    baselines: bool = True
+    seed: int = 0
+    classifier_: RecoveryClassifier = field(init=False, repr=False)
+    collections_: CollectionsModel = field(init=False, repr=False)
+    vocabularies_: dict[str, tuple[str, ...]] = field(init=False, repr=False)
+    metrics_: dict[str, Any] = field(init=False, repr=False)
+    info_: dict[str, Any] = field(init=False, repr=False)
+    used_columns_: tuple[str, ...] = field(init=False, repr=False)
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(self, book: Dataset, *, progress: Progress | None = None) -> RecoveryModel:
+        """Learn from a validated book.
+
+        Parameters
+        ----------
+        book
+            Loans, payments (and actions, unused here) with an ``as_of_date``.
+        progress
+            Called with a short description before each step.
+        """
+        say = progress or (lambda _: None)
+        say("building features and targets")
+        knots = default_knots(self.definition.valuation_horizon_months)
+        loans = book.loans.collect()
+        features = build_features(loans.lazy()).collect()
+        targets = build_targets(book, self.definition, knots)
+        self.vocabularies_ = learn_vocabularies(features)
+        self.used_columns_ = tuple(
+            c for c in _SOURCE_COLUMNS if loans[c].null_count() < loans.height
+        )
+        x = feature_matrix(features, self.vocabularies_)
+        folds = cutoff_folds(_cutoff_month(loans), self.n_folds)
+
+        labelled = targets["recovered"].is_not_null().to_numpy()
+        if labelled.sum() < 100:
+            msg = (
+                f"only {int(labelled.sum())} loans have their "
+                f"{self.definition.horizon_months}-month recovery window fully observed before "
+                "as_of_date: too few to train"
+            )
+            raise NplError(msg)
+        y = targets["recovered"].to_numpy()[labelled].astype(float)
+        xl = FeatureMatrix(x.values[labelled], x.names, x.categorical)
+        fl = folds[labelled]
+        n_folds = len(np.unique(fl))
+        say(f"tuning the recovery classifier ({len(self.grid)} settings × {n_folds} folds)")
+        self.classifier_ = RecoveryClassifier(grid=self.grid, seed=self.seed).fit(xl, y, fl)
+
+        say(f"fitting collections models ({len(CHANNELS)} channels × {len(knots)} knots)")
+        exposure = targets["exposure"].to_numpy()
+        y_cum = {
+            (ch, k): targets[f"{ch}_{k}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            for ch in CHANNELS
+            for k in knots
+        }
+        self.collections_ = CollectionsModel(knots=knots, seed=self.seed).fit(
+            x, y_cum, exposure, folds
+        )
+
+        calibrated = _cross_fitted_calibration(self.classifier_.oof_raw_, y, fl)
+        models = {
+            "lightgbm (calibrated)": calibrated,
+            "lightgbm (uncalibrated)": self.classifier_.oof_raw_,
+        }
+        if self.baselines:
+            say("fitting baselines on the same folds")
+            models |= baseline_oof_predictions(xl, y, fl, seed=self.seed)
+        self.metrics_ = {
+            "classification": {name: classification_metrics(y, p) for name, p in models.items()},
+            "n_loans": int(loans.height),
+            "n_labelled": int(labelled.sum()),
+            "recovery_rate": float(y.mean()),
+            "n_folds": len(np.unique(fl)),
+            "cv": self.classifier_.cv_results_,
+            "tuned_params": dict(self.classifier_.params_),
+            "n_rounds": self.classifier_.n_rounds_,
+            "collections_observed": {
+                str(k): int(targets[f"borrower_{k}"].is_not_null().sum()) for k in knots
+            },
+        }
+        self.info_ = {
+            "engine_version": __version__,
+            "model_format": MODEL_FORMAT,
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_fingerprint": _dataset_fingerprint(book),
+            "as_of_date": book.as_of_date.isoformat() if book.as_of_date else None,
+            "cutoff_range": [str(loans["cutoff_date"].min()), str(loans["cutoff_date"].max())],
+            "packages": {p: version(p) for p in ("lightgbm", "polars", "numpy", "scikit-learn")},
+        }
+        return self
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classifier_"):
+            msg = "this RecoveryModel is not fitted yet: call fit() or load() first"
+            raise NplError(msg)
+
+    def check_columns(self, loans: pl.DataFrame) -> None:
+        """Refuse loans lacking a column the model learned from (absent, or empty throughout)."""
+        missing = [
+            c
+            for c in self.used_columns_
+            if c not in loans.columns or loans[c].null_count() == loans.height
+        ]
+        if missing:
+            msg = (
+                f"loans: column(s) {', '.join(missing)} are absent or empty, but the model was "
+                "trained with them; scores would silently lose that information. Provide them, "
+                "or train a model on a book without them."
+            )
+            raise NplError(msg)
+
+    def features(self, loans: pl.LazyFrame) -> tuple[pl.DataFrame, FeatureMatrix]:
+        """Features of ``loans`` (frame and encoded matrix) as the model sees them."""
+        self._check_fitted()
+        frame = build_features(loans).collect()
+        return frame, feature_matrix(frame, self.vocabularies_)
+
+    def predict_proba(self, x: FeatureMatrix) -> FloatArray:
+        """Calibrated probability of recovery for encoded features."""
+        self._check_fitted()
+        return self.classifier_.predict_proba(x)
+
+    def score(self, loans: pl.LazyFrame) -> Scores:
+        """Score loans: probability of recovery and the expected collections curve.
+
+        Parameters
+        ----------
+        loans
+            Validated contract ``loans`` (a tape, or a book's loans). Nothing else is read.
+
+        Returns
+        -------
+        Scores
+            Per-loan scores and the long-form monthly curve.
+
+        Notes
+        -----
+        ``expected_collections`` is gross and undiscounted over months 1..H (H = the
+        definition's valuation horizon), under business-as-usual collection as in the book.
+        """
+        self._check_fitted()
+        collected = loans.collect()
+        self.check_columns(collected)
+        frame, x = self.features(collected.lazy())
+        p = self.predict_proba(x)
+        exposure = frame["exposure"].to_numpy()
+        monthly = self.collections_.predict_monthly(x)
+        borrower = monthly["borrower"] * exposure[:, None]
+        collateral = monthly["collateral"] * exposure[:, None]
+        total_b, total_c = borrower.sum(axis=1), collateral.sum(axis=1)
+        scores = pl.DataFrame(
+            {
+                "loan_id": frame["loan_id"],
+                "exposure": exposure,
+                "p_recover": p,
+                "expected_collections": total_b + total_c,
+                "expected_borrower": total_b,
+                "expected_collateral": total_c,
+                "expected_recovery_rate": np.where(
+                    exposure > 0, (total_b + total_c) / np.maximum(exposure, 1e-12), 0.0
+                ),
+            }
+        )
+        horizon = borrower.shape[1]
+        curves = (
+            pl.DataFrame(
+                {
+                    "loan_id": frame["loan_id"],
+                    "expected_borrower": pl.Series(borrower).cast(pl.List(pl.Float64)),
+                    "expected_collateral": pl.Series(collateral).cast(pl.List(pl.Float64)),
+                }
+            )
+            .with_columns(month=pl.int_ranges(1, horizon + 1, dtype=pl.Int16))
+            .explode("month", "expected_borrower", "expected_collateral")
+            .select(
+                "loan_id",
+                "month",
+                expected_collections=pl.col("expected_borrower") + pl.col("expected_collateral"),
+                expected_borrower="expected_borrower",
+                expected_collateral="expected_collateral",
+            )
+        )
+        return Scores(scores=scores, curves=curves)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model folder: boosters, calibrator, metadata and ``model_card.md``.
+
+        The folder is written whole or not at all; an existing model folder is replaced, any
+        other non-empty folder is refused.
+        """
+        self._check_fitted()
+        with atomic_folder(folder, allowed=MODEL_FILES) as staging:
+            self._write(staging)
+        return Path(folder)
+
+    def _write(self, folder: Path) -> None:
+        (folder / "classifier.txt").write_text(self.classifier_.booster_.model_to_string())
+        col_dir = folder / "collections"
+        col_dir.mkdir()
+        for (channel, k), booster in self.collections_.boosters_.items():
+            (col_dir / f"{channel}_{k:03d}.txt").write_text(booster.model_to_string())
+        for channel, booster in self.collections_.totals_.items():
+            (col_dir / f"{channel}_total.txt").write_text(booster.model_to_string())
+        iso = self.classifier_.calibrator_
+        meta = {
+            "info": self.info_,
+            "definition": asdict(self.definition),
+            "knots": list(self.collections_.knots),
+            "feature_names": list(NUMERIC_FEATURES) + list(self.vocabularies_),
+            "vocabularies": {k: list(v) for k, v in self.vocabularies_.items()},
+            "used_columns": list(self.used_columns_),
+            "calibrator": {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()},
+            "classifier": {
+                "params": self.classifier_.params_,
+                "n_rounds": self.classifier_.n_rounds_,
+            },
+            "collections_best_iteration": {
+                **{
+                    f"{c}_{k}": b.best_iteration
+                    for (c, k), b in self.collections_.boosters_.items()
+                },
+                **{f"{c}_total": b.best_iteration for c, b in self.collections_.totals_.items()},
+            },
+            "metrics": self.metrics_,
+            "settings": {"n_folds": self.n_folds, "seed": self.seed, "grid": list(self.grid)},
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        (folder / "model_card.md").write_text(model_card(meta))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RecoveryModel:
+        """Read a model folder written by :meth:`save`.
+
+        Raises
+        ------
+        NplError
+            If the folder is not a model, or was written by another engine version.
+        """
+        folder = Path(folder)
+        meta_path = folder / "model.json"
+        if not meta_path.is_file():
+            msg = f"{folder} is not a model folder (no model.json); train one with `npl train`"
+            raise NplError(msg)
+        meta = json.loads(meta_path.read_text())
+        info = meta["info"]
+        if info.get("model_format") != MODEL_FORMAT or info.get("engine_version") != __version__:
+            msg = (
+                f"{folder} was trained with npl_engine {info.get('engine_version')} "
+                f"(model format {info.get('model_format')}); this is npl_engine {__version__} "
+                f"(format {MODEL_FORMAT}). Retrain it with `npl train`."
+            )
+            raise NplError(msg)
+        model = cls(
+            definition=RecoveryDefinition(**meta["definition"]),
+            n_folds=meta["settings"]["n_folds"],
+            seed=meta["settings"]["seed"],
+        )
+        clf = RecoveryClassifier(seed=model.seed)
+        clf.booster_ = lgb.Booster(model_str=(folder / "classifier.txt").read_text())
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        cx, cy = np.array(meta["calibrator"]["x"]), np.array(meta["calibrator"]["y"])
+        iso.fit(cx, cy)
+        clf.calibrator_ = iso
+        clf.params_ = meta["classifier"]["params"]
+        clf.n_rounds_ = meta["classifier"]["n_rounds"]
+        knots = tuple(meta["knots"])
+        col = CollectionsModel(knots=knots, seed=model.seed)
+        col.boosters_ = {}
+        col.totals_ = {
+            channel: lgb.Booster(
+                model_str=(folder / "collections" / f"{channel}_total.txt").read_text()
+            )
+            for channel in CHANNELS
+        }
+        for channel in CHANNELS:
+            for k in knots:
+                text = (folder / "collections" / f"{channel}_{k:03d}.txt").read_text()
+                col.boosters_[(channel, k)] = lgb.Booster(model_str=text)
+        model.classifier_ = clf
+        model.collections_ = col
+        model.vocabularies_ = {k: tuple(v) for k, v in meta["vocabularies"].items()}
+        model.used_columns_ = tuple(meta["used_columns"])
+        model.metrics_ = meta["metrics"]
+        model.info_ = info
+        return model
