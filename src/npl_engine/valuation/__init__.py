@@ -1,0 +1,32 @@
+"""Valuation: prices, IRRs and expected loss from the scored monthly collections curves.
+
+Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
+"""
+
+from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
+from npl_engine.valuation._finance import (
+    annual_irr,
+    discount_factors,
+    moic,
+    present_value,
+    weighted_average_life,
+)
+from npl_engine.valuation._portfolio import DEFAULT_COLLATERAL_GRID, Portfolio, build_portfolio
+from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
+
+__all__ = [
+    "DEFAULT_COLLATERAL_GRID",
+    "Portfolio",
+    "ScenarioCashFlows",
+    "ScenarioValue",
+    "Valuation",
+    "annual_irr",
+    "build_portfolio",
+    "discount_factors",
+    "loan_cash_flows",
+    "moic",
+    "present_value",
+    "scenario_cash_flows",
+    "value_portfolio",
+    "weighted_average_life",
+]

@@ -1,0 +1,163 @@
+"""A scored portfolio, as the valuation needs it: per-loan monthly curves and their drivers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from npl_engine.scenarios import LEGAL_COST_STAGES
+from npl_engine.scoring import RecoveryModel
+
+__all__ = ["DEFAULT_COLLATERAL_GRID", "Portfolio", "build_portfolio"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Collateral value changes at which the model's collateral response is measured; scenarios and
+#: Monte Carlo paths in between are interpolated linearly.
+DEFAULT_COLLATERAL_GRID: tuple[float, ...] = (-0.6, -0.45, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.35)
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    """Per-loan expected monthly collections and what the valuation scales them by.
+
+    Parameters
+    ----------
+    loan_id, segment, legal_stage
+        Identifiers and groupings (strings), one per loan.
+    exposure
+        Outstanding principal + accrued interest at cut-off (EAD).
+    interest_rate
+        Contractual annual rate (the expected-loss discount rate).
+    in_legal_stage
+        Whether the loan's legal stage incurs legal costs (proceedings and later).
+    p_recover
+        Calibrated probability of recovery.
+    borrower, collateral
+        Expected collections per month 1..H, shape (n, H), currency, undiscounted.
+    recovery_horizon_share
+        Share of each loan's expected collections that falls within the recovery horizon.
+    collateral_grid, collateral_response
+        Relative collateral value changes (g,) and, per loan, the model's expected collateral
+        total at each change relative to the unshocked one (n, g); 1 at change 0, 0 for loans
+        with no collateral.
+    """
+
+    loan_id: pl.Series
+    segment: pl.Series
+    legal_stage: pl.Series
+    exposure: FloatArray
+    interest_rate: FloatArray
+    in_legal_stage: BoolArray
+    p_recover: FloatArray
+    borrower: FloatArray
+    collateral: FloatArray
+    recovery_horizon_share: FloatArray
+    collateral_grid: FloatArray
+    collateral_response: FloatArray
+
+    @property
+    def n_loans(self) -> int:
+        """Number of loans."""
+        return int(self.exposure.size)
+
+    @property
+    def horizon_months(self) -> int:
+        """Months of the curves."""
+        return int(self.borrower.shape[1])
+
+    @property
+    def gbv(self) -> float:
+        """Gross book value: the sum of exposures."""
+        return float(self.exposure.sum())
+
+    def collateral_factor(self, change: float) -> FloatArray:
+        """Per-loan multiplier of the collateral curve for a relative value change (n,)."""
+        weights = collateral_weights(self.collateral_grid, np.array([change]))[0]
+        out: FloatArray = self.collateral_response @ weights
+        return out
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Portfolio:
+        """The sub-portfolio of the loans at positions ``rows``."""
+        index = pl.Series(rows)
+        return Portfolio(
+            loan_id=self.loan_id.gather(index),
+            segment=self.segment.gather(index),
+            legal_stage=self.legal_stage.gather(index),
+            exposure=self.exposure[rows],
+            interest_rate=self.interest_rate[rows],
+            in_legal_stage=self.in_legal_stage[rows],
+            p_recover=self.p_recover[rows],
+            borrower=self.borrower[rows],
+            collateral=self.collateral[rows],
+            recovery_horizon_share=self.recovery_horizon_share[rows],
+            collateral_grid=self.collateral_grid,
+            collateral_response=self.collateral_response[rows],
+        )
+
+
+def collateral_weights(grid: FloatArray, changes: FloatArray) -> FloatArray:
+    """Linear-interpolation weights (len(changes), len(grid)) of each change on the grid.
+
+    Changes outside the grid are extrapolated linearly from its two end points, floored so a
+    collateral value never goes below zero (change ≥ -1).
+    """
+    g = np.asarray(grid, dtype=np.float64)
+    c = np.clip(np.asarray(changes, dtype=np.float64), -1.0, None)
+    j = np.clip(np.searchsorted(g, c) - 1, 0, g.size - 2)
+    w = (c - g[j]) / (g[j + 1] - g[j])
+    out = np.zeros((c.size, g.size))
+    rows = np.arange(c.size)
+    out[rows, j] = 1.0 - w
+    out[rows, j + 1] = w
+    return out
+
+
+def build_portfolio(
+    model: RecoveryModel,
+    loans: pl.DataFrame,
+    *,
+    collateral_grid: tuple[float, ...] = DEFAULT_COLLATERAL_GRID,
+) -> Portfolio:
+    """Score ``loans`` with ``model`` and measure its collateral response on ``collateral_grid``.
+
+    Parameters
+    ----------
+    model
+        A fitted recovery model.
+    loans
+        Validated contract ``loans``.
+    collateral_grid
+        Relative collateral value changes to measure (0 is added if missing).
+    """
+    grid = np.array(sorted({0.0, *collateral_grid}))
+    scored = model.score(loans.lazy())
+    h = int(scored.curves["month"].max())  # type: ignore[arg-type]
+    n = scored.scores.height
+    borrower = scored.curves["expected_borrower"].to_numpy().reshape(n, h)
+    collateral = scored.curves["expected_collateral"].to_numpy().reshape(n, h)
+    totals = model.collateral_totals(loans, grid.tolist())
+    base = totals[:, np.flatnonzero(grid == 0.0)[0]]
+    response = np.divide(totals, base[:, None], out=np.zeros_like(totals), where=base[:, None] > 0)
+    recovery_months = min(model.definition.horizon_months, h)
+    total = borrower.sum(axis=1) + collateral.sum(axis=1)
+    early = borrower[:, :recovery_months].sum(axis=1) + collateral[:, :recovery_months].sum(axis=1)
+    stage = loans["legal_stage"].cast(pl.String)
+    return Portfolio(
+        loan_id=loans["loan_id"],
+        segment=loans["segment"].cast(pl.String),
+        legal_stage=stage,
+        exposure=scored.scores["exposure"].to_numpy(),
+        interest_rate=loans["interest_rate"].to_numpy().astype(np.float64),
+        in_legal_stage=stage.is_in(list(LEGAL_COST_STAGES)).to_numpy(),
+        p_recover=scored.scores["p_recover"].to_numpy(),
+        borrower=borrower,
+        collateral=collateral,
+        recovery_horizon_share=np.divide(early, total, out=np.zeros_like(total), where=total > 0),
+        collateral_grid=grid,
+        collateral_response=response,
+    )
