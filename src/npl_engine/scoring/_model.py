@@ -304,16 +304,32 @@ class RecoveryModel:
         -------
         FloatArray
             Shape (n, len(changes)): the collateral total model's prediction for each loan with
-            its collateral value shocked by each change (features recomputed, so collateral
-            cover and net cover move; senior liens stay as they are).
+            its collateral value shocked by each change. The three collateral features are
+            recomputed (cover, net cover after senior liens, senior-lien share); senior liens
+            stay as they are. Loans without collateral get 0 throughout.
         """
         self._check_fitted()
-        out = np.empty((loans.height, len(changes)))
+        frame, x = self.features(loans.lazy())
+        exposure = frame["exposure"].to_numpy()
+        value = loans["collateral_value"].fill_null(0.0).to_numpy().astype(np.float64)
+        liens = loans["senior_liens"].fill_null(0.0).to_numpy().astype(np.float64)
+        secured = np.flatnonzero(value > 0)
+        col = {n: x.names.index(n) for n in ("collateral_cover", "net_collateral_cover",
+                                             "senior_lien_share")}  # fmt: skip
+        base = x.values[secured]
+        out = np.zeros((loans.height, len(changes)))
         for j, change in enumerate(changes):
-            shocked = loans.lazy().with_columns(pl.col("collateral_value") * (1.0 + change))
-            frame, x = self.features(shocked)
-            share = self.collections_.predict_total(x)["collateral"]
-            out[:, j] = share * frame["exposure"].to_numpy()
+            shocked = value[secured] * (1.0 + change)
+            rows = base.copy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                e = exposure[secured]
+                rows[:, col["collateral_cover"]] = np.where(e > 0, shocked / e, np.nan)
+                net = np.maximum(shocked - liens[secured], 0.0)
+                rows[:, col["net_collateral_cover"]] = np.where(e > 0, net / e, np.nan)
+                share = np.where(shocked > 0, liens[secured] / shocked, np.nan)
+                rows[:, col["senior_lien_share"]] = share
+            shocked_x = FeatureMatrix(rows, x.names, x.categorical)
+            out[secured, j] = self.collections_.predict_total(shocked_x)["collateral"] * e
         return out
 
     def score(self, loans: pl.LazyFrame) -> Scores:

@@ -4,6 +4,7 @@ Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md`
 """
 
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
+from npl_engine.valuation._expected_loss import ExpectedLoss, expected_loss
 from npl_engine.valuation._finance import (
     annual_irr,
     discount_factors,
@@ -11,11 +12,15 @@ from npl_engine.valuation._finance import (
     present_value,
     weighted_average_life,
 )
+from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
 from npl_engine.valuation._portfolio import DEFAULT_COLLATERAL_GRID, Portfolio, build_portfolio
 from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
+    "ExpectedLoss",
+    "MonteCarloResult",
+    "MonteCarloSettings",
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
@@ -23,10 +28,12 @@ __all__ = [
     "annual_irr",
     "build_portfolio",
     "discount_factors",
+    "expected_loss",
     "loan_cash_flows",
     "moic",
     "present_value",
     "scenario_cash_flows",
+    "simulate_paths",
     "value_portfolio",
     "weighted_average_life",
 ]
