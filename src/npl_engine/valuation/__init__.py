@@ -15,6 +15,17 @@ from npl_engine.valuation._finance import (
 from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
 from npl_engine.valuation._portfolio import DEFAULT_COLLATERAL_GRID, Portfolio, build_portfolio
 from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
+from npl_engine.valuation._tranches import (
+    StructureTerms,
+    Tranche,
+    TrancheFlows,
+    TrancheResults,
+    TrancheStructure,
+    load_tranches,
+    parse_tranches,
+    tranche_report,
+    waterfall,
+)
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
@@ -24,16 +35,25 @@ __all__ = [
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
+    "StructureTerms",
+    "Tranche",
+    "TrancheFlows",
+    "TrancheResults",
+    "TrancheStructure",
     "Valuation",
     "annual_irr",
     "build_portfolio",
     "discount_factors",
     "expected_loss",
+    "load_tranches",
     "loan_cash_flows",
     "moic",
+    "parse_tranches",
     "present_value",
     "scenario_cash_flows",
     "simulate_paths",
+    "tranche_report",
     "value_portfolio",
+    "waterfall",
     "weighted_average_life",
 ]

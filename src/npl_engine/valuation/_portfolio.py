@@ -9,7 +9,7 @@ import numpy.typing as npt
 import polars as pl
 
 from npl_engine.scenarios import LEGAL_COST_STAGES
-from npl_engine.scoring import RecoveryModel
+from npl_engine.scoring import RecoveryModel, Scores
 
 __all__ = ["DEFAULT_COLLATERAL_GRID", "Portfolio", "build_portfolio"]
 
@@ -121,6 +121,7 @@ def build_portfolio(
     model: RecoveryModel,
     loans: pl.DataFrame,
     *,
+    scores: Scores | None = None,
     collateral_grid: tuple[float, ...] = DEFAULT_COLLATERAL_GRID,
 ) -> Portfolio:
     """Score ``loans`` with ``model`` and measure its collateral response on ``collateral_grid``.
@@ -131,11 +132,13 @@ def build_portfolio(
         A fitted recovery model.
     loans
         Validated contract ``loans``.
+    scores
+        ``model.score(loans)`` if already computed (it is computed otherwise).
     collateral_grid
         Relative collateral value changes to measure (0 is added if missing).
     """
     grid = np.array(sorted({0.0, *collateral_grid}))
-    scored = model.score(loans.lazy())
+    scored = model.score(loans.lazy()) if scores is None else scores
     h = int(scored.curves["month"].max())  # type: ignore[arg-type]
     n = scored.scores.height
     borrower = scored.curves["expected_borrower"].to_numpy().reshape(n, h)
