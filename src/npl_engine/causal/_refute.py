@@ -1,0 +1,240 @@
+"""Assumptions stated and refuted with DoWhy, one action against ``none`` at a time.
+
+The causal graph has the covariates (scoring features at cut-off) as common causes of the action
+and the outcome, and an edge from the action to the outcome; DoWhy identifies the effect by the
+back-door criterion and estimates it by linear regression on the binary subset (loans given the
+action or none). Four refutations test that estimate:
+
+- placebo treatment (the action permuted at random): the effect should vanish;
+- random common cause (an independent random covariate added): the effect should not move;
+- data subset (80 % subsets): the effect should be stable;
+- sensitivity to an unobserved confounder (Cinelli-Hazlett linear partial R², robustness value):
+  how strong a hidden confounder would have to be to explain the effect away.
+
+Only the linear-regression estimator is used: after ``backdoor.propensity_score_weighting``,
+DoWhy 0.14's placebo refuter reuses a stale ``propensity_score`` column and reports a large
+spurious "new effect" (measured: -1.45 on data whose true effect is 0.3). DoWhy always gets a
+copy of the frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from dowhy import CausalModel
+
+from npl_engine.causal._treatment import CONTROL
+
+__all__ = ["RefutationSettings", "refute_action", "refute_effects"]
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class RefutationSettings:
+    """How the refutations run and when they pass.
+
+    Parameters
+    ----------
+    num_simulations
+        Repetitions of the placebo and data-subset refuters.
+    max_rows
+        Loans per action-vs-none subset given to DoWhy (a random sample when larger).
+    subset_fraction
+        Share of the rows in each data subset.
+    placebo_z
+        Placebo passes if |mean placebo effect| ≤ placebo_z × se / √num_simulations, with se
+        the standard error of the regression estimate (the noise of a mean of placebo effects).
+    common_cause_tolerance
+        Random common cause passes if the effect moves by at most this many standard errors.
+    subset_tolerance
+        Data subset passes if the mean subset effect is within this many standard errors.
+    min_robustness_value
+        Sensitivity passes if the robustness value at the 5 % level (partial R² an unobserved
+        confounder needs with both action and outcome to make the effect insignificant) is at
+        least this; an insignificant estimate has 0 and fails.
+    seed
+        Seed of the sampling and of the refuters.
+    """
+
+    num_simulations: int = 10
+    max_rows: int = 3000
+    subset_fraction: float = 0.8
+    placebo_z: float = 3.0
+    common_cause_tolerance: float = 0.5
+    subset_tolerance: float = 1.0
+    min_robustness_value: float = 0.02
+    seed: int = 0
+
+
+def _frame(X: Array, treated: npt.NDArray[np.bool_], y: Array) -> Any:  # noqa: N803
+    """Covariates with median-imputed values and missing indicators, action, outcome."""
+    cols: dict[str, Any] = {}
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        missing = np.isnan(col)
+        if missing.all() or np.nanstd(col) == 0:
+            continue
+        cols[f"x{j}"] = np.where(missing, np.nanmedian(col), col)
+        if missing.any():
+            cols[f"m{j}"] = missing.astype(np.float64)
+    frame = pd.DataFrame(cols)
+    frame["action"] = treated.astype(bool)
+    frame["y"] = y
+    return frame
+
+
+def refute_action(
+    X: Array,  # noqa: N803
+    treated: npt.NDArray[np.bool_],
+    y: Array,
+    settings: RefutationSettings | None = None,
+) -> dict[str, Any]:
+    """Identify, estimate and refute the effect of a binary action on an outcome with DoWhy.
+
+    Parameters
+    ----------
+    X
+        (n, p) observed common causes (NaN allowed: imputed with medians plus indicators).
+    treated
+        (n,) True where the action was taken.
+    y
+        (n,) outcome.
+    settings
+        Refutation settings.
+
+    Returns
+    -------
+    dict
+        ``estimand`` (the identified back-door estimand, as text), ``estimate`` and
+        ``standard_error`` (linear regression), ``n``, and for each refuter (``placebo``,
+        ``random_common_cause``, ``data_subset``, ``sensitivity``) its figures, ``rule`` and
+        ``passed``; ``passed`` overall.
+    """
+    cfg = settings or RefutationSettings()
+    rng = np.random.default_rng(cfg.seed)
+    n = X.shape[0]
+    if n > cfg.max_rows:
+        rows = np.sort(rng.choice(n, cfg.max_rows, replace=False))
+        X, treated, y = X[rows], treated[rows], y[rows]  # noqa: N806
+    frame = _frame(X, treated, y)
+    causes = [c for c in frame.columns if c not in ("action", "y")]
+    logging.getLogger("dowhy").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CausalModel(
+            data=frame.copy(), treatment="action", outcome="y", common_causes=causes
+        )
+        estimand = model.identify_effect(proceed_when_unidentifiable=True)
+        estimate = model.estimate_effect(
+            estimand, method_name="backdoor.linear_regression", confidence_intervals=False
+        )
+        value = float(estimate.value)
+        se = float(np.ravel(estimate.get_standard_error())[0])
+        k = cfg.num_simulations
+        seed = int(cfg.seed)
+        placebo = model.refute_estimate(
+            estimand,
+            estimate,
+            method_name="placebo_treatment_refuter",
+            placebo_type="permute",
+            num_simulations=k,
+            random_state=seed,
+        )
+        common = model.refute_estimate(
+            estimand, estimate, method_name="random_common_cause", num_simulations=k,
+            random_state=seed,
+        )  # fmt: skip
+        subset = model.refute_estimate(
+            estimand,
+            estimate,
+            method_name="data_subset_refuter",
+            subset_fraction=cfg.subset_fraction,
+            num_simulations=k,
+            random_state=seed,
+        )
+        sens = model.refute_estimate(
+            estimand,
+            estimate,
+            method_name="add_unobserved_common_cause",
+            simulation_method="linear-partial-R2",
+            benchmark_common_causes=causes[:1],
+            effect_fraction_on_treatment=[1.0],
+            effect_fraction_on_outcome=[1.0],
+        )
+    placebo_bound = cfg.placebo_z * se / np.sqrt(k)
+    rv = float(sens.stats["robustness_value"])
+    rv_alpha = float(sens.stats["robustness_value_alpha"])
+    results: dict[str, Any] = {
+        "placebo": {
+            "new_effect": float(placebo.new_effect),
+            "bound": float(placebo_bound),
+            "rule": "|mean placebo effect| <= placebo_z * se / sqrt(num_simulations)",
+            "passed": bool(abs(placebo.new_effect) <= placebo_bound),
+        },
+        "random_common_cause": {
+            "new_effect": float(common.new_effect),
+            "shift": float(common.new_effect - value),
+            "rule": "|new effect - estimate| <= common_cause_tolerance * se",
+            "passed": bool(abs(common.new_effect - value) <= cfg.common_cause_tolerance * se),
+        },
+        "data_subset": {
+            "new_effect": float(subset.new_effect),
+            "shift": float(subset.new_effect - value),
+            "rule": "|mean subset effect - estimate| <= subset_tolerance * se",
+            "passed": bool(abs(subset.new_effect - value) <= cfg.subset_tolerance * se),
+        },
+        "sensitivity": {
+            "method": "linear partial R2 (Cinelli & Hazlett 2020)",
+            "robustness_value": rv,
+            "robustness_value_alpha": rv_alpha,
+            "rule": "robustness_value_alpha >= min_robustness_value",
+            "passed": bool(rv_alpha >= cfg.min_robustness_value),
+        },
+    }
+    return {
+        "estimand": "backdoor: E[y | do(action)] adjusting for the covariates",
+        "estimand_detail": str(estimand).splitlines()[:8],
+        "estimate": value,
+        "standard_error": se,
+        "n": int(frame.shape[0]),
+        "settings": asdict(cfg),
+        **results,
+        "passed": all(r["passed"] for r in results.values()),
+    }
+
+
+def refute_effects(
+    X: Array,  # noqa: N803
+    treatment: npt.NDArray[np.str_],
+    y: Array,
+    actions: tuple[str, ...],
+    settings: RefutationSettings | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run :func:`refute_action` for each action on its action-vs-``none`` subset.
+
+    Parameters
+    ----------
+    X, treatment, y
+        Covariates, treatment names and outcomes of the analysed loans.
+    actions
+        Actions to refute.
+    settings
+        Refutation settings.
+
+    Returns
+    -------
+    dict
+        Action name → the result of :func:`refute_action`.
+    """
+    out = {}
+    for action in actions:
+        rows = (treatment == action) | (treatment == CONTROL)
+        out[action] = refute_action(X[rows], treatment[rows] == action, y[rows], settings)
+    return out

@@ -1,0 +1,42 @@
+import json
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+
+from npl_engine.cli import main
+from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+
+
+def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
+    """`npl effects` writes effects.json, cate.parquet and a model; `npl policy` plans a tape."""
+    book, tape, out = tmp_path / "book", tmp_path / "tape", tmp_path / "eff"
+    write_simulation(simulate(SimulationSettings(n_loans=4000, seed=3, kind="book")), book)
+    write_simulation(simulate(SimulationSettings(n_loans=500, seed=4, kind="tape")), tape)
+    runner = CliRunner()
+    res = runner.invoke(
+        main, ["effects", "--data", str(book), "--out", str(out), "--no-refutations"]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "effects.json").read_text())
+    assert report["outcome"] == "recovery_rate"
+    assert report["horizon_months"] == 60
+    assert report["excluded_censored"] > 0
+    assert [a["action"] for a in report["actions"]] == [
+        "letter", "call", "settlement_offer", "legal_action"
+    ]  # fmt: skip
+    assert {"ate", "ci_low", "ci_high", "naive_difference", "n"} <= set(report["actions"][0])
+    cate = pl.read_parquet(out / "cate.parquet")
+    assert cate.height == 4000
+    plan_file = tmp_path / "plan.parquet"
+    res = runner.invoke(
+        main,
+        ["policy", "--effects", str(out), "--data", str(tape), "--budget", "5000",
+         "--out", str(plan_file)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    plan = pl.read_parquet(plan_file)
+    assert plan.columns == ["loan_id", "action", "expected_uplift", "cost"]
+    assert plan.height == 500
+    assert plan["cost"].sum() <= 5000 + 1e-6
+    assert "business as usual" in res.output
