@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner, Result
 
 from npl_engine.cli import main
@@ -82,12 +84,16 @@ def test_simulate_rewrites_a_previous_simulation(tmp_path: Path) -> None:
     assert pl.read_parquet(out / "loans.parquet").height == 60
 
 
-def test_demo_simulates_validates_and_summarises(tmp_path: Path) -> None:
-    """The demo writes a valid book and tape and prints a summary of each."""
-    result = _npl("demo", "--out", str(tmp_path / "demo"), "--loans", "400")
+@pytest.mark.slow
+def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
+    """The demo simulates, validates, trains, scores and values, and leaves every output."""
+    out = tmp_path / "demo"
+    result = _npl("demo", "--out", str(out), "--loans", "2000")
     assert result.exit_code == 0, result.output
-    assert "book" in result.output
-    assert "tape" in result.output
-    assert "GBV" in result.output
-    read_dataset(tmp_path / "demo" / "book", kind="book")
-    read_dataset(tmp_path / "demo" / "tape", kind="tape")
+    for step in ("simulate a historical book", "train the recovery model", "value the tape"):
+        assert step in result.output
+    read_dataset(out / "book", kind="book")
+    read_dataset(out / "tape", kind="tape")
+    assert (out / "model" / "model_card.md").is_file()
+    assert (out / "scores" / "scores.parquet").is_file()
+    assert "weighted" in json.loads((out / "valuation" / "valuation.json").read_text())

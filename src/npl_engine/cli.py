@@ -8,6 +8,7 @@ exit code 2; they never show a traceback.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
+import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
@@ -210,37 +212,72 @@ def simulate(
     default=Path("demo_out"),
     show_default=True,
     type=click.Path(path_type=Path),
-    help="Folder for the demo's datasets and results.",
+    help="Folder for the demo's datasets, model and results.",
 )
-@click.option("--loans", "n_loans", default=20_000, show_default=True, type=click.IntRange(100))
+@click.option(
+    "--loans",
+    "n_loans",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(1000),
+    help="Loans in the historical book (the tape has a quarter as many).",
+)
 @click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    default=Path("scenarios/eu_2026.toml"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.option(
+    "--tranches",
+    "tranches_file",
+    default=Path("scenarios/gacs_tranches.toml"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.pass_context
 @_user_errors
-def demo(*, out: Path, n_loans: int, seed: int) -> None:
+def demo(
+    ctx: click.Context,
+    *,
+    out: Path,
+    n_loans: int,
+    seed: int,
+    scenarios_file: Path,
+    tranches_file: Path,
+) -> None:
     """Run the end-to-end demo on a built-in simulated portfolio.
 
-    Simulates a historical book and a tape offered for sale (a quarter of the book's size),
-    validates both against the data contract and prints a portfolio summary of each.
+    Simulates a historical book and a tape offered for sale, validates the tape, trains the
+    recovery model on the book, scores the tape and values it under the scenario file (with a
+    Monte Carlo and the tranche waterfall): the same commands a user runs, in order.
     """
-    from npl_engine.data.simulator import SimulationSettings, write_simulation
-    from npl_engine.data.simulator import simulate as run_simulation
-
     console = _console()
-    steps: tuple[tuple[DatasetKind, int, int], ...] = (
-        ("book", n_loans, seed),
-        ("tape", max(n_loans // 4, 100), seed + 1),
-    )
-    for kind, n, s in steps:
-        folder = out / kind
-        with console.status(f"simulating a {kind} of {n:,} loans"):
-            write_simulation(
-                run_simulation(SimulationSettings(n_loans=n, seed=s, kind=kind)), folder
-            )
-        data = read_dataset(folder, kind=kind)
-        console.rule(f"[bold]{kind}[/bold]: {folder} (valid)")
-        _print_summary(console, summarize(data))
+    book, tape, model_dir = out / "book", out / "tape", out / "model"
+    steps: list[tuple[str, click.Command, dict[str, Any]]] = [
+        ("simulate a historical book", simulate,
+         {"out": book, "n_loans": n_loans, "seed": seed, "kind": "book"}),
+        ("simulate a tape offered for sale", simulate,
+         {"out": tape, "n_loans": max(n_loans // 4, 250), "seed": seed + 1, "kind": "tape"}),
+        ("validate the tape", validate, {"dataset": tape, "kind": "tape", "as_of": None}),
+        ("train the recovery model on the book", train,
+         {"data_dir": book, "out": model_dir, "as_of": None}),
+        ("score the tape", score,
+         {"model_dir": model_dir, "data_dir": tape, "out": out / "scores"}),
+        ("value the tape", value,
+         {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
+          "out": out / "valuation", "simulations": 500, "seed": seed,
+          "tranches_file": tranches_file if tranches_file.exists() else None}),
+    ]  # fmt: skip
+    for i, (title, command, params) in enumerate(steps, start=1):
+        console.rule(f"[bold]{i}. {title}[/bold]")
+        ctx.invoke(command, **params)
+    console.rule("[bold]done[/bold]")
     console.print(
-        f"\nNext: [bold]npl validate {out / 'tape'}[/bold]; the simulator's ground truth is in "
-        f"{out / 'book' / 'truth'}."
+        f"Everything is in {out}/: the simulated book and tape (truth in */truth), the model "
+        f"and its card ({model_dir / 'model_card.md'}), scores, and the valuation."
     )
 
 
@@ -363,12 +400,20 @@ def train(
     type=click.Path(path_type=Path),
     help="Folder for scores.parquet and curves.parquet.",
 )
+@click.option(
+    "--explain",
+    "with_reasons",
+    is_flag=True,
+    help="Add each loan's top 3 reason codes (reason_1..3 for p_recover, "
+    "collections_reason_1..3 for expected collections) to scores.parquet. Takes longer.",
+)
 @_user_errors
-def score(*, model_dir: Path, data_dir: Path, out: Path) -> None:
+def score(*, model_dir: Path, data_dir: Path, out: Path, with_reasons: bool) -> None:
     """Score loans: p_recover, expected collections and the monthly curve of each loan.
 
     Writes OUT/scores.parquet (one row per loan) and OUT/curves.parquet (one row per loan and
-    month) and prints a summary by segment.
+    month) and prints a summary by segment. With --explain, scores.parquet also holds the top
+    3 reason codes of each loan (see `npl explain` and docs/explanations.md).
     """
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scoring import RecoveryModel
@@ -381,9 +426,13 @@ def score(*, model_dir: Path, data_dir: Path, out: Path) -> None:
     data = read_dataset(data_dir)
     say("scoring")
     result = model.score(data.loans)
+    scores = result.scores
+    if with_reasons:
+        say("explaining: top 3 reason codes per loan")
+        scores = _with_reason_codes(model, data.loans, scores)
     say(f"writing {out}")
     with atomic_folder(out, allowed=SCORE_FILES) as staging:
-        result.scores.write_parquet(staging / "scores.parquet")
+        scores.write_parquet(staging / "scores.parquet")
         result.curves.write_parquet(staging / "curves.parquet")
     segments = (
         result.scores.join(data.loans.select("loan_id", "segment").collect(), on="loan_id")
@@ -434,3 +483,690 @@ def _portfolio_row(
         f"{collections:,.0f}",
         f"{rate:.1%}",
     )
+
+
+def _with_reason_codes(model: Any, loans: pl.LazyFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """``scores`` with the top 3 reason codes of each loan as text columns."""
+    from npl_engine.explain import explain_loans, reason_codes, reason_columns
+
+    codes = reason_codes(explain_loans(model, loans), top=3)
+    return scores.join(
+        reason_columns(codes, top=3), on="loan_id", how="left", maintain_order="left"
+    )
+
+
+#: Files `npl explain --global` writes.
+EXPLAIN_FILES = frozenset({"importance.parquet", "importance.png"})
+
+
+@main.command("explain")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans (a tape, or a book: only its loans table is read).",
+)
+@click.option("--loan-id", default=None, help="Explain this loan: its top reason codes.")
+@click.option(
+    "--global",
+    "global_",
+    is_flag=True,
+    help="Explain the model: mean |SHAP| of every feature on a sample of the loans.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="With --global: folder for importance.parquet and importance.png.",
+)
+@click.option(
+    "--top",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 40),
+    help="Reason codes shown per output (--loan-id).",
+)
+@click.option(
+    "--sample",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Loans drawn for --global.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --global draw.")
+@_user_errors
+def explain_command(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    loan_id: str | None,
+    global_: bool,
+    out: Path | None,
+    top: int,
+    sample: int,
+    seed: int,
+) -> None:
+    r"""Explain the recovery model with SHAP values (see docs/explanations.md).
+
+    \b
+    npl explain --model M --data D --loan-id ID [--top 5]
+        the loan's p_recover and expected collections, and the features that move each
+        away from the model's base, in words;
+    npl explain --model M --data D --global --out DIR [--sample 2000] [--seed 0]
+        mean |SHAP| of every feature on a sample: DIR/importance.parquet and a chart,
+        DIR/importance.png.
+    """
+    if (loan_id is None) == (not global_):
+        msg = "give either --loan-id ID (one loan) or --global (the whole model)"
+        raise NplError(msg)
+    if global_ and out is None:
+        msg = "--global needs --out DIR for importance.parquet and importance.png"
+        raise NplError(msg)
+    if loan_id is not None and out is not None:
+        msg = "--out is for --global; --loan-id only prints"
+        raise NplError(msg)
+    from npl_engine.scoring import RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    loans = read_dataset(data_dir).loans.collect()
+    if loan_id is not None:
+        _explain_loan(model, loans, loan_id, top=top)
+    else:
+        assert out is not None
+        n = min(sample, loans.height)
+        say(f"explaining a sample of {n:,} loans (seed {seed})")
+        _explain_global(model, loans, out, sample=sample, seed=seed)
+
+
+def _explain_loan(model: Any, loans: pl.DataFrame, loan_id: str, *, top: int) -> None:
+    """Print one loan's outputs, bases and reason codes."""
+    from npl_engine.explain import explain_loans, reason_codes
+
+    ex = explain_loans(model, loans, loan_ids=[loan_id])
+    codes = reason_codes(ex, top=top)
+    p = ex.attributions["p_recover"]
+    c = ex.attributions["expected_collections"]
+    loan = loans.filter(pl.col("loan_id") == loan_id).row(0, named=True)
+    exposure = float(ex.features["exposure"][0])
+    console = _console()
+    console.print(
+        f"loan {loan_id}: {loan['segment']}, legal stage {loan['legal_stage']}, "
+        f"exposure {exposure:,.0f}"
+    )
+    console.print(f"p_recover {p.output[0]:.3f}   (base {p.base[0]:.3f}: the model's typical loan)")
+    rate = c.output[0] / exposure if exposure else 0.0
+    console.print(
+        f"expected collections {c.output[0]:,.0f} ({rate:.1%} of exposure)   "
+        f"(base {c.base[0]:,.0f}: a typical loan of this exposure)"
+    )
+    for target, attribution in (("p_recover", p), ("expected_collections", c)):
+        mine = codes.filter(pl.col("target") == target)
+        rows = [
+            (str(r["rank"]), str(r["text"]), _effect(target, r["contribution"]))
+            for r in mine.iter_rows(named=True)
+        ]
+        shown = float(mine["contribution"].sum())
+        change = float(attribution.output[0] - attribution.base[0])
+        rows.append(("", "all other features", _effect(target, change - shown)))
+        rows.append(("", f"{target} minus its base", _effect(target, change)))
+        console.print(f"\n{target}: top {top} reasons")
+        if mine.height == 0:
+            console.print(
+                "none: the calibrated probability is flat between the typical loan and this "
+                "one, so no feature moves it (see docs/explanations.md)"
+            )
+            continue
+        console.print(_table(["#>", "reason", "effect>"], rows))
+
+
+def _effect(target: str, contribution: float) -> str:
+    """A signed contribution: points of probability, or money."""
+    if target == "p_recover":
+        return f"{100 * contribution:+.1f} pts"
+    return f"{contribution:+,.0f}"
+
+
+def _explain_global(model: Any, loans: pl.DataFrame, out: Path, *, sample: int, seed: int) -> None:
+    """Write and print global importance."""
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.explain import global_importance, plot_importance
+
+    importance = global_importance(model, loans, sample=sample, seed=seed)
+    with atomic_folder(out, allowed=EXPLAIN_FILES) as staging:
+        importance.write_parquet(staging / "importance.parquet")
+        plot_importance(importance, staging / "importance.png")
+    rows = [
+        (
+            str(i),
+            str(r["label"]),
+            str(r["family"]),
+            f"{r['p_recover_points']:.2f}",
+            f"{r['collections_money']:,.0f}",
+            f"{r['collections_share']:.2%}",
+        )
+        for i, r in enumerate(importance.iter_rows(named=True), start=1)
+    ]
+    headers = ["#>", "feature", "family", "p_recover (points)>", "collections>", "% of exposure>"]
+    _console().print(_table(headers, rows))
+    click.echo(f"wrote {out / 'importance.parquet'} and {out / 'importance.png'}")
+
+
+#: Files `npl value` writes (an existing folder holding only these may be replaced).
+VALUE_FILES = frozenset({"valuation.json", "cashflows.parquet", "paths.parquet"})
+#: Files `npl expected-loss` writes.
+EL_FILES = frozenset({"expected_loss.parquet", "summary.json"})
+
+
+def _load_portfolio(model_dir: Path, data_dir: Path, say: Callable[[str], None]) -> Any:
+    """Load a model, read and validate loans, score them and measure the collateral response."""
+    from npl_engine.scoring import RecoveryModel
+    from npl_engine.valuation import build_portfolio
+
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    loans = read_dataset(data_dir).loans.collect()
+    say(f"scoring {loans.height:,} loans and measuring their collateral response")
+    return model, build_portfolio(model, loans)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The tape to value (its loans table).",
+)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Scenario file (TOML), e.g. scenarios/eu_2026.toml.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for valuation.json and cashflows.parquet.",
+)
+@click.option(
+    "--price",
+    type=click.FloatRange(0.0, min_open=True),
+    default=None,
+    help="A price paid at cut-off: adds the IRR and MOIC at that price.",
+)
+@click.option(
+    "--target-irr",
+    type=click.FloatRange(-1.0, min_open=True),
+    default=None,
+    help="Annual discount rate; overrides the scenario file's target_irr.",
+)
+@click.option(
+    "--tranches",
+    "tranches_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Tranche structure (TOML), e.g. scenarios/gacs_tranches.toml.",
+)
+@click.option(
+    "--simulations",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Monte Carlo paths (0 = none).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the Monte Carlo.")
+@_user_errors
+def value(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    scenarios_file: Path,
+    out: Path,
+    price: float | None,
+    target_irr: float | None,
+    tranches_file: Path | None,
+    simulations: int,
+    seed: int,
+) -> None:
+    """Price a tape under weighted scenarios: present value at the target IRR, IRR at a price.
+
+    Writes OUT/valuation.json and OUT/cashflows.parquet (scenario, month, gross, costs, net,
+    discount factor, present value); with --simulations, the Monte Carlo percentiles too.
+    """
+    from rich.progress import Progress
+
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.scenarios import load_scenarios
+    from npl_engine.valuation import MonteCarloSettings, simulate_paths, value_portfolio
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    scenario_set = load_scenarios(scenarios_file)
+    tranche_structure = _load_tranches(tranches_file)
+    model, portfolio = _load_portfolio(model_dir, data_dir, say)
+    say("valuing scenarios")
+    try:
+        valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+    extra: dict[str, Any] = {}
+    paths = None
+    if simulations:
+        settings = MonteCarloSettings(n_paths=simulations, seed=seed)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"Monte Carlo, {simulations:,} paths", total=simulations)
+            paths = simulate_paths(
+                portfolio,
+                scenario_set,
+                settings,
+                recovery_threshold=model.definition.threshold,
+                target_irr=target_irr,
+                price=price,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
+        extra["simulation"] = paths.to_dict(scenario_set.names)
+    if tranche_structure is not None:
+        extra["tranches"] = _run_tranches(tranche_structure, valuation, paths, price)
+    result = valuation.to_dict() | extra
+    say(f"writing {out}")
+    with atomic_folder(out, allowed=VALUE_FILES) as staging:
+        (staging / "valuation.json").write_text(json.dumps(result, indent=2) + "\n")
+        valuation.cash_flows.write_parquet(staging / "cashflows.parquet")
+        if paths is not None:
+            pl.DataFrame(
+                {
+                    "path": np.arange(paths.net.shape[0]),
+                    "scenario": [scenario_set.names[i] for i in paths.scenario],
+                    "factor": paths.factor,
+                    "net_collections": paths.net.sum(axis=1),
+                    "price": paths.price,
+                    "irr_at_price": paths.irr_at_price,
+                }
+            ).write_parquet(staging / "paths.parquet")
+    _print_valuation(result)
+    click.echo(f"wrote {out / 'valuation.json'} and {out / 'cashflows.parquet'}")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def _print_valuation(result: dict[str, Any]) -> None:
+    """Print the price table (and the Monte Carlo percentiles, if any)."""
+    console = _console()
+    console.print(
+        f"GBV {result['gbv']:,.0f} ({result['n_loans']:,} loans); target IRR "
+        f"{result['target_irr']:.1%}; horizon {result['horizon_months']} months"
+    )
+    with_price = result["price"] is not None
+    headers = ["scenario", "weight>", "gross>", "costs>", "net>", "price>", "% GBV>"]
+    if with_price:
+        headers += ["IRR at price>", "MOIC>"]
+    rows = []
+    for s in [*result["scenarios"], result["weighted"]]:
+        row = [
+            s["name"],
+            f"{s['weight']:.2f}",
+            _money(s["gross_collections"]),
+            _money(s["costs"]),
+            _money(s["net_collections"]),
+            _money(s["price"]),
+            _pct(s["price_pct_gbv"]),
+        ]
+        if with_price:
+            row += [_pct(s["irr_at_price"]), "-" if s["moic"] is None else f"{s['moic']:.2f}x"]
+        rows.append(row)
+    console.print(_table(headers, rows))
+    sim = result.get("simulation")
+    if sim:
+        q = sim["percentiles"]
+        rows = [
+            ["net collections", *(_money(q["net_collections"][k]) for k in q["price"])],
+            ["price", *(_money(q["price"][k]) for k in q["price"])],
+        ]
+        if with_price:
+            rows.append(["IRR at price", *(_pct(q["irr_at_price"][k]) for k in q["price"])])
+        console.print(f"Monte Carlo: {sim['n_paths']:,} paths (seed {sim['seed']})")
+        console.print(_table(["", *(f"{k.upper()}>" for k in q["price"])], rows))
+
+
+@main.command("expected-loss")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A book or a tape (its loans table).",
+)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Scenario file (TOML): scenarios, weights and costs.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for expected_loss.parquet and summary.json.",
+)
+@_user_errors
+def expected_loss_command(
+    *, model_dir: Path, data_dir: Path, scenarios_file: Path, out: Path
+) -> None:
+    """Expected loss per loan (workout LGD × EAD), scenario-weighted, by segment and stage.
+
+    LGD = 1 − PV(net collections) / EAD, discounted at each loan's contractual rate.
+    """
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.scenarios import load_scenarios
+    from npl_engine.valuation import expected_loss
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    scenario_set = load_scenarios(scenarios_file)
+    _, portfolio = _load_portfolio(model_dir, data_dir, say)
+    say("discounting each loan's net collections under each scenario")
+    try:
+        el = expected_loss(portfolio, scenario_set)
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+    say(f"writing {out}")
+    summary = {
+        "scenarios": [{"name": s.name, "weight": s.weight} for s in scenario_set.scenarios],
+        "by_segment": el.by_segment.to_dicts(),
+        "by_legal_stage": el.by_legal_stage.to_dicts(),
+    }
+    with atomic_folder(out, allowed=EL_FILES) as staging:
+        el.loans.write_parquet(staging / "expected_loss.parquet")
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    out_console = _console()
+    for title, frame in (("segment", el.by_segment), ("legal stage", el.by_legal_stage)):
+        key = frame.columns[0]
+        rows = [
+            [str(r[key]), f"{r['loans']:,}", _money(r["ead"]), _money(r["el"]), _pct(r["el_rate"])]
+            for r in frame.iter_rows(named=True)
+        ]
+        out_console.print(_table([title, "loans>", "EAD>", "expected loss>", "EL / EAD>"], rows))
+    click.echo(f"wrote {out / 'expected_loss.parquet'} and {out / 'summary.json'}")
+
+
+def _load_tranches(path: Path | None) -> Any:
+    """Parse a tranche file, if given (before any long work, so a bad file fails fast)."""
+    if path is None:
+        return None
+    from npl_engine.valuation import load_tranches
+
+    return load_tranches(path)
+
+
+def _run_tranches(structure: Any, valuation: Any, paths: Any, price: float | None) -> Any:
+    """Run the waterfall per scenario (and over Monte Carlo paths) at the price paid."""
+    from npl_engine.valuation import tranche_report
+
+    paid = price if price is not None else valuation.weighted.price
+    return tranche_report(structure, valuation, paths, price=paid)
+
+
+#: Files `npl effects` writes (an existing folder holding only these may be replaced).
+EFFECTS_FILES = frozenset(
+    {"effects.json", "cate.parquet", "effect_model.joblib", "effect_model.json", "costs.json"}
+)
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A book: loans, actions and payments in contract form.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for effects.json, cate.parquet and the fitted effect model.",
+)
+@click.option(
+    "--outcome",
+    type=click.Choice(["recovery_rate", "recovered", "net_collections"]),
+    default="recovery_rate",
+    show_default=True,
+)
+@click.option("--horizon-months", default=60, show_default=True, type=click.IntRange(1, 600))
+@click.option(
+    "--treatment-window-days", default=90, show_default=True, type=click.IntRange(1, 3650)
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--refutations/--no-refutations",
+    default=True,
+    show_default=True,
+    help="Run the DoWhy refutations (about a minute per action on large books).",
+)
+@_user_errors
+def effects(
+    *,
+    data_dir: Path,
+    out: Path,
+    outcome: str,
+    horizon_months: int,
+    treatment_window_days: int,
+    as_of: datetime | None,
+    seed: int,
+    refutations: bool,
+) -> None:
+    """Estimate the effect of each collection action against none (see docs/causal.md).
+
+    Writes OUT/effects.json (average effects with 95 % intervals, naive differences,
+    refutations, validation, overlap), OUT/cate.parquet (effect per loan and action) and the
+    fitted model, which `npl policy` uses to plan actions on a book or a tape.
+    """
+    from npl_engine.causal import ActionEffectModel, CausalSettings
+    from npl_engine.causal._policy import estimate_costs
+    from npl_engine.causal._refute import RefutationSettings, refute_effects
+    from npl_engine.data.writers import atomic_folder
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    settings = CausalSettings(
+        outcome=cast("Any", outcome),
+        horizon_months=horizon_months,
+        treatment_window_days=treatment_window_days,
+    )
+    say(f"reading and validating {data_dir}")
+    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    model = ActionEffectModel(settings=settings, seed=seed).fit(book, progress=say)
+    data = model.data_
+    refuted: dict[str, Any] = {}
+    if refutations:
+        say("refuting each estimate with DoWhy (placebo, common cause, subset, sensitivity)")
+        refuted = refute_effects(
+            data.covariates.values,
+            data.treatment,
+            data.outcome,
+            model.actions_,
+            RefutationSettings(seed=seed),
+        )
+    say("validating the per-loan effects and scoring the book's loans")
+    report = {
+        "outcome": outcome,
+        "horizon_months": settings.window_months,
+        "treatment_window_days": treatment_window_days,
+        "control": "none",
+        "n_loans": data.frame.height,
+        "excluded_censored": data.excluded_censored,
+        "as_of_date": book.as_of_date.isoformat() if book.as_of_date else None,
+        "method": "EconML DRLearner (LightGBM nuisances, cross-fitted); AIPW average effects",
+        "actions": [
+            {
+                "action": e.action,
+                "n": e.n,
+                "ate": e.ate,
+                "ci_low": e.ci_low,
+                "ci_high": e.ci_high,
+                "naive_difference": e.naive_difference,
+                "std_error": e.std_error,
+                "n_control": e.n_control,
+                "n_trimmed": e.n_trimmed,
+            }
+            for e in model.effects_
+        ],
+        "refutations": refuted or {"skipped": "run without --no-refutations"},
+        "validation": model.validation(),
+        "overlap": {
+            "min_propensity": model.overlap_.min_propensity,
+            "ok": model.overlap_.ok,
+            "warnings": list(model.overlap_.warnings),
+            "share_below": model.overlap_.share_below,
+            "quantiles": model.overlap_.quantiles,
+        },
+    }
+    cate = model.cate(book.loans)
+    costs = estimate_costs(book)
+    say(f"writing {out}")
+    with atomic_folder(out, allowed=EFFECTS_FILES) as staging:
+        (staging / "effects.json").write_text(json.dumps(report, indent=2) + "\n")
+        cate.write_parquet(staging / "cate.parquet")
+        (staging / "costs.json").write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
+        model.save(staging)
+    unit = "" if outcome == "net_collections" else " (share of exposure)"
+    rows = [
+        [
+            e.action,
+            f"{e.n:,}",
+            f"{e.ate:+.4f}",
+            f"[{e.ci_low:+.4f}, {e.ci_high:+.4f}]",
+            f"{e.naive_difference:+.4f}",
+            "-" if not refuted else ("pass" if refuted[e.action]["passed"] else "FAIL"),
+        ]
+        for e in model.effects_
+    ]
+    out_console = _console()
+    out_console.print(f"effect on {outcome}{unit} against no action; {len(cate):,} loans scored")
+    out_console.print(
+        _table(["action", "n>", "effect>", "95% CI>", "naive difference>", "refutations"], rows)
+    )
+    for note in model.overlap_.warnings:
+        click.secho(f"warning: overlap: {note}", fg="yellow", err=True)
+    click.echo(f"wrote {out / 'effects.json'}, {out / 'cate.parquet'} and the model in {out}")
+
+
+@main.command()
+@click.option(
+    "--effects",
+    "effects_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl effects`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans to plan for: a tape, or a book (only its loans table is read).",
+)
+@click.option("--budget", required=True, type=click.FloatRange(0.0), help="Total action cost.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Plan file (.parquet).")
+@click.option(
+    "--costs",
+    "costs_file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="TOML file with a [costs] table. Default: costs learned from the book by `npl effects`.",
+)
+@_user_errors
+def policy(
+    *, effects_dir: Path, data_dir: Path, budget: float, out: Path, costs_file: Path | None
+) -> None:
+    """Plan at most one action per loan to maximise expected net collections within a budget.
+
+    Writes the plan (loan_id, action, expected_uplift, cost) and prints its expected value
+    against business as usual, no action and the best single action for all.
+    """
+    from npl_engine.causal import ActionEffectModel
+    from npl_engine.causal._policy import ActionCosts, load_costs, plan_actions, policy_inputs
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    if costs_file is not None:
+        costs = load_costs(costs_file)
+    else:
+        path = effects_dir / "costs.json"
+        if not path.exists():
+            msg = f"{effects_dir} holds no costs.json: pass --costs or rerun `npl effects`"
+            raise NplError(msg)
+        raw = json.loads(path.read_text())
+        costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+    say(f"loading {effects_dir}")
+    model = ActionEffectModel.load(effects_dir)
+    say(f"reading and validating {data_dir}")
+    data = read_dataset(data_dir)
+    say("predicting effects and solving the budgeted plan")
+    ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
+    result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau_propensity=bau)
+    say(f"writing {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    result.plan.write_parquet(tmp)
+    tmp.replace(out)
+    rows = [
+        [
+            r["policy"],
+            f"{r['loans_acted']:,}",
+            _money(r["cost"]),
+            _money(r["expected_uplift"]),
+            _money(r["expected_net"]),
+        ]
+        for r in result.comparison.iter_rows(named=True)
+    ]
+    _console().print(
+        f"budget {_money(budget)}; expected values against no action over {len(ids):,} loans"
+    )
+    _console().print(
+        _table(["policy", "loans acted>", "cost>", "expected uplift>", "expected net>"], rows)
+    )
+    click.echo(f"wrote {out}")

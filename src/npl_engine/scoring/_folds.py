@@ -26,10 +26,15 @@ def cutoff_folds(cutoff_month: npt.NDArray[np.int64], n_folds: int) -> npt.NDArr
     if k < 2:
         msg = "cross-validation by cut-off date needs loans with at least two cut-off months"
         raise ValueError(msg)
-    share = np.cumsum(counts) / counts.sum()
-    block = np.minimum((share * k - 1e-9).astype(np.int64), k - 1)
-    # Every fold gets at least one month, even when one month holds most loans.
-    block = np.maximum.accumulate(np.minimum(block, np.arange(months.size)))
-    block = np.maximum(block, k - (months.size - np.arange(months.size)))
-    fold: npt.NDArray[np.int64] = block[np.searchsorted(months, cutoff_month)]
-    return fold
+    total = counts.sum()
+    block = np.empty(months.size, dtype=np.int64)
+    fold, filled = 0, 0
+    for i, count in enumerate(counts):  # few distinct months: a plain loop is clearest
+        block[i] = fold
+        filled += count
+        months_left, folds_left = months.size - i - 1, k - fold - 1
+        # Move on when this fold has its share, or when every later fold needs a month now.
+        if folds_left > 0 and (filled >= total * (fold + 1) / k or months_left == folds_left):
+            fold += 1
+    out: npt.NDArray[np.int64] = block[np.searchsorted(months, cutoff_month)]
+    return out

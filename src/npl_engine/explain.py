@@ -1,0 +1,716 @@
+"""Why the recovery model scores a loan as it does: SHAP values, reason codes, global importance.
+
+Everything here computes; nothing prints or reads files (the CLI formats, see ``npl explain``).
+The method and its conventions are in ``docs/explanations.md``; in short:
+
+- **p_recover.** TreeSHAP values of the classifier booster, in log-odds: per loan they add up
+  to the booster's raw margin minus its expected value (the base margin). The calibrated
+  probability is a monotone map of the margin, so the change from the base probability
+  ``p_base = calibrator(sigmoid(base margin))`` to ``p_recover`` is shared out across features
+  in proportion to their log-odds values. The point contributions add up to
+  ``p_recover - p_base`` exactly.
+- **expected collections.** TreeSHAP values of the two Poisson horizon-total boosters
+  (borrower payments, collateral sales), in log space: per loan they add up to each booster's
+  raw log output minus its expected value. Per channel, the change from the base collections
+  ``exposure × exp(expected value)`` to the predicted collections is shared out the same
+  proportional way, and the money contributions are summed over the channels. A loan with no
+  collateral value left after senior liens gets no collateral collections (the model's gate);
+  the whole of that channel's change, ``0 - base``, is attributed to ``net_collateral_cover``,
+  the feature the gate reads. The money contributions add up to
+  ``expected_collections - base`` exactly.
+
+SHAP values are exact path-dependent TreeSHAP values, the numbers of LightGBM's
+``Booster.predict(..., pred_contrib=True)`` and of ``shap.TreeExplainer`` (which delegates to
+it for LightGBM models). For many loans they come from :mod:`npl_engine._treeshap`, which
+rearranges the same sums into per-leaf tables and runs about five times faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from npl_engine._treeshap import compile_booster, tree_shap
+from npl_engine.errors import NplError
+from npl_engine.features import (
+    CATEGORICAL_FEATURES,
+    FEATURE_FAMILIES,
+    FEATURE_LABELS,
+    FeatureMatrix,
+)
+from npl_engine.scoring import RecoveryModel
+from npl_engine.scoring._collections import CHANNELS, _has_collateral
+
+__all__ = [
+    "TARGETS",
+    "Attribution",
+    "LoanExplanations",
+    "explain_loans",
+    "format_value",
+    "global_importance",
+    "plot_importance",
+    "reason_codes",
+    "reason_columns",
+]
+
+FloatArray = npt.NDArray[np.float64]
+Target = Literal["p_recover", "expected_collections"]
+
+#: What can be explained: the calibrated probability of recovery, and expected collections.
+TARGETS: Final[tuple[Target, ...]] = ("p_recover", "expected_collections")
+
+#: Rows from which building the compiled TreeSHAP tables pays for itself (see _tree_shap).
+_COMPILE_FROM_ROWS = 2000
+
+#: Feature whose value gates the collateral channel (no net collateral, no sale cash).
+_GATE_FEATURE = "net_collateral_cover"
+
+#: How each feature's value reads: sets the number format and the unit in the sentences.
+_KINDS: dict[str, str] = {
+    "debt_to_income": "ratio",
+    "liquidity": "ratio",
+    "income_to_exposure": "ratio",
+    "monthly_income": "money",
+    "collateral_cover": "ratio",
+    "net_collateral_cover": "ratio",
+    "senior_lien_share": "ratio",
+    "on_time_payment_rate": "ratio",
+    "min_payment_share": "ratio",
+    "delinquencies_24m": "count",
+    "months_since_last_payment": "months",
+    "days_past_due": "count",
+    "credit_score": "count",
+    "account_age_months": "months",
+    "credit_inquiries_12m": "count",
+    "negative_records": "count",
+    "employment_years": "years",
+    "residence_years": "years",
+    "age": "years",
+    "exposure": "money",
+    "log_exposure": "log_money",
+    "interest_rate": "rate",
+    "accrued_interest_share": "ratio",
+    "amortised_share": "ratio",
+    "months_since_default": "months",
+    "loan_age_months": "months",
+    "valuation_age_months": "months",
+    **dict.fromkeys(CATEGORICAL_FEATURES, "category"),
+}
+
+_OUTPUT_WORDS: dict[str, str] = {
+    "p_recover": "the recovery probability",
+    "expected_collections": "expected collections",
+}
+
+
+# -- per-loan attributions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """How the features move one model output of each loan away from its base.
+
+    Parameters
+    ----------
+    target
+        ``"p_recover"`` or ``"expected_collections"``.
+    output
+        (n,) the output: the calibrated probability, or expected collections in currency.
+    base
+        (n,) the output at the base (the boosters' expected values): ``p_base`` for every loan,
+        or ``exposure × Σ_channel exp(expected value)`` for collections.
+    contributions
+        (n, p) in the output's unit (probability, currency); each row adds up to
+        ``output - base``.
+    link_values
+        Per booster (``"classifier"``, or ``"borrower"`` and ``"collateral"``): (n, p) SHAP
+        values in the booster's raw space (log-odds, log). Each row adds up to the booster's raw
+        output minus ``link_base``. Rows the booster does not score (collateral of loans with
+        no net collateral) are NaN.
+    link_base
+        Per booster: its expected raw output (the TreeSHAP bias term).
+    """
+
+    target: Target
+    output: FloatArray
+    base: FloatArray
+    contributions: FloatArray
+    link_values: dict[str, FloatArray]
+    link_base: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class LoanExplanations:
+    """Explanations of a set of loans.
+
+    Parameters
+    ----------
+    features
+        The loans' features as :func:`npl_engine.features.build_features` gives them (values in
+        their own units, categories as text), one row per loan, ``loan_id`` first.
+    matrix
+        The same features encoded as the model sees them; columns as in ``names``.
+    names
+        Feature names, the columns of every ``contributions`` array.
+    attributions
+        Per explained target.
+    reference
+        Features of every loan passed to :func:`explain_loans` (explained or not): the
+        population whose medians make a value "low" or "high" in :func:`reason_codes`.
+    """
+
+    features: pl.DataFrame
+    matrix: FeatureMatrix
+    names: tuple[str, ...]
+    attributions: dict[Target, Attribution]
+    reference: pl.DataFrame
+
+    @property
+    def loan_id(self) -> pl.Series:
+        """Loan ids, in row order."""
+        return self.features["loan_id"]
+
+
+def _tree_shap(
+    booster: lgb.Booster, values: FloatArray, *, num_iteration: int | None
+) -> tuple[FloatArray, float]:
+    """Exact TreeSHAP values (n, p) and the booster's expected raw output.
+
+    Many rows: the compiled per-leaf tables of :mod:`npl_engine._treeshap` (about 5 times
+    faster than LightGBM once built). Few rows, or a booster too deep to tabulate: LightGBM.
+    """
+    if values.shape[0] >= _COMPILE_FROM_ROWS:
+        trees = compile_booster(booster, num_iteration=num_iteration)
+        if trees is not None:
+            return tree_shap(trees, values), trees.expected_value
+    rows = values if values.shape[0] else np.full((1, values.shape[1]), np.nan)
+    contrib = np.asarray(
+        booster.predict(rows, pred_contrib=True, num_iteration=num_iteration), dtype=np.float64
+    )
+    return contrib[: values.shape[0], :-1], float(contrib[0, -1])
+
+
+def _share_out(link: FloatArray, change: FloatArray, *, slope_at_zero: FloatArray) -> FloatArray:
+    """Split each row's ``change`` across features in proportion to its link-space values.
+
+    Row i gets ``link[i] × change[i] / Σ link[i]``; where that sum is (numerically) zero the
+    ratio is taken as its limit ``slope_at_zero[i]``, the derivative of the output map.
+    """
+    total = link.sum(axis=1)
+    tiny = np.abs(total) < 1e-12
+    scale = np.where(tiny, slope_at_zero, change / np.where(tiny, 1.0, total))
+    out: FloatArray = link * scale[:, None]
+    return out
+
+
+def _explain_p_recover(model: RecoveryModel, x: FeatureMatrix) -> Attribution:
+    clf = model.classifier_
+    # num_iteration=None as in RecoveryClassifier.predict_raw, so the same trees are explained.
+    link, base_margin = _tree_shap(clf.booster_, x.values, num_iteration=None)
+    p = model.predict_proba(x)
+    p_base = float(clf.calibrator_.predict(np.array([1.0 / (1.0 + math.exp(-base_margin))]))[0])
+    change = p - p_base
+    # A flat stretch of the isotonic map: no change to share, whatever the log-odds moved.
+    points = _share_out(link, change, slope_at_zero=np.zeros(p.size))
+    return Attribution(
+        target="p_recover",
+        output=p,
+        base=np.full(p.size, p_base),
+        contributions=points,
+        link_values={"classifier": link},
+        link_base={"classifier": base_margin},
+    )
+
+
+def _explain_collections(
+    model: RecoveryModel, x: FeatureMatrix, exposure: FloatArray
+) -> Attribution:
+    totals = model.collections_.predict_total(x)
+    secured = _has_collateral(x)
+    n, n_features = x.values.shape
+    contributions = np.zeros((n, n_features))
+    link_values: dict[str, FloatArray] = {}
+    link_base: dict[str, float] = {}
+    output = np.zeros(n)
+    base = np.zeros(n)
+    for channel in CHANNELS:
+        booster = model.collections_.totals_[channel]
+        rows = np.ones(n, dtype=bool) if channel == "borrower" else secured
+        link = np.full((n, n_features), np.nan)
+        # best_iteration as in CollectionsModel.predict_total.
+        link[rows], link_base[channel] = _tree_shap(
+            booster, x.values[rows], num_iteration=booster.best_iteration
+        )
+        money = exposure * totals[channel]
+        money_base = exposure * math.exp(link_base[channel])
+        contributions[rows] += _share_out(
+            link[rows], (money - money_base)[rows], slope_at_zero=money_base[rows]
+        )
+        if channel == "collateral":
+            contributions[~rows, x.names.index(_GATE_FEATURE)] += (money - money_base)[~rows]
+        link_values[channel] = link
+        output += money
+        base += money_base
+    return Attribution(
+        target="expected_collections",
+        output=output,
+        base=base,
+        contributions=contributions,
+        link_values=link_values,
+        link_base=link_base,
+    )
+
+
+def explain_loans(
+    model: RecoveryModel,
+    loans: pl.LazyFrame | pl.DataFrame,
+    *,
+    loan_ids: Collection[str] | None = None,
+    targets: Collection[Target] = TARGETS,
+) -> LoanExplanations:
+    """SHAP attributions of ``p_recover`` and expected collections, loan by loan.
+
+    Parameters
+    ----------
+    model
+        A fitted or loaded :class:`~npl_engine.scoring.RecoveryModel`.
+    loans
+        Validated contract ``loans`` (a tape, or a book's loans).
+    loan_ids
+        Explain only these loans (SHAP values cost far more than scores); ``None``: all. The
+        other loans still form the reference population for "low" and "high".
+    targets
+        What to explain; leaving one out saves its cost (the collections part explains two
+        boosters, ``p_recover`` one).
+
+    Returns
+    -------
+    LoanExplanations
+        Features, and per target the output, its base, contributions in the output's unit and
+        the raw SHAP values.
+
+    Raises
+    ------
+    NplError
+        If a target or a loan id is unknown, there is no loan to explain, or the loans lack a
+        column the model learned from.
+
+    Notes
+    -----
+    Conventions (see the module docstring and ``docs/explanations.md``):
+
+    - ``p_recover``: log-odds SHAP values ``φ`` of the classifier, shared out as probability
+      ``φ_j × (p - p_base) / Σ φ``, with ``p_base`` the calibrated probability at the
+      classifier's expected margin. Contributions keep the sign of ``φ_j`` (the calibrator is
+      monotone) and add up to ``p - p_base``; where the calibrator is flat between the base and
+      the loan's margin they are all zero.
+    - expected collections: per channel, log SHAP values ``φ`` of the horizon-total booster
+      shared out as ``φ_j × (C - C_base) / Σ φ`` with ``C = exposure × exp(raw)`` and
+      ``C_base = exposure × exp(expected value)``; the channels are summed. For a loan with no
+      net collateral the collateral channel's ``0 - C_base`` goes to ``net_collateral_cover``.
+      ``C_base`` uses the geometric-mean-like ``exp(E[log])``, so it is below the book's
+      average collections; it is a reference point, not a forecast.
+
+    Examples
+    --------
+    >>> from npl_engine.data import Dataset
+    >>> from npl_engine.data.simulator import SimulationSettings, simulate
+    >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
+    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
+    ...                as_of_date=sim.settings.as_of_date)
+    >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
+    >>> ex = explain_loans(model, sim.loans.head(5), targets=("p_recover",))
+    >>> a = ex.attributions["p_recover"]
+    >>> bool(np.allclose(a.contributions.sum(axis=1), a.output - a.base))
+    True
+    """
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        msg = f"cannot explain {', '.join(unknown)}: choose from {', '.join(TARGETS)}"
+        raise NplError(msg)
+    frame = loans.collect() if isinstance(loans, pl.LazyFrame) else loans
+    model.check_columns(frame)
+    everyone, x = model.features(frame.lazy())
+    features = everyone
+    if loan_ids is not None:
+        wanted = pl.Series("loan_id", list(loan_ids), dtype=pl.String)
+        missing = wanted.filter(~wanted.is_in(everyone["loan_id"].implode()))
+        if missing.len():
+            shown = ", ".join(repr(i) for i in missing.head(5).to_list())
+            msg = f"loan_id {shown} not found among the {frame.height:,} loans given"
+            raise NplError(msg)
+        rows = np.flatnonzero(everyone["loan_id"].is_in(wanted.implode()).to_numpy())
+        features = everyone[rows]
+        x = FeatureMatrix(values=x.values[rows], names=x.names, categorical=x.categorical)
+    if features.height == 0:
+        msg = "no loans to explain"
+        raise NplError(msg)
+    attributions: dict[Target, Attribution] = {}
+    if "p_recover" in targets:
+        attributions["p_recover"] = _explain_p_recover(model, x)
+    if "expected_collections" in targets:
+        exposure = features["exposure"].to_numpy().astype(np.float64)
+        attributions["expected_collections"] = _explain_collections(model, x, exposure)
+    return LoanExplanations(
+        features=features,
+        matrix=x,
+        names=x.names,
+        attributions=attributions,
+        reference=everyone,
+    )
+
+
+# -- reason codes ----------------------------------------------------------------------------
+
+
+def _money(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def format_value(feature: str, value: Any) -> str:
+    """A feature's value as a collector reads it.
+
+    Parameters
+    ----------
+    feature
+        Feature name (see :data:`npl_engine.features.FEATURE_LABELS`).
+    value
+        Its value as :func:`~npl_engine.features.build_features` gives it; ``None`` or NaN is
+        missing.
+
+    Returns
+    -------
+    str
+        Ratios and shares to two decimals (``0.42``), money with thousands separators
+        (``12,300``; the exposure size from ``log_exposure`` too), counts as integers, months
+        and years with their unit, the interest rate in percent, categories as text, and
+        ``missing`` when unknown.
+
+    Examples
+    --------
+    >>> format_value("on_time_payment_rate", 0.4213), format_value("monthly_income", 12300.4)
+    ('0.42', '12,300')
+    >>> format_value("legal_stage", "pre_legal"), format_value("credit_score", None)
+    ('pre legal', 'missing')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    kind = _KINDS.get(feature, "ratio")
+    if kind == "category":
+        return str(value).replace("_", " ")
+    return _format_number(kind, float(value))
+
+
+def _format_number(kind: str, v: float) -> str:
+    if kind in ("money", "log_money"):
+        return _money(math.exp(v) if kind == "log_money" else v)
+    if kind in ("months", "years"):
+        text = f"{v:.0f}" if kind == "months" or v >= 10 or v == round(v) else f"{v:.1f}"
+        return f"{text} {kind.removesuffix('s')}" + ("" if text == "1" else "s")
+    return {"count": "{:,.0f}", "rate": "{:.2%}"}.get(kind, "{:.2f}").format(v)
+
+
+def _format_amount(target: Target, contribution: float) -> str:
+    if target == "p_recover":
+        points = abs(contribution) * 100
+        return f"{points:.0f} points" if points >= 9.95 else f"{points:.1f} points"
+    return _money(abs(contribution))
+
+
+def _describe(feature: str, value: Any, shown: str, median: float | None) -> str:
+    """``low on-time payment rate (0.42)``: label, value, and low/high against the median."""
+    label = FEATURE_LABELS.get(feature, feature.replace("_", " ")).removesuffix(" (months)")
+    if value is None or _KINDS.get(feature) == "category" or median is None:
+        return f"{label} ({shown})"
+    level = "low " if value < median else "high " if value > median else ""
+    return f"{level}{label} ({shown})"
+
+
+def reason_codes(
+    explanations: LoanExplanations,
+    *,
+    top: int = 3,
+) -> pl.DataFrame:
+    """The top drivers of each loan's explained outputs, in words.
+
+    Parameters
+    ----------
+    explanations
+        From :func:`explain_loans`.
+    top
+        Reason codes per loan and target: the features with the largest absolute contribution
+        (features contributing exactly nothing are left out, so a loan may have fewer).
+
+    Returns
+    -------
+    pl.DataFrame
+        Long form, one row per loan, target and rank: ``loan_id``, ``target``, ``rank``
+        (1 = largest), ``feature``, ``label``, ``value`` (formatted text), ``contribution``
+        (in the target's unit: probability for ``p_recover``, so 0.09 = 9 points; currency for
+        ``expected_collections``), ``direction`` (``raises`` or ``lowers``) and ``text``, e.g.
+        "low on-time payment rate (0.42) lowers the recovery probability by 9.1 points".
+
+    Notes
+    -----
+    "low" / "high" mean below / above the median of the loans given to :func:`explain_loans`
+    (``LoanExplanations.reference``: the tape, not only the explained loans); a value equal to
+    the median gets neither. They say where the value sits, not why the model reacts to it:
+    SHAP says how much a value moved this loan's output away from the base, and a "high" value
+    can lower an output when the model learned so. Formatting runs over the selected cells only
+    (n × top × targets), not over every feature of every loan.
+
+    Examples
+    --------
+    >>> from npl_engine.data import Dataset
+    >>> from npl_engine.data.simulator import SimulationSettings, simulate
+    >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
+    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
+    ...                as_of_date=sim.settings.as_of_date)
+    >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
+    >>> codes = reason_codes(explain_loans(model, sim.loans.head(4)), top=2)
+    >>> codes.columns[:4]
+    ['loan_id', 'target', 'rank', 'feature']
+    >>> codes.filter(pl.col("target") == "expected_collections").height
+    8
+    """
+    if top < 1:
+        msg = f"top must be at least 1, not {top}"
+        raise NplError(msg)
+    ref = explanations.reference
+    numeric = [n for n in explanations.names if _KINDS.get(n) != "category" and n in ref.columns]
+    medians = ref.select(pl.col(numeric).median()).row(0, named=True) if numeric else {}
+    parts = [
+        _reason_rows(explanations, target, attribution.contributions, top=top, medians=medians)
+        for target, attribution in explanations.attributions.items()
+    ]
+    target_order = pl.Enum(list(TARGETS))
+    if not parts:
+        return _REASON_SCHEMA.clear()
+    return pl.concat(parts).sort("_row", pl.col("target").cast(target_order), "rank").drop("_row")
+
+
+_REASON_SCHEMA = pl.DataFrame(
+    schema={
+        "loan_id": pl.String,
+        "target": pl.String,
+        "rank": pl.Int32,
+        "feature": pl.String,
+        "label": pl.String,
+        "value": pl.String,
+        "contribution": pl.Float64,
+        "direction": pl.String,
+        "text": pl.String,
+    }
+)
+
+
+def _reason_rows(
+    explanations: LoanExplanations,
+    target: Target,
+    contributions: FloatArray,
+    *,
+    top: int,
+    medians: dict[str, Any],
+) -> pl.DataFrame:
+    """Reason rows of one target; ``_row`` keeps the loan's position for sorting."""
+    names = explanations.names
+    k = min(top, contributions.shape[1])
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(contributions, order, axis=1)
+    # Zeros sort last, so the kept ranks of each loan are 1..m without gaps.
+    rows, ranks = np.nonzero(chosen != 0.0)
+    feature_index = order[rows, ranks]
+    amount = chosen[rows, ranks]
+    value = np.empty(rows.size, dtype=object)
+    described = np.empty(rows.size, dtype=object)
+    for j in np.unique(feature_index):
+        cells = np.flatnonzero(feature_index == j)
+        name = names[j]
+        raw = explanations.features[name].gather(rows[cells]).to_list()
+        unseen = np.isnan(explanations.matrix.values[rows[cells], j])
+        for cell, v, new in zip(cells, raw, unseen, strict=True):
+            shown = format_value(name, v)
+            if name in CATEGORICAL_FEATURES and new and v is not None:
+                # A category the model never saw in training is read as missing.
+                shown += ", not seen in training"
+            value[cell] = shown
+            described[cell] = _describe(name, v, shown, medians.get(name))
+    direction = np.where(amount > 0, "raises", "lowers")
+    words = _OUTPUT_WORDS[target]
+    text = [
+        f"{d} {verb} {words} by {_format_amount(target, a)}"
+        for d, verb, a in zip(described, direction, amount, strict=True)
+    ]
+    feature_names = np.asarray(names, dtype=object)[feature_index]
+    return pl.DataFrame(
+        {
+            "loan_id": explanations.loan_id.gather(rows),
+            "target": pl.Series([target] * rows.size, dtype=pl.String),
+            "rank": pl.Series(ranks + 1, dtype=pl.Int32),
+            "feature": pl.Series(feature_names.tolist(), dtype=pl.String),
+            "label": pl.Series(
+                [FEATURE_LABELS.get(n, n) for n in feature_names.tolist()], dtype=pl.String
+            ),
+            "value": pl.Series(value.tolist(), dtype=pl.String),
+            "contribution": pl.Series(amount, dtype=pl.Float64),
+            "direction": pl.Series(direction.tolist(), dtype=pl.String),
+            "text": pl.Series(text, dtype=pl.String),
+            "_row": pl.Series(rows, dtype=pl.Int64),
+        }
+    )
+
+
+def reason_columns(codes: pl.DataFrame, *, top: int = 3) -> pl.DataFrame:
+    """Reason codes in wide form, to add to a scores table.
+
+    Parameters
+    ----------
+    codes
+        From :func:`reason_codes`.
+    top
+        Columns per target.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``loan_id``, ``reason_1`` .. ``reason_{top}`` (the text of the ``p_recover`` codes) and,
+        if collections were explained, ``collections_reason_1`` .. ``collections_reason_{top}``.
+        Loans with no code at a rank get null; loans with none at all are absent (join on
+        ``loan_id``).
+    """
+    prefixes = {"p_recover": "reason_", "expected_collections": "collections_reason_"}
+    present = [t for t in TARGETS if t in set(codes["target"].unique().to_list())]
+    wanted = [f"{prefixes[t]}{r}" for t in present for r in range(1, top + 1)]
+    keyed = codes.filter(pl.col("rank") <= top).select(
+        "loan_id",
+        "text",
+        column=pl.col("target").replace_strict(prefixes, return_dtype=pl.String)
+        + pl.col("rank").cast(pl.String),
+    )
+    if keyed.height == 0:
+        return pl.DataFrame(schema={"loan_id": pl.String, **dict.fromkeys(wanted, pl.String)})
+    wide = keyed.pivot(on="column", index="loan_id", values="text")
+    return wide.select(
+        "loan_id",
+        *[pl.col(c) if c in wide.columns else pl.lit(None, pl.String).alias(c) for c in wanted],
+    )
+
+
+# -- global importance ----------------------------------------------------------------------
+
+
+def global_importance(
+    model: RecoveryModel,
+    loans: pl.LazyFrame | pl.DataFrame,
+    *,
+    sample: int = 2000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Mean absolute SHAP contribution of every feature, on a sample of loans.
+
+    Parameters
+    ----------
+    model
+        A fitted or loaded :class:`~npl_engine.scoring.RecoveryModel`.
+    loans
+        Validated contract ``loans``.
+    sample
+        Loans drawn at random without replacement (all of them if there are fewer).
+    seed
+        Seed of the draw: the same seed draws the same loans.
+
+    Returns
+    -------
+    pl.DataFrame
+        One row per feature, most important for ``p_recover`` first: ``feature``, ``label``,
+        ``family``, ``p_recover_points`` (mean absolute contribution in percentage points),
+        ``p_recover_log_odds`` (mean absolute SHAP value of the classifier),
+        ``collections_money`` (mean absolute contribution to expected collections, currency)
+        and ``collections_share`` (the same per unit of exposure).
+
+    Notes
+    -----
+    Mean absolute SHAP measures how much a feature moves the model's outputs on these loans,
+    in either direction; it is not a causal effect and depends on the sample (a feature that
+    is the same for every loan of a tape has no importance on that tape).
+    """
+    if sample < 1:
+        msg = f"sample must be at least 1, not {sample}"
+        raise NplError(msg)
+    frame = loans.collect() if isinstance(loans, pl.LazyFrame) else loans
+    ids = frame["loan_id"]
+    if frame.height > sample:
+        ids = ids.gather(
+            np.sort(np.random.default_rng(seed).choice(frame.height, sample, replace=False))
+        )
+    ex = explain_loans(model, frame, loan_ids=ids.to_list())
+    p = ex.attributions["p_recover"]
+    money = ex.attributions["expected_collections"].contributions
+    exposure = ex.features["exposure"].to_numpy().astype(np.float64)
+    share = money / np.where(exposure > 0, exposure, np.nan)[:, None]
+    return pl.DataFrame(
+        {
+            "feature": list(ex.names),
+            "label": [FEATURE_LABELS.get(n, n) for n in ex.names],
+            "family": [FEATURE_FAMILIES.get(n, "") for n in ex.names],
+            "p_recover_points": 100 * np.abs(p.contributions).mean(axis=0),
+            "p_recover_log_odds": np.abs(p.link_values["classifier"]).mean(axis=0),
+            "collections_money": np.abs(money).mean(axis=0),
+            "collections_share": np.nanmean(np.abs(share), axis=0),
+        }
+    ).sort("p_recover_points", descending=True, maintain_order=True)
+
+
+def plot_importance(importance: pl.DataFrame, path: str | Path, *, top: int = 15) -> Path:
+    """Write a bar chart of global importance as a PNG.
+
+    Parameters
+    ----------
+    importance
+        From :func:`global_importance`.
+    path
+        File to write.
+    top
+        Features shown per panel, the most important first.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    Two panels: mean absolute contribution to ``p_recover`` (percentage points) and to expected
+    collections (percent of exposure). Bars are labelled with the words of
+    :data:`~npl_engine.features.FEATURE_LABELS`. Drawn with matplotlib's object interface and
+    the Agg renderer: no window, no global pyplot state.
+    """
+    # Imported here: matplotlib takes about a second to import and only the chart needs it.
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    panels = (
+        ("p_recover_points", "p_recover", "percentage points", 1.0),
+        ("collections_share", "expected collections", "% of exposure", 100.0),
+    )
+    n = min(top, importance.height)
+    fig = Figure(figsize=(13, 1.2 + 0.32 * n), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (column, title, unit, scale) in zip(axes, panels, strict=True):
+        best = importance.sort(column, descending=True).head(n).reverse()
+        ax.barh(best["label"].to_list(), (best[column] * scale).to_list(), color="#3a6ea5")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"mean |contribution|, {unit}", fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("What drives the recovery model (mean |SHAP| on a sample of loans)", fontsize=11)
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    return out

@@ -1,0 +1,120 @@
+"""`npl value` and `npl expected-loss` end to end on a small simulated tape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from npl_engine.cli import main
+from npl_engine.data import Dataset
+from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.scoring import RecoveryModel
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def model_and_tape(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small model trained on 6,000 loans and a 1,500-loan tape."""
+    root = tmp_path_factory.mktemp("valuation_cli")
+    sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
+    assert sim.actions is not None
+    assert sim.payments is not None
+    book = Dataset(
+        sim.loans.lazy(),
+        sim.actions.lazy(),
+        sim.payments.lazy(),
+        as_of_date=sim.settings.as_of_date,
+    )
+    model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
+    model.fit(book).save(root / "model")
+    write_simulation(
+        simulate(SimulationSettings(n_loans=1_500, seed=32, kind="tape")), root / "tape"
+    )
+    return root / "model", root / "tape"
+
+
+def _npl(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_value_writes_prices_paths_and_tranches(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """valuation.json holds the contract's keys; cash flows and paths are written."""
+    model, tape = model_and_tape
+    out = tmp_path / "v"
+    result = _npl(
+        "value", "--model", model, "--data", tape, "--scenarios", SCENARIOS / "eu_2026.toml",
+        "--out", out, "--price", "50000000", "--simulations", "60", "--seed", "3",
+        "--tranches", SCENARIOS / "gacs_tranches.toml",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    v = json.loads((out / "valuation.json").read_text())
+    for key in ("gbv", "target_irr", "scenarios", "weighted", "irr_at_price", "moic"):
+        assert key in v
+    assert [s["name"] for s in v["scenarios"]] == ["base", "adverse", "severe"]
+    for s in v["scenarios"]:
+        for key in ("name", "weight", "gross_collections", "net_collections", "price",
+                    "price_pct_gbv", "irr_at_price", "moic"):  # fmt: skip
+            assert key in s
+    base, adverse, severe = (s["price"] for s in v["scenarios"])
+    assert base > adverse > severe > 0
+    assert set(v["simulation"]["percentiles"]["price"]) == {"p5", "p25", "p50", "p75", "p95"}
+    assert "tranches" in v
+    flows = pl.read_parquet(out / "cashflows.parquet")
+    assert set(flows.columns) >= {"scenario", "month", "gross", "costs", "net",
+                                  "discount_factor", "present_value"}  # fmt: skip
+    assert pl.read_parquet(out / "paths.parquet").height == 60
+    assert "weighted" in result.output
+
+
+def test_value_with_a_bad_scenario_file_exits_2_and_writes_nothing(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A misspelt key is reported with the file and key; no output folder appears."""
+    model, tape = model_and_tape
+    bad = tmp_path / "bad.toml"
+    text = (SCENARIOS / "eu_2026.toml").read_text().replace("delay_months = 6", "delay_month = 6")
+    bad.write_text(text)
+    out = tmp_path / "v"
+    result = _npl("value", "--model", model, "--data", tape, "--scenarios", bad, "--out", out)
+    assert result.exit_code == 2
+    assert "delay_month" in result.output
+    assert not out.exists()
+
+
+def test_value_refuses_a_horizon_beyond_the_model(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A 72-month scenario horizon with a 60-month model is a clear error, exit 2."""
+    model, tape = model_and_tape
+    long = tmp_path / "long.toml"
+    long.write_text((SCENARIOS / "base.toml").read_text().replace("60", "72"))
+    result = _npl("value", "--model", model, "--data", tape, "--scenarios", long,
+                  "--out", tmp_path / "v")  # fmt: skip
+    assert result.exit_code == 2
+    assert "72" in result.output
+    assert "60" in result.output
+
+
+def test_expected_loss_writes_loans_and_summaries(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """EL per loan is LGD × EAD with LGD in [0, 1]; summaries by segment and legal stage."""
+    model, tape = model_and_tape
+    out = tmp_path / "el"
+    result = _npl("expected-loss", "--model", model, "--data", tape,
+                  "--scenarios", SCENARIOS / "eu_2026.toml", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    el = pl.read_parquet(out / "expected_loss.parquet")
+    assert el.height == 1_500
+    assert el["lgd"].is_between(0, 1).all()
+    assert ((el["el"] - el["lgd"] * el["ead"]).abs() < 1e-6).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["by_segment"][-1]["segment"] == "total"
+    assert summary["by_legal_stage"][-1]["legal_stage"] == "total"
