@@ -22,7 +22,7 @@ The method and its conventions are in ``docs/explanations.md``; in short:
 SHAP values are exact path-dependent TreeSHAP values, the numbers of LightGBM's
 ``Booster.predict(..., pred_contrib=True)`` and of ``shap.TreeExplainer`` (which delegates to
 it for LightGBM models). For many loans they come from :mod:`npl_engine._treeshap`, which
-rearranges the same sums into per-leaf tables and runs about five times faster.
+rearranges the same sums into per-leaf tables and runs about four times faster.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def _tree_shap(
 ) -> tuple[FloatArray, float]:
     """Exact TreeSHAP values (n, p) and the booster's expected raw output.
 
-    Many rows: the compiled per-leaf tables of :mod:`npl_engine._treeshap` (about 5 times
+    Many rows: the compiled per-leaf tables of :mod:`npl_engine._treeshap` (about 4 times
     faster than LightGBM once built). Few rows, or a booster too deep to tabulate: LightGBM.
     """
     if values.shape[0] >= _COMPILE_FROM_ROWS:
