@@ -122,7 +122,7 @@ def test_collateral_part_responds_to_a_collateral_fall_as_the_truth_does(
     accuracy the valuation issue asks of a scenario's effect on price. Autos carry under 1 %
     of it (cheap vehicles, sold fast): they must move the same way, by 50 % to 150 % of the
     truth. Measured: tape 0.90 of the true change; mortgages 0.98, CRE 0.87, SME secured 0.87,
-    autos 0.70.
+    autos 0.70 (with book seed 2 and tape seed 98: 0.91; 0.99, 0.88, 0.86, 0.72).
     """
     shocked = tape.loans.with_columns(pl.col("collateral_value") * (1 + SHOCK))
     after = model.score(shocked.lazy()).scores.select(
