@@ -149,7 +149,7 @@ def train(config: BenchConfig) -> list[BenchResult]:
             target=None if config.quick else at_most(300.0),
             baseline_name="LightGBM, one default fit (100 rounds)",
             baseline_value=base.wall_seconds,
-            notes="3 settings × 4 folds, 2 × 13 collections boosters, logistic and forest "
+            notes="3 settings × 4 folds, 2 × 10 collections boosters, logistic and forest "
             f"baselines; run as a command; its peak memory {fit.result / MIB:,.0f} MiB",
         ),
     ]

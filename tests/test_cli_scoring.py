@@ -17,6 +17,7 @@ from npl_engine import __version__
 from npl_engine.cli import main
 from npl_engine.data import read_dataset, write_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.explain import explain_loans
 from npl_engine.scoring import RecoveryModel
 
 SCORE_COLUMNS = [
@@ -142,12 +143,6 @@ def test_train_refuses_a_book_without_payments(work: Path, tmp_path: Path) -> No
     _assert_nothing_written(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: an empty payments table reaches LightGBM ('sum of labels is zero') instead of "
-    "a clear NplError",
-)
 def test_train_refuses_a_book_with_an_empty_payments_table(work: Path, tmp_path: Path) -> None:
     """A book whose payments table has no rows cannot train: exit 2, no model folder."""
     book = read_dataset(work / "book")
@@ -161,6 +156,43 @@ def test_train_refuses_a_book_with_an_empty_payments_table(work: Path, tmp_path:
     assert result.exit_code == 2, result.output
     assert "payments" in result.output
     _assert_nothing_written(out)
+
+
+def test_an_unsecured_book_trains_and_scores_without_a_collateral_part(
+    work: Path, tmp_path: Path
+) -> None:
+    """A book with no collateral (a consumer portfolio) trains; its collateral part is zero.
+
+    No collateral boosters are written, and the loaded model scores and explains the tape.
+    """
+    book = read_dataset(work / "book")
+    assert book.payments is not None
+    assert book.actions is not None
+    loans = (
+        book.loans.filter(pl.col("segment").is_in(["consumer_unsecured", "sme_unsecured"]))
+        .with_columns(collateral_value=0.0, senior_liens=0.0)
+        .collect()
+    )
+    keep = loans.lazy().select("loan_id")
+    payments = book.payments.join(keep, on="loan_id", how="semi").filter(
+        pl.col("source") != "collateral_sale"
+    )
+    actions = book.actions.join(keep, on="loan_id", how="semi")
+    write_dataset(tmp_path / "book", loans=loans, actions=actions, payments=payments)
+    out = tmp_path / "model"
+    result = _npl("train", "--data", tmp_path / "book", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not list((out / "collections").glob("collateral_*"))
+    model = RecoveryModel.load(out)
+    tape = read_dataset(work / "tape").loans
+    scores = model.score(tape).scores
+    assert scores.height == N_TAPE
+    assert scores["expected_collateral"].abs().max() == 0.0
+    assert scores["expected_borrower"].sum() > 0.0
+    explained = explain_loans(model, tape, loan_ids=scores["loan_id"].head(5).to_list())
+    money = explained.attributions["expected_collections"]
+    assert money.output.sum() > 0.0
+    assert money.base + money.contributions.sum(axis=1) == pytest.approx(money.output)
 
 
 def test_score_refuses_a_missing_model_folder(work: Path, tmp_path: Path) -> None:

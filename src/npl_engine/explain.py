@@ -242,7 +242,9 @@ def _explain_collections(
     output = np.zeros(n)
     base = np.zeros(n)
     for channel in CHANNELS:
-        booster = model.collections_.totals_[channel]
+        booster = model.collections_.totals_.get(channel)
+        if booster is None:  # an unsecured book's model: no collateral part to explain
+            continue
         rows = np.ones(n, dtype=bool) if channel == "borrower" else secured
         link = np.full((n, n_features), np.nan)
         # best_iteration as in CollectionsModel.predict_total.

@@ -29,6 +29,7 @@ from npl_engine.data.simulator import (
 from npl_engine.errors import NplError
 from npl_engine.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from npl_engine.scoring import RecoveryDefinition, RecoveryModel, Scores
+from npl_engine.scoring._collections import default_knots
 from npl_engine.scoring._folds import cutoff_folds
 from npl_engine.scoring._targets import build_targets
 
@@ -109,7 +110,7 @@ def test_no_booster_reads_gender(model: RecoveryModel) -> None:
         *model.collections_.totals_.values(),
         *model.collections_.boosters_.values(),
     ]
-    assert len(boosters) == 1 + 2 * 13
+    assert len(boosters) == 1 + 2 * (1 + len(default_knots(60)))
     for booster in boosters:
         assert booster.feature_name() == expected
     assert not [name for name in expected if "gender" in name]
@@ -308,7 +309,7 @@ def test_saved_model_scores_identically_after_loading(
         "model.json",
         "model_card.md",
     ]
-    assert len(list((folder / "collections").iterdir())) == 2 * 13
+    assert len(list((folder / "collections").iterdir())) == 2 * (1 + len(default_knots(60)))
     loaded = RecoveryModel.load(folder)
     _assert_same_scores(loaded.score(tape_sim.loans.lazy()), scored)
     assert loaded.definition == model.definition

@@ -25,14 +25,15 @@ def _logistic(x: FeatureMatrix, seed: int) -> Pipeline:
             (
                 "numeric",
                 make_pipeline(
-                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
                 ),
                 numeric,
             ),
             (
                 "categorical",
                 make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value=-1),
+                    SimpleImputer(strategy="constant", fill_value=-1, keep_empty_features=True),
                     OneHotEncoder(handle_unknown="ignore"),
                 ),
                 list(x.categorical),
@@ -44,7 +45,7 @@ def _logistic(x: FeatureMatrix, seed: int) -> Pipeline:
 
 def _forest(seed: int) -> Pipeline:
     return make_pipeline(
-        SimpleImputer(strategy="constant", fill_value=-1.0),
+        SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
         RandomForestClassifier(
             n_estimators=150,
             max_depth=12,

@@ -208,6 +208,17 @@ class RecoveryModel:
             )
             raise NplError(msg)
         y = targets["recovered"].to_numpy()[labelled].astype(float)
+        if y.min() == y.max():
+            outcome = "recovered" if y[0] else "did not recover"
+            n_payments = (
+                0 if book.payments is None else book.payments.select(pl.len()).collect().item()
+            )
+            msg = (
+                f"every one of the {y.size} loans with a fully observed recovery window "
+                f"{outcome} (table payments has {n_payments} rows): a model needs both "
+                "outcomes to learn from"
+            )
+            raise NplError(msg)
         xl = FeatureMatrix(x.values[labelled], x.names, x.categorical)
         fl = folds[labelled]
         n_folds = len(np.unique(fl))
@@ -221,9 +232,13 @@ class RecoveryModel:
             for ch in CHANNELS
             for k in knots
         }
-        self.collections_ = CollectionsModel(knots=knots, seed=self.seed).fit(
-            x, y_cum, exposure, folds
-        )
+        try:
+            self.collections_ = CollectionsModel(knots=knots, seed=self.seed).fit(
+                x, y_cum, exposure, folds
+            )
+        except ValueError as exc:
+            msg = f"cannot learn collections from this book's payments table: {exc}"
+            raise NplError(msg) from exc
 
         calibrated = _cross_fitted_calibration(self.classifier_.oof_raw_, y, fl)
         models = {
@@ -480,13 +495,12 @@ class RecoveryModel:
         knots = tuple(meta["knots"])
         col = CollectionsModel(knots=knots, seed=model.seed)
         col.boosters_ = {}
-        col.totals_ = {
-            channel: lgb.Booster(
-                model_str=(folder / "collections" / f"{channel}_total.txt").read_text()
-            )
+        col.totals_ = {  # an unsecured book has no collateral models
+            channel: lgb.Booster(model_str=path.read_text())
             for channel in CHANNELS
+            if (path := folder / "collections" / f"{channel}_total.txt").is_file()
         }
-        for channel in CHANNELS:
+        for channel in col.totals_:
             for k in knots:
                 text = (folder / "collections" / f"{channel}_{k:03d}.txt").read_text()
                 col.boosters_[(channel, k)] = lgb.Booster(model_str=text)
