@@ -669,7 +669,9 @@ VALUE_FILES = frozenset({"valuation.json", "cashflows.parquet", "paths.parquet"}
 EL_FILES = frozenset({"expected_loss.parquet", "summary.json"})
 
 
-def _load_portfolio(model_dir: Path, data_dir: Path, say: Callable[[str], None]) -> Any:
+def _load_portfolio(
+    model_dir: Path, data_dir: Path, grid: tuple[float, ...], say: Callable[[str], None]
+) -> Any:
     """Load a model, read and validate loans, score them and measure the collateral response."""
     from npl_engine.scoring import RecoveryModel
     from npl_engine.valuation import build_portfolio
@@ -679,7 +681,7 @@ def _load_portfolio(model_dir: Path, data_dir: Path, say: Callable[[str], None])
     say(f"reading and validating {data_dir}")
     loans = read_dataset(data_dir).loans.collect()
     say(f"scoring {loans.height:,} loans and measuring their collateral response")
-    return model, build_portfolio(model, loans)
+    return model, build_portfolio(model, loans, collateral_grid=grid)
 
 
 @main.command()
@@ -759,13 +761,19 @@ def value(
 
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import MonteCarloSettings, simulate_paths, value_portfolio
+    from npl_engine.valuation import (
+        MonteCarloSettings,
+        collateral_grid_for,
+        simulate_paths,
+        value_portfolio,
+    )
 
     console = _console(stderr=True)
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
     tranche_structure = _load_tranches(tranches_file)
-    model, portfolio = _load_portfolio(model_dir, data_dir, say)
+    grid = collateral_grid_for(scenario_set, monte_carlo=bool(simulations))
+    model, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
     say("valuing scenarios")
     try:
         valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
@@ -894,12 +902,13 @@ def expected_loss_command(
     """
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import expected_loss
+    from npl_engine.valuation import collateral_grid_for, expected_loss
 
     console = _console(stderr=True)
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
-    _, portfolio = _load_portfolio(model_dir, data_dir, say)
+    grid = collateral_grid_for(scenario_set, monte_carlo=False)
+    _, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
     say("discounting each loan's net collections under each scenario")
     try:
         el = expected_loss(portfolio, scenario_set)

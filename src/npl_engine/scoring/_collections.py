@@ -206,14 +206,16 @@ class CollectionsModel:
         out = booster.predict(values, num_iteration=booster.best_iteration)
         return np.asarray(out, dtype=np.float64)
 
-    def predict_total(self, x: FeatureMatrix) -> dict[str, FloatArray]:
+    def predict_total(
+        self, x: FeatureMatrix, channels: tuple[str, ...] = CHANNELS
+    ) -> dict[str, FloatArray]:
         """Expected collections over the horizon as a share of exposure, per channel: (n,).
 
         Loans without collateral worth anything after senior liens get no collateral part; the
         collateral boosters are not even run on them (half the cost of scoring a mixed book).
         """
         out = {}
-        for channel in CHANNELS:
+        for channel in channels:
             booster = self.totals_.get(channel)
             rows = self._rows(x, channel)
             if booster is None:  # channel not fitted (an unsecured book): nothing from it

@@ -153,7 +153,6 @@ class RecoveryModel:
     --------
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
     >>> from npl_engine.data import Dataset
-    from npl_engine.data.writers import atomic_folder
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
     >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
     ...                as_of_date=sim.settings.as_of_date)
@@ -344,7 +343,8 @@ class RecoveryModel:
                 share = np.where(shocked > 0, liens[secured] / shocked, np.nan)
                 rows[:, col["senior_lien_share"]] = share
             shocked_x = FeatureMatrix(rows, x.names, x.categorical)
-            out[secured, j] = self.collections_.predict_total(shocked_x)["collateral"] * e
+            shocked_total = self.collections_.predict_total(shocked_x, ("collateral",))
+            out[secured, j] = shocked_total["collateral"] * e
         return out
 
     def score(self, loans: pl.LazyFrame) -> Scores:

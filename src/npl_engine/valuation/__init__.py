@@ -13,7 +13,12 @@ from npl_engine.valuation._finance import (
     weighted_average_life,
 )
 from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
-from npl_engine.valuation._portfolio import DEFAULT_COLLATERAL_GRID, Portfolio, build_portfolio
+from npl_engine.valuation._portfolio import (
+    DEFAULT_COLLATERAL_GRID,
+    Portfolio,
+    build_portfolio,
+    collateral_grid_for,
+)
 from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
 from npl_engine.valuation._tranches import (
     StructureTerms,
@@ -43,6 +48,7 @@ __all__ = [
     "Valuation",
     "annual_irr",
     "build_portfolio",
+    "collateral_grid_for",
     "discount_factors",
     "expected_loss",
     "load_tranches",

@@ -41,7 +41,7 @@ def discount_factors(months: int, annual_rate: float | FloatArray) -> FloatArray
 
     Examples
     --------
-    >>> discount_factors(12, 0.12)[-1]  # a year at 12 %
+    >>> float(discount_factors(12, 0.12)[-1])  # a year at 12 %
     0.8928571428571428
     """
     t = np.arange(1, months + 1) / 12.0
@@ -72,7 +72,7 @@ def annual_irr(price: float, cash_flows: FloatArray) -> float:
 
     Examples
     --------
-    >>> round(annual_irr(100.0, np.array([0.0] * 11 + [112.0])), 12)
+    >>> round(annual_irr(100.0, np.array([0.0] * 11 + [112.0])), 9)
     0.12
     """
     cf = np.asarray(cash_flows, dtype=np.float64)

@@ -8,16 +8,16 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.scenarios import LEGAL_COST_STAGES
+from npl_engine.scenarios import LEGAL_COST_STAGES, ScenarioSet
 from npl_engine.scoring import RecoveryModel, Scores
 
-__all__ = ["DEFAULT_COLLATERAL_GRID", "Portfolio", "build_portfolio"]
+__all__ = ["DEFAULT_COLLATERAL_GRID", "Portfolio", "build_portfolio", "collateral_grid_for"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-#: Collateral value changes at which the model's collateral response is measured; scenarios and
-#: Monte Carlo paths in between are interpolated linearly.
+#: Collateral value changes at which the model's collateral response is measured for a Monte
+#: Carlo (paths fall anywhere in between and are interpolated linearly).
 DEFAULT_COLLATERAL_GRID: tuple[float, ...] = (-0.6, -0.45, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.35)
 
 
@@ -100,13 +100,38 @@ class Portfolio:
         )
 
 
+def collateral_grid_for(scenarios: ScenarioSet, *, monte_carlo: bool) -> tuple[float, ...]:
+    """The collateral value changes a valuation needs the model's response at.
+
+    The scenarios' own changes (exact, no interpolation); with a Monte Carlo, also
+    :data:`DEFAULT_COLLATERAL_GRID`, since paths move collateral values anywhere around them.
+    Each change costs one pass of the collateral model over the secured loans, so a plain
+    valuation measures no more than it uses.
+
+    >>> from npl_engine.scenarios import PricingAssumptions, Scenario, ScenarioSet
+    >>> down = Scenario(name="down", weight=0.4, collateral_value_change=-0.2,
+    ...                 collections_multiplier=0.9, delay_months=3)
+    >>> up = down.model_copy(update={"name": "up", "weight": 0.6, "collateral_value_change": 0.1})
+    >>> pricing = PricingAssumptions(target_irr=0.12, servicing_fee=0.08, horizon_months=60)
+    >>> collateral_grid_for(ScenarioSet(pricing=pricing, scenarios=[down, up]), monte_carlo=False)
+    (-0.2, 0.0, 0.1)
+    """
+    changes = {0.0, *(s.collateral_value_change for s in scenarios.scenarios)}
+    if monte_carlo:
+        changes |= set(DEFAULT_COLLATERAL_GRID)
+    return tuple(sorted(changes))
+
+
 def collateral_weights(grid: FloatArray, changes: FloatArray) -> FloatArray:
     """Linear-interpolation weights (len(changes), len(grid)) of each change on the grid.
 
     Changes outside the grid are extrapolated linearly from its two end points, floored so a
-    collateral value never goes below zero (change ≥ -1).
+    collateral value never goes below zero (change ≥ -1). A one-point grid (only the unshocked
+    value) gives every change the response measured there.
     """
     g = np.asarray(grid, dtype=np.float64)
+    if g.size == 1:
+        return np.ones((np.size(changes), 1))
     c = np.clip(np.asarray(changes, dtype=np.float64), -1.0, None)
     j = np.clip(np.searchsorted(g, c) - 1, 0, g.size - 2)
     w = (c - g[j]) / (g[j + 1] - g[j])
@@ -135,7 +160,9 @@ def build_portfolio(
     scores
         ``model.score(loans)`` if already computed (it is computed otherwise).
     collateral_grid
-        Relative collateral value changes to measure (0 is added if missing).
+        Relative collateral value changes to measure (0 is added if missing); see
+        :func:`collateral_grid_for`. Each non-zero change costs one pass of the collateral
+        model over the secured loans; the response at 0 comes from the scores.
     """
     grid = np.array(sorted({0.0, *collateral_grid}))
     scored = model.score(loans.lazy()) if scores is None else scores
@@ -143,8 +170,12 @@ def build_portfolio(
     n = scored.scores.height
     borrower = scored.curves["expected_borrower"].to_numpy().reshape(n, h)
     collateral = scored.curves["expected_collateral"].to_numpy().reshape(n, h)
-    totals = model.collateral_totals(loans, grid.tolist())
-    base = totals[:, np.flatnonzero(grid == 0.0)[0]]
+    base = scored.scores["expected_collateral"].to_numpy()
+    totals = np.empty((n, grid.size))
+    totals[:, grid == 0.0] = base[:, None]
+    shocked = grid != 0.0
+    if shocked.any():
+        totals[:, shocked] = model.collateral_totals(loans, grid[shocked].tolist())
     response = np.divide(totals, base[:, None], out=np.zeros_like(totals), where=base[:, None] > 0)
     recovery_months = min(model.definition.horizon_months, h)
     total = borrower.sum(axis=1) + collateral.sum(axis=1)
