@@ -56,6 +56,40 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _audit_options(func: F) -> F:
+    """Add ``--audit-db`` and ``--no-audit`` to a command that records decisions.
+
+    The database is opened (and created) before the command's work starts, so a file that
+    cannot be written, or that another process holds, stops the command at once rather than
+    after the work.
+    """
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("no_audit"):
+            from npl_engine.audit import AuditStore, default_audit_path
+
+            try:
+                AuditStore(kwargs.get("audit_db") or default_audit_path()).close()
+            except NplError as exc:
+                click.secho(f"error: {exc}", fg="red", err=True)
+                sys.exit(EXIT_BAD_INPUT)
+        return func(*args, **kwargs)
+
+    command = click.option(
+        "--no-audit",
+        is_flag=True,
+        help="Append no decision record (throwaway runs only; see docs/audit.md).",
+    )(checked)
+    return click.option(  # type: ignore[return-value]
+        "--audit-db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Audit database to append the decision record to. Default: $NPL_AUDIT_DB, "
+        "else ~/.local/share/npl_engine/audit.duckdb.",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="npl")
 def main() -> None:
@@ -256,6 +290,7 @@ def demo(
     """
     console = _console()
     book, tape, model_dir = out / "book", out / "tape", out / "model"
+    effects_dir, audit = out / "effects", out / "audit.duckdb"
     steps: list[tuple[str, click.Command, dict[str, Any]]] = [
         ("simulate a historical book", simulate,
          {"out": book, "n_loans": n_loans, "seed": seed, "kind": "book"}),
@@ -265,11 +300,24 @@ def demo(
         ("train the recovery model on the book", train,
          {"data_dir": book, "out": model_dir, "as_of": None}),
         ("score the tape", score,
-         {"model_dir": model_dir, "data_dir": tape, "out": out / "scores"}),
+         {"model_dir": model_dir, "data_dir": tape, "out": out / "scores", "audit_db": audit}),
         ("value the tape", value,
          {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
           "out": out / "valuation", "simulations": 500, "seed": seed,
-          "tranches_file": tranches_file if tranches_file.exists() else None}),
+          "tranches_file": tranches_file if tranches_file.exists() else None,
+          "audit_db": audit}),
+        ("estimate what each collection action does (refutations: npl effects without "
+         "--no-refutations)", effects,
+         {"data_dir": book, "out": effects_dir, "refutations": False, "seed": seed}),
+        ("plan next quarter's actions on the tape", policy,
+         {"effects_dir": effects_dir, "data_dir": tape, "budget": 100_000.0,
+          "out": out / "plan.parquet", "costs_file": None, "audit_db": audit}),
+        ("check fairness on the book", fairness,
+         {"model_dir": model_dir, "data_dir": book, "out": out / "fairness"}),
+        ("write the report", report_command,
+         {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
+          "out": out / "report.html", "fairness_dir": book, "seed": seed,
+          "effects_dir": effects_dir}),
     ]  # fmt: skip
     for i, (title, command, params) in enumerate(steps, start=1):
         console.rule(f"[bold]{i}. {title}[/bold]")
@@ -277,8 +325,11 @@ def demo(
     console.rule("[bold]done[/bold]")
     console.print(
         f"Everything is in {out}/: the simulated book and tape (truth in */truth), the model "
-        f"and its card ({model_dir / 'model_card.md'}), scores, and the valuation."
+        f"and its card ({model_dir / 'model_card.md'}), scores, the valuation, the action "
+        f"effects and plan, fairness, and the decision records ({audit}; `npl audit list "
+        f"--audit-db {audit}`)."
     )
+    console.print(f"Report: {(out / 'report.html').resolve()}")
 
 
 def _steps(console: Console) -> Callable[[str], None]:
@@ -407,8 +458,17 @@ def train(
     help="Add each loan's top 3 reason codes (reason_1..3 for p_recover, "
     "collections_reason_1..3 for expected collections) to scores.parquet. Takes longer.",
 )
+@_audit_options
 @_user_errors
-def score(*, model_dir: Path, data_dir: Path, out: Path, with_reasons: bool) -> None:
+def score(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    out: Path,
+    with_reasons: bool,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
+) -> None:
     """Score loans: p_recover, expected collections and the monthly curve of each loan.
 
     Writes OUT/scores.parquet (one row per loan) and OUT/curves.parquet (one row per loan and
@@ -434,6 +494,20 @@ def score(*, model_dir: Path, data_dir: Path, out: Path, with_reasons: bool) -> 
     with atomic_folder(out, allowed=SCORE_FILES) as staging:
         scores.write_parquet(staging / "scores.parquet")
         result.curves.write_parquet(staging / "curves.parquet")
+        # Inside the block: if the record cannot be written, the outputs are not published.
+        _record_decisions(
+            audit_db,
+            no_audit=no_audit,
+            command="score",
+            loans=data.loans.collect(),
+            outputs=result.scores,
+            reasons=scores.select("loan_id", pl.col(r"^(collections_)?reason_\d+$"))
+            if with_reasons
+            else None,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters={"explain": with_reasons},
+        )
     segments = (
         result.scores.join(data.loans.select("loan_id", "segment").collect(), on="loan_id")
         .group_by("segment")
@@ -739,6 +813,7 @@ def _load_portfolio(
     help="Monte Carlo paths (0 = none).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the Monte Carlo.")
+@_audit_options
 @_user_errors
 def value(
     *,
@@ -751,6 +826,8 @@ def value(
     tranches_file: Path | None,
     simulations: int,
     seed: int,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
 ) -> None:
     """Price a tape under weighted scenarios: present value at the target IRR, IRR at a price.
 
@@ -813,6 +890,32 @@ def value(
                     "irr_at_price": paths.irr_at_price,
                 }
             ).write_parquet(staging / "paths.parquet")
+        _record_decisions(
+            audit_db,
+            no_audit=no_audit,
+            command="value",
+            loans=read_dataset(data_dir).loans.collect(),
+            outputs=pl.DataFrame(
+                {
+                    "loan_id": portfolio.loan_id,
+                    "exposure": portfolio.exposure,
+                    "p_recover": portfolio.p_recover,
+                    "expected_collections": portfolio.borrower.sum(axis=1)
+                    + portfolio.collateral.sum(axis=1),
+                }
+            ),
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters={
+                "scenarios": _file_ref(scenarios_file),
+                "tranches": _file_ref(tranches_file),
+                "price": price,
+                "target_irr": target_irr,
+                "simulations": simulations,
+                "seed": seed,
+                "weighted_price": result["weighted"]["price"],
+            },
+        )
     _print_valuation(result)
     click.echo(f"wrote {out / 'valuation.json'} and {out / 'cashflows.parquet'}")
 
@@ -1127,9 +1230,17 @@ def effects(
     type=click.Path(path_type=Path),
     help="TOML file with a [costs] table. Default: costs learned from the book by `npl effects`.",
 )
+@_audit_options
 @_user_errors
 def policy(
-    *, effects_dir: Path, data_dir: Path, budget: float, out: Path, costs_file: Path | None
+    *,
+    effects_dir: Path,
+    data_dir: Path,
+    budget: float,
+    out: Path,
+    costs_file: Path | None,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
 ) -> None:
     """Plan at most one action per loan to maximise expected net collections within a budget.
 
@@ -1156,11 +1267,25 @@ def policy(
     data = read_dataset(data_dir)
     say("predicting effects and solving the budgeted plan")
     ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
-    result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau_propensity=bau)
+    result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
     say(f"writing {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     result.plan.write_parquet(tmp)
+    try:  # no plan is published without its decision record
+        _record_decisions(
+            audit_db,
+            no_audit=no_audit,
+            command="policy",
+            loans=data.loans.collect(),
+            outputs=result.plan,
+            data_dir=data_dir,
+            model_dir=effects_dir,
+            parameters={"budget": budget, "costs": costs.to_dict()},
+        )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     rows = [
         [
@@ -1179,3 +1304,955 @@ def policy(
         _table(["policy", "loans acted>", "cost>", "expected uplift>", "expected net>"], rows)
     )
     click.echo(f"wrote {out}")
+
+
+# -- decision records ------------------------------------------------------------------------
+
+
+def _file_ref(path: Path | None) -> dict[str, str] | None:
+    """A settings file as a decision record cites it: its path and the sha256 of its bytes."""
+    if path is None:
+        return None
+    from npl_engine.audit import bytes_fingerprint
+
+    return {"path": str(path), "sha256": bytes_fingerprint(path.read_bytes())}
+
+
+def _record_decisions(
+    audit_db: Path | None,
+    *,
+    no_audit: bool,
+    command: str,
+    loans: pl.DataFrame,
+    outputs: pl.DataFrame,
+    data_dir: Path,
+    model_dir: Path,
+    parameters: dict[str, Any],
+    reasons: pl.DataFrame | None = None,
+) -> str | None:
+    """Append a run's decision record (see docs/audit.md) and say where; ``None`` if disabled."""
+    if no_audit:
+        return None
+    from npl_engine.audit import (
+        decision_frame,
+        default_audit_path,
+        files_fingerprint,
+        record_run,
+    )
+
+    db = audit_db if audit_db is not None else default_audit_path()
+    run_id = record_run(
+        command=command,
+        decisions=decision_frame(loans, outputs, reasons),
+        input_fingerprint=files_fingerprint(data_dir, dataset=True),
+        model_dir=model_dir,
+        parameters=parameters,
+        db=db,
+    )
+    click.echo(f"decision record {run_id} appended to {db}", err=True)
+    return run_id
+
+
+def _audit_db_option(func: F) -> F:
+    return click.option(
+        "--audit-db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Audit database to read. Default: $NPL_AUDIT_DB, else "
+        "~/.local/share/npl_engine/audit.duckdb.",
+    )(func)
+
+
+@main.group()
+def audit() -> None:
+    """Read the decision records (see docs/audit.md): list runs, show one, export for review."""
+
+
+@audit.command("list")
+@_audit_db_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Runs shown.")
+@click.option("--command", "command_name", default=None, help="Only runs of this command.")
+@_user_errors
+def audit_list(*, audit_db: Path | None, limit: int, command_name: str | None) -> None:
+    """List the latest runs, newest first."""
+    from npl_engine.audit import AuditStore, default_audit_path
+
+    db = audit_db if audit_db is not None else default_audit_path()
+    with AuditStore(db, read_only=True) as store:
+        runs = store.runs(limit=limit, command=command_name)
+    rows = [
+        (
+            str(r["run_id"]),
+            r["recorded_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            str(r["caller"]),
+            str(r["command"]),
+            f"{r['n_loans']:,}",
+            (r["model_fingerprint"] or "-")[:12],
+        )
+        for r in runs.iter_rows(named=True)
+    ]
+    console = _console()
+    console.print(f"{db}: {len(rows)} latest run(s)")
+    console.print(_table(["run id", "time (UTC)", "caller", "command", "loans>", "model"], rows))
+
+
+@audit.command("show")
+@click.argument("record_id")
+@_audit_db_option
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="Loans shown.")
+@_user_errors
+def audit_show(*, record_id: str, audit_db: Path | None, limit: int) -> None:
+    """Show a run (RECORD_ID = run id) or one loan's decision (RECORD_ID = run_id:seq)."""
+    from npl_engine.audit import AuditStore, default_audit_path
+
+    run_id, _, seq_text = record_id.partition(":")
+    if seq_text and not seq_text.isdigit():
+        msg = f"{record_id!r} is neither a run id nor a decision id (run_id:number)"
+        raise NplError(msg)
+    db = audit_db if audit_db is not None else default_audit_path()
+    with AuditStore(db, read_only=True) as store:
+        run = store.run(run_id)
+        if run is None:
+            msg = f"no run {run_id!r} in {db}; `npl audit list` shows the latest"
+            raise NplError(msg)
+        seq = int(seq_text) if seq_text else None
+        decisions = store.decisions(run_id, seq=seq, limit=None if seq else limit)
+    if seq is not None and decisions.height == 0:
+        msg = f"run {run_id} has {run['n_loans']:,} loan(s); there is no decision {seq}"
+        raise NplError(msg)
+    console = _console()
+    for key, val in run.items():
+        console.print(f"{key:>18}: {val}")
+    rows = [
+        (f"{run_id}:{r['seq']}", str(r["loan_id"]), str(r["outputs"]), str(r["reasons"] or "-"))
+        for r in decisions.iter_rows(named=True)
+    ]
+    if seq is None and run["n_loans"] > decisions.height:
+        console.print(f"first {decisions.height:,} of {run['n_loans']:,} decisions:")
+    console.print(_table(["decision id", "loan_id", "outputs", "reasons"], rows))
+    if seq is not None:
+        inputs = decisions.drop("run_id", "seq", "outputs", "reasons").row(0, named=True)
+        console.print(_table(["input", "value"], [(k, str(v)) for k, v in inputs.items()]))
+
+
+@audit.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--run", "run_id", default=None, help="Only this run. Default: every run.")
+@_audit_db_option
+@_user_errors
+def audit_export(*, out: Path, run_id: str | None, audit_db: Path | None) -> None:
+    """Write decision records to one Parquet file: one row per loan decision, with its run."""
+    from npl_engine.audit import AuditStore, default_audit_path
+
+    if out.suffix != ".parquet":
+        msg = f"--out {out}: give a .parquet file"
+        raise NplError(msg)
+    db = audit_db if audit_db is not None else default_audit_path()
+    with AuditStore(db, read_only=True) as store:
+        if run_id is not None and store.run(run_id) is None:
+            msg = f"no run {run_id!r} in {db}; `npl audit list` shows the latest"
+            raise NplError(msg)
+        n = store.export(out, run_id=run_id)
+    click.echo(f"wrote {n:,} decision(s) to {out}")
+
+
+#: Files `npl fairness` writes (an existing folder holding only these may be replaced).
+FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A book (loans, actions, payments) whose outcomes are known.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for fairness.json and fairness.parquet.",
+)
+@click.option(
+    "--effects",
+    "effects_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl effects`: adds the action plan's decisions (settlement offered, "
+    "legal action spared).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0.0),
+    default=None,
+    help="With --effects: the plan's total action cost. Default: no limit.",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
+)
+@click.option(
+    "--top-share",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="'prioritised' decision: this share of the loans with the highest p_recover.",
+)
+@click.option(
+    "--min-ratio",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Four-fifths rule: flag a decision rate below this × the most favoured group's.",
+)
+@click.option(
+    "--max-calibration-gap",
+    default=0.03,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Flag a group whose calibration gap differs from the other groups' by this much.",
+)
+@click.option(
+    "--z-threshold",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.0, min_open=True),
+    help="A flag also needs the difference to be this many standard errors from zero.",
+)
+@click.option(
+    "--min-group-size",
+    default=50,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Smaller groups are shown but never flagged.",
+)
+@_user_errors
+def fairness(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    out: Path,
+    effects_dir: Path | None,
+    budget: float | None,
+    as_of: datetime | None,
+    top_share: float,
+    min_ratio: float,
+    max_calibration_gap: float,
+    z_threshold: float,
+    min_group_size: int,
+) -> None:
+    """Check the recovery model for unfair treatment by gender, age band and region.
+
+    On a book with known outcomes, per group: mean p_recover, realised recovery rate, AUC,
+    calibration (predicted vs realised) and the rate of favourable decisions with its ratio to
+    the most favoured group. Flags where the four-fifths rule or the calibration threshold is
+    crossed beyond noise (see docs/fairness.md). Writes OUT/fairness.json and
+    OUT/fairness.parquet.
+    """
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.fairness import FairnessSettings, fairness_report, policy_decisions
+    from npl_engine.scoring import RecoveryModel
+
+    settings = FairnessSettings(
+        top_share=top_share,
+        min_ratio=min_ratio,
+        max_calibration_gap=max_calibration_gap,
+        z_threshold=z_threshold,
+        min_group_size=min_group_size,
+    )
+    if budget is not None and effects_dir is None:
+        msg = "--budget is for the action plan: give --effects DIR too"
+        raise NplError(msg)
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    costs, effects_model = None, None
+    if effects_dir is not None:
+        costs = _effect_costs(effects_dir)
+        say(f"loading {effects_dir}")
+        from npl_engine.causal import ActionEffectModel
+
+        effects_model = ActionEffectModel.load(effects_dir)
+    say(f"reading and validating {data_dir}")
+    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    decisions = None
+    if effects_model is not None:
+        say("planning actions (the decisions compared between groups)")
+        decisions = policy_decisions(effects_model, book.loans, costs, budget=budget)
+    say("scoring the book and comparing groups")
+    report = fairness_report(model, book, settings=settings, decisions=decisions)
+    say(f"writing {out}")
+    with atomic_folder(out, allowed=FAIRNESS_FILES) as staging:
+        (staging / "fairness.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        report.groups.write_parquet(staging / "fairness.parquet")
+    _print_fairness(report)
+    click.echo(f"wrote {out / 'fairness.json'} and {out / 'fairness.parquet'}")
+
+
+def _effect_costs(effects_dir: Path) -> Any:
+    """Action costs saved by `npl effects` beside its model."""
+    from npl_engine.causal._policy import ActionCosts
+
+    path = effects_dir / "costs.json"
+    if not path.exists():
+        msg = f"{effects_dir} holds no costs.json: rerun `npl effects`"
+        raise NplError(msg)
+    raw = json.loads(path.read_text())
+    return ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+
+
+def _print_fairness(report: Any) -> None:
+    """One table per attribute, then the flags."""
+    console = _console()
+    o = report.overall
+    console.print(
+        f"{report.n_loans:,} loans, {report.n_labelled:,} with the recovery window observed; "
+        f"overall predicted {o['predicted']:.1%}, realised {o['realised']:.1%}"
+    )
+    names = list(report.decisions)
+
+    def num(x: Any, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    for attribute in ("gender", "age_band", "region"):
+        frame = report.groups.filter(pl.col("attribute") == attribute)
+        if frame.height == 0:
+            console.print(f"{attribute}: no loan records it")
+            continue
+        rows = []
+        for r in frame.iter_rows(named=True):
+            row = [
+                str(r["group"]),
+                f"{r['n']:,}",
+                f"{r['n_labelled']:,}",
+                num(r["mean_p_recover"], ".3f"),
+                num(r["predicted"], ".3f"),
+                num(r["realised"], ".3f"),
+                num(r["gap_vs_rest"], "+.3f") + (" !" if r["calibration_flag"] else ""),
+                num(r["auc"], ".3f"),
+            ]
+            for d in names:
+                flag = " !" if r[f"{d}_flag"] else ""
+                row.append(f"{num(r[f'{d}_rate'], '.1%')} ({num(r[f'{d}_ratio'], '.2f')}){flag}")
+            rows.append(row)
+        headers = ["group", "loans>", "labelled>", "mean p_recover>", "predicted>", "realised>",
+                   "gap vs rest>", "AUC>", *[f"{d} (ratio)>" for d in names]]  # fmt: skip
+        console.print(f"\n[bold]{attribute}[/bold]")
+        console.print(_table(headers, rows))
+    if report.flags:
+        for f in report.flags:
+            click.secho(f"flag: {f['message']}", fg="yellow")
+    else:
+        click.echo("no flag raised")
+
+
+def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: Path | None) -> Any:
+    """The scoring model plus the effect models in ``effects_dirs`` (one per outcome)."""
+    from npl_engine.causal import ActionEffectModel
+    from npl_engine.causal._policy import ActionCosts, load_costs
+    from npl_engine.counterfactuals import StrategyModel
+    from npl_engine.scoring import RecoveryModel
+
+    by_outcome: dict[str, Any] = {}
+    for folder in effects_dirs:
+        effect_model = ActionEffectModel.load(folder)
+        outcome = effect_model.settings.outcome if effect_model.settings else "recovery_rate"
+        if outcome not in ("recovered", "recovery_rate"):
+            msg = (
+                f"{folder}: effects on {outcome!r} cannot move p_recover or expected "
+                "collections; give effects on 'recovered' (and 'recovery_rate')"
+            )
+            raise NplError(msg)
+        if outcome in by_outcome:
+            msg = f"two --effects folders estimate effects on {outcome!r}; give one"
+            raise NplError(msg)
+        by_outcome[outcome] = effect_model
+    if by_outcome and "recovered" not in by_outcome:
+        msg = (
+            "the --effects folder estimates effects on the recovery rate only; counterfactuals "
+            "move p_recover: add a folder from `npl effects --outcome recovered`"
+        )
+        raise NplError(msg)
+    costs = None
+    if costs_file is not None:
+        costs = load_costs(costs_file)
+    else:
+        for folder in effects_dirs:
+            if (folder / "costs.json").is_file():
+                raw = json.loads((folder / "costs.json").read_text())
+                costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+                break
+    return StrategyModel(
+        recovery=RecoveryModel.load(model_dir),
+        effects=by_outcome.get("recovered"),
+        collection_effects=by_outcome.get("recovery_rate"),
+        costs=costs,
+    )
+
+
+_MODEL_OPTION = click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+_EFFECTS_OPTION = click.option(
+    "--effects",
+    "effects_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl effects --outcome recovered` (moves p_recover); may be given "
+    "again with a folder of effects on recovery_rate (moves expected collections).",
+)
+_COSTS_OPTION = click.option(
+    "--costs",
+    "costs_file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="TOML [costs] table. Default: costs.json of the --effects folder.",
+)
+
+
+@main.command("counterfactual")
+@_MODEL_OPTION
+@_EFFECTS_OPTION
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans (a tape, or a book: only its loans table is read).",
+)
+@click.option("--loan-id", default=None, help="The loan to explain.")
+@click.option(
+    "--loan-ids",
+    "loan_ids_file",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Text file of loan ids, one per line: batch mode.",
+)
+@click.option("--n", "n_counterfactuals", default=3, show_default=True, type=click.IntRange(1, 20))
+@click.option(
+    "--target",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="p_recover a counterfactual must reach.",
+)
+@click.option(
+    "--uplift",
+    default=None,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="Instead of --target: the loan's p_recover plus this.",
+)
+@click.option(
+    "--borrower-side",
+    is_flag=True,
+    help="Also explore what-ifs the servicer cannot make (income, debt-to-income, liquid "
+    "assets), reported separately.",
+)
+@click.option(
+    "--discount-range",
+    nargs=2,
+    default=(0.1, 0.5),
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Permitted settlement discounts (share of the exposure waived).",
+)
+@click.option(
+    "--time-budget",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.0, min_open=True),
+    help="Seconds per loan after which no new search round starts.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@_COSTS_OPTION
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Write the results: FILE.json (settings, summary, loans, counterfactuals) or "
+    "FILE.parquet (counterfactual rows).",
+)
+@_user_errors
+def counterfactual_command(
+    *,
+    model_dir: Path,
+    effects_dirs: tuple[Path, ...],
+    data_dir: Path,
+    loan_id: str | None,
+    loan_ids_file: Path | None,
+    n_counterfactuals: int,
+    target: float,
+    uplift: float | None,
+    borrower_side: bool,
+    discount_range: tuple[float, float],
+    time_budget: float,
+    seed: int,
+    costs_file: Path | None,
+    out: Path | None,
+) -> None:
+    """What would have to change for a loan to recover (see docs/counterfactuals.md).
+
+    Returns up to --n diverse lever settings (the action, the settlement discount) that bring
+    the loan's p_recover up to the target, each re-scored by the engine, with its cost and the
+    change in expected collections. With --borrower-side, what-ifs about the borrower are
+    reported separately. Counterfactuals explain the model, not the world.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from npl_engine.counterfactuals import (
+        CounterfactualSettings,
+        counterfactuals,
+        read_loan_ids,
+        summarize,
+        write_result,
+    )
+
+    if (loan_id is None) == (loan_ids_file is None):
+        msg = "give either --loan-id ID (one loan) or --loan-ids FILE (many)"
+        raise NplError(msg)
+    if out is not None and out.suffix not in (".json", ".parquet"):
+        msg = f"{out}: --out must end in .json or .parquet"
+        raise NplError(msg)
+    settings = CounterfactualSettings(
+        n=n_counterfactuals,
+        target=target,
+        uplift=uplift,
+        borrower_side=borrower_side,
+        discount_range=(float(discount_range[0]), float(discount_range[1])),
+        time_budget_seconds=time_budget,
+        seed=seed,
+    )
+    ids = [loan_id] if loan_id is not None else read_loan_ids(cast("Path", loan_ids_file))
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}" + "".join(f" and {e}" for e in effects_dirs))
+    model = _strategy_model(model_dir, effects_dirs, costs_file)
+    say(f"reading and validating {data_dir}")
+    loans = read_dataset(data_dir).loans.collect()
+    say(f"searching counterfactuals for {len(ids):,} loan(s)")
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=len(ids) == 1) as bar:
+        task = bar.add_task("counterfactuals", total=len(ids))
+        result = counterfactuals(
+            model, loans, ids, settings, progress=lambda done: bar.update(task, completed=done)
+        )
+    if out is not None:
+        say(f"writing {out}")
+        write_result(result, out)
+    if loan_id is not None:
+        _print_counterfactuals(result)
+    else:
+        _print_counterfactual_summary(summarize(result))
+    if out is not None:
+        click.echo(f"wrote {out}")
+
+
+def _print_counterfactuals(result: Any) -> None:
+    """One loan: its score, then its counterfactuals, servicer levers first."""
+    console = _console()
+    loan = result.loans.row(0, named=True)
+    console.print(
+        f"loan {loan['loan_id']}: p_recover {loan['p_recover']:.3f}, target {loan['target']:.3f}"
+    )
+    if loan["status"] != "found":
+        console.print(loan["message"])
+        return
+    titles = {
+        "servicer": "servicer levers",
+        "borrower_side": "borrower-side what-ifs (not the servicer's to make: what a "
+        "conversation with the borrower could explore)",
+    }
+    for kind, title in titles.items():
+        rows = result.counterfactuals.filter(pl.col("kind") == kind)
+        if kind == "borrower_side" and not result.settings.borrower_side:
+            continue
+        console.print(f"\n{title}")
+        if rows.height == 0:
+            console.print("none within the permitted levers and ranges")
+            continue
+        console.print(
+            _table(
+                ["#>", "changes", "p_recover>", "collections change>", "cost>"],
+                [
+                    (
+                        str(r["rank"]),
+                        str(r["changes"]),
+                        f"{r['p_recover']:.3f}",
+                        _signed_money(r["collections_change"]),
+                        _money(r["cost"]),
+                    )
+                    for r in rows.iter_rows(named=True)
+                ],
+            )
+        )
+    console.print(
+        "p_recover is the engine's re-score of each change; it explains the model, not the world"
+    )
+
+
+def _signed_money(x: float | None) -> str:
+    return "-" if x is None else f"{x:+,.0f}"
+
+
+def _print_counterfactual_summary(summary: dict[str, Any]) -> None:
+    """Batch: feasible share, levers, cost and uplift."""
+    rows = [
+        ("loans", f"{summary['n_loans']:,}"),
+        ("already at the target", f"{summary['already_meet_target']:,}"),
+        ("with a servicer lever", _pct(summary["share_with_servicer_lever"])),
+        ("with a borrower-side what-if", _pct(summary["share_with_borrower_side_what_if"])),
+        ("time budget spent without result", f"{summary['time_budget_spent']:,}"),
+        ("total cost (first lever per loan)", _money(summary["total_cost"])),
+        (
+            "mean p_recover uplift",
+            "-" if summary["mean_p_recover_uplift"] is None
+            else f"{summary['mean_p_recover_uplift']:+.3f}",
+        ),
+        ("expected collections change", _money(summary["total_expected_collections_change"])),
+        ("median seconds per loan", f"{summary['median_seconds_per_loan'] or 0:.2f}"),
+    ]  # fmt: skip
+    console = _console()
+    console.print(_table(["", "value>"], rows))
+    levers = [(k, f"{v:,}") for k, v in summary["most_common_levers"].items()]
+    if levers:
+        console.print(_table(["most common servicer levers", "loans>"], levers))
+
+
+@main.command("what-if")
+@_MODEL_OPTION
+@_EFFECTS_OPTION
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans (a tape, or a book: only its loans table is read).",
+)
+@click.option("--loan-id", required=True, help="The loan to re-score.")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    required=True,
+    metavar="COLUMN=VALUE",
+    help="A changed input: a loans column (monthly_income=2500) or, with --effects, a lever "
+    "(action=call, settlement_discount=0.2). Repeat for several.",
+)
+@click.option("--top", default=3, show_default=True, type=click.IntRange(1, 40))
+@_COSTS_OPTION
+@_user_errors
+def what_if_command(
+    *,
+    model_dir: Path,
+    effects_dirs: tuple[Path, ...],
+    data_dir: Path,
+    loan_id: str,
+    assignments: tuple[str, ...],
+    top: int,
+    costs_file: Path | None,
+) -> None:
+    """Re-score a loan with changed inputs: p_recover, expected collections and reasons."""
+    from npl_engine.counterfactuals import parse_changes, what_if
+
+    raw: dict[str, str] = {}
+    for item in assignments:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            msg = f"--set {item!r}: expected COLUMN=VALUE"
+            raise NplError(msg)
+        raw[column.strip()] = value.strip()
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = _strategy_model(model_dir, effects_dirs, costs_file)
+    say(f"reading and validating {data_dir}")
+    loans = read_dataset(data_dir).loans.collect()
+    if loans.filter(pl.col("loan_id") == loan_id).height == 0:
+        msg = f"loans: column loan_id has no row {loan_id!r}"
+        raise NplError(msg)
+    result = what_if(model, loans, loan_id, parse_changes(loans, loan_id, raw), top=top)
+    out = _console()
+    out.print(f"loan {loan_id}")
+    out.print(_table(["input", "before", "after"], [(k, *v) for k, v in result.changes.items()]))
+    after_c = result.expected_collections_after
+    rows = [
+        (
+            "p_recover",
+            f"{result.p_recover_before:.3f}",
+            f"{result.p_recover_after:.3f}",
+            f"{result.p_recover_after - result.p_recover_before:+.3f}",
+        ),
+        (
+            "expected collections",
+            _money(result.expected_collections_before),
+            _money(after_c),
+            "-" if after_c is None else f"{after_c - result.expected_collections_before:+,.0f}",
+        ),
+    ]
+    out.print(_table(["", "before>", "after>", "change>"], rows))
+    if result.cost:
+        out.print(f"cost of the action: {_money(result.cost)}")
+    for when, codes in (("before", result.reasons_before), ("after", result.reasons_after)):
+        mine = codes.filter(pl.col("target") == "p_recover")
+        out.print(f"\ntop p_recover reasons {when}")
+        reasons = [
+            (str(r["rank"]), str(r["text"]), _effect("p_recover", r["contribution"]))
+            for r in mine.iter_rows(named=True)
+        ]
+        out.print(_table(["#>", "reason", "effect>"], reasons))
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--effects",
+    "effects_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl effects`: enables /v1/recommend.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--keys-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="API key file (`npl keys create`). Default: $NPL_API_KEYS_FILE, else "
+    "~/.config/npl_engine/api_keys.json. $NPL_API_KEY adds one more key.",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without API keys (only on a machine of your own; never on a network).",
+)
+@click.option(
+    "--max-loans",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Loans per /v1/score request at most.",
+)
+@_audit_options
+@_user_errors
+def serve(
+    *,
+    model_dir: Path,
+    effects_dir: Path | None,
+    host: str,
+    port: int,
+    keys_file: Path | None,
+    no_auth: bool,
+    max_loans: int,
+    audit_db: Path | None,
+    no_audit: bool,
+) -> None:
+    """Serve real-time scoring over HTTP (FastAPI; OpenAPI docs at /docs; see docs/service.md).
+
+    POST /v1/score, POST /v1/recommend, GET /v1/model, GET /healthz, GET /readyz. Every score
+    and recommendation is recorded in the audit database before it is returned.
+    """
+    from npl_engine.audit import default_audit_path
+    from npl_engine.service import ApiKeys, ServiceSettings, default_keys_file, serve
+
+    keys = None
+    if not no_auth:
+        path = keys_file if keys_file is not None else default_keys_file()
+        keys = ApiKeys.load(path)
+        if not keys.hashes:
+            msg = (
+                f"no API keys: {path} holds none and $NPL_API_KEY is not set. Create one with "
+                "`npl keys create --name NAME`, or pass --no-auth for a local trial"
+            )
+            raise NplError(msg)
+    settings = ServiceSettings(
+        model_dir=model_dir,
+        effects_dir=effects_dir,
+        audit_db=None if no_audit else (audit_db or default_audit_path()),
+        keys=keys,
+        max_loans=max_loans,
+        max_body_bytes=max(2 * 2**20, max_loans * 4096),
+    )
+    click.echo(f"serving {model_dir} on http://{host}:{port} (docs: /docs)", err=True)
+    serve(settings, host=host, port=port)
+
+
+@main.group()
+def keys() -> None:
+    """API keys of the scoring service (`npl serve`): create and list them."""
+
+
+def _keys_file_option(func: F) -> F:
+    return click.option(
+        "--keys-file",
+        default=None,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Key file. Default: $NPL_API_KEYS_FILE, else ~/.config/npl_engine/api_keys.json.",
+    )(func)
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for, e.g. collections-app.")
+@_keys_file_option
+@_user_errors
+def keys_create(*, name: str, keys_file: Path | None) -> None:
+    """Create an API key: prints it once; the key file keeps only its hash."""
+    from npl_engine.service import create_key, default_keys_file
+
+    path = keys_file if keys_file is not None else default_keys_file()
+    key_id, key = create_key(path, name=name)
+    click.echo(f"created key {key_id} ({name}) in {path}; it is shown only now:", err=True)
+    click.echo(key)
+
+
+@keys.command("list")
+@_keys_file_option
+@_user_errors
+def keys_list(*, keys_file: Path | None) -> None:
+    """List the keys of a key file (ids, names, dates; never the keys)."""
+    from npl_engine.service import default_keys_file, read_key_records
+
+    path = keys_file if keys_file is not None else default_keys_file()
+    rows = [
+        (str(r["id"]), str(r.get("name", "")), str(r.get("created_at", "")))
+        for r in read_key_records(path)
+    ]
+    _console().print(f"{path}: {len(rows)} key(s)")
+    _console().print(_table(["id", "name", "created"], rows))
+
+
+@main.command("report")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The tape to report on (its loans table).",
+)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Scenario file (TOML), e.g. scenarios/eu_2026.toml.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write, e.g. report.html.",
+)
+@click.option(
+    "--effects",
+    "effects_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl effects`: adds action effects and the plan's value.",
+)
+@click.option(
+    "--fairness-book",
+    "fairness_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="A book with known outcomes: adds the fairness checks (as `npl fairness`).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0.0),
+    default=None,
+    help="With --effects: the plan's total action cost. Default: no limit.",
+)
+@click.option(
+    "--simulations",
+    type=click.IntRange(0),
+    default=500,
+    show_default=True,
+    help="Monte Carlo paths (0 = none).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--title", default="NPL portfolio report", show_default=True)
+@_user_errors
+def report_command(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    scenarios_file: Path,
+    out: Path,
+    effects_dir: Path | None,
+    fairness_dir: Path | None,
+    budget: float | None,
+    simulations: int,
+    seed: int,
+    title: str,
+) -> None:
+    """Write one self-contained HTML report: charts of the portfolio, prices, drivers and more.
+
+    Portfolio composition, expected collections by segment and scenario, price by scenario and
+    its Monte Carlo distribution, SHAP importance, action effects and the plan's value (with
+    --effects), fairness (with --fairness-book) and the model card. The file opens offline and
+    makes no network request (see docs/report.md).
+    """
+    from npl_engine.report import gather, render, write_report
+    from npl_engine.scenarios import load_scenarios
+    from npl_engine.scoring import RecoveryModel
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        msg = f"--out {out}: give an .html file"
+        raise NplError(msg)
+    if budget is not None and effects_dir is None:
+        msg = "--budget is for the action plan: give --effects DIR too"
+        raise NplError(msg)
+    console = _console(stderr=True)
+    say = _steps(console)
+    scenario_set = load_scenarios(scenarios_file)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    tape = read_dataset(data_dir)
+    book = None
+    if fairness_dir is not None:
+        say(f"reading and validating {fairness_dir}")
+        book = read_dataset(fairness_dir, kind="book")
+    data = gather(
+        model,
+        tape,
+        scenario_set,
+        title=title,
+        effects_dir=effects_dir,
+        fairness_book=book,
+        simulations=simulations,
+        budget=budget,
+        seed=seed,
+        progress=say,
+    )
+    say(f"writing {out}")
+    write_report(render(data), out)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); open it in any browser")

@@ -26,8 +26,15 @@ def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
         "letter", "call", "settlement_offer", "legal_action"
     ]  # fmt: skip
     assert {"ate", "ci_low", "ci_high", "naive_difference", "n"} <= set(report["actions"][0])
+    for action in ("letter", "call", "settlement_offer", "legal_action"):
+        checks = report["validation"][action]
+        assert {"groups", "slope"} <= set(checks["calibration"])
+        assert len(checks["toc"]["toc"]) == len(checks["toc"]["shares"])
+        low, high = checks["toc"]["autoc_ci"]
+        assert low <= high
     cate = pl.read_parquet(out / "cate.parquet")
     assert cate.height == 4000
+    assert {"cate_call", "cate_call_low", "cate_call_high"} <= set(cate.columns)
     plan_file = tmp_path / "plan.parquet"
     res = runner.invoke(
         main,

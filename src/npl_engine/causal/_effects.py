@@ -1,12 +1,18 @@
-"""Effects of collection actions against no action: a doubly robust learner with LightGBM.
+"""Effects of collection actions against no action: doubly robust averages, forest per loan.
 
-:class:`ActionEffectModel` wraps EconML's :class:`econml.dr.DRLearner` for a multi-valued
-discrete treatment whose control is ``none``. Nuisance models (propensity of each action,
-outcome given covariates and action) are LightGBM and cross-fitted; the conditional effect of
-each action per loan is a LightGBM regression of the doubly robust pseudo-outcomes on the
-covariates. The average effect of an action is the mean of its cross-fitted pseudo-outcome
-differences (augmented inverse propensity weighting, AIPW), with a normal 95 % interval from
-their standard deviation.
+:class:`ActionEffectModel` answers two questions with two estimators, each chosen for its job:
+
+- **Average effect** of each action (with a valid 95 % interval): EconML's
+  :class:`econml.dr.DRLearner` for a multi-valued discrete treatment whose control is ``none``,
+  with cross-fitted LightGBM nuisance models (propensity of each action; outcome given
+  covariates, one regressor per arm). The average effect is the mean of the cross-fitted
+  doubly robust pseudo-outcome differences (augmented inverse propensity weighting, AIPW).
+- **Per-loan effect** (CATE) with a 95 % interval: EconML's
+  :class:`econml.dml.CausalForestDML` (honest generalised random forest on residualised
+  outcome and treatment, LightGBM nuisances, bootstrap-of-little-bags intervals). On 20,000-loan
+  simulator books it rank-correlated with the true per-loan effects at 0.57-0.88 (Spearman)
+  where a boosted regression of the pseudo-outcomes reached 0.23-0.50: pseudo-outcomes are
+  noisy (weighted by inverse propensities) and a boosted tree chases that noise.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import joblib
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from econml.dml import CausalForestDML
 from econml.dr import DRLearner
 from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.dummy import DummyRegressor
 
 from npl_engine.causal._treatment import (
     ACTION_INTENSITY,
@@ -33,6 +41,7 @@ from npl_engine.causal._treatment import (
     build_causal_data,
     covariates,
 )
+from npl_engine.causal._validate import calibration_groups, toc
 from npl_engine.data import Dataset
 from npl_engine.errors import NplError
 from npl_engine.features import build_features, learn_vocabularies
@@ -120,6 +129,18 @@ def _lgbm_params(*, n_estimators: int, seed: int, n_jobs: int) -> dict[str, Any]
         "n_jobs": n_jobs,
         "verbose": -1,
     }
+
+
+def _missing_fill(X: Array) -> Array:  # noqa: N803
+    """Per column, a value below everything observed: the forest's stand-in for missing.
+
+    The causal forest takes no NaN; a value below the observed range lets its splits separate
+    missing from observed values, as LightGBM does natively.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-missing columns
+        low = np.nanmin(X, axis=0)
+    return np.where(np.isfinite(low), low - 1.0, -1.0)
 
 
 def _aipw(pseudo: Array, keep: npt.NDArray[np.bool_]) -> tuple[float, float, float, float]:
@@ -218,10 +239,12 @@ class ActionEffectModel:
         that action's average effect (and counted).
     n_estimators
         Boosting rounds of each LightGBM model.
+    n_trees
+        Trees of the causal forest (a multiple of 4).
     seed
         Seed of the folds and the models.
     n_jobs
-        Threads of each LightGBM model.
+        Threads of each LightGBM model and of the causal forest (-1: all cores).
 
     Notes
     -----
@@ -248,13 +271,15 @@ class ActionEffectModel:
         n_folds: int = 3,
         min_propensity: float = 0.01,
         n_estimators: int = 200,
+        n_trees: int = 400,
         seed: int = 0,
-        n_jobs: int = 1,
+        n_jobs: int = -1,
     ) -> None:
         self.settings = settings
         self.n_folds = n_folds
         self.min_propensity = min_propensity
         self.n_estimators = n_estimators
+        self.n_trees = n_trees
         self.seed = seed
         self.n_jobs = n_jobs
 
@@ -285,7 +310,7 @@ class ActionEffectModel:
         self.vocabularies_ = vocab
         self.excluded_censored_ = data.excluded_censored
         say(
-            f"fitting the doubly robust learner on {data.frame.height:,} loans "
+            f"fitting the doubly robust learner and causal forest on {data.frame.height:,} loans "
             f"({data.excluded_censored:,} censored loans excluded)"
         )
         self.fit_arrays(
@@ -343,15 +368,13 @@ class ActionEffectModel:
             msg = f"too few loans to estimate effects for: {', '.join(small)}"
             raise NplError(msg)
         params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
-        final = {
-            **params,
-            "min_child_samples": 200,
-            "n_estimators": max(self.n_estimators // 2, 20),
-        }
+        # The DR learner supplies the cross-fitted nuisances and pseudo-outcomes of the average
+        # effects; per-loan effects come from the causal forest below, so its final stage is
+        # a constant (the pseudo-outcome mean) that nothing reads.
         learner = DRLearner(
             model_propensity=LGBMClassifier(**params),
             model_regression=_PerArmRegressor(n_treatments=len(arms) - 1, params=params),
-            model_final=LGBMRegressor(**final),
+            model_final=DummyRegressor(),
             multitask_model_final=False,
             min_propensity=self.min_propensity,
             categories=list(arms),
@@ -368,6 +391,9 @@ class ActionEffectModel:
         pseudo_all = np.asarray(pseudo_all).reshape(X.shape[0], len(arms))
         propensity = np.asarray(raw, dtype=np.float64)
 
+        self.fill_ = _missing_fill(X)
+        self.forest_ = self._fit_forest(self._filled(X), treatment, y, arms, self.n_trees)
+        self.train_ = (X, treatment, y)  # for validation(); not saved
         self.model_ = learner
         self.arms_ = arms
         self.actions_ = arms[1:]
@@ -402,51 +428,85 @@ class ActionEffectModel:
         self.effects_ = effects
         return self
 
-    def validation(self, *, n_groups: int = 4) -> dict[str, Any]:
-        """Calibration of the per-loan effects: predicted vs doubly robust effect by group.
+    @staticmethod
+    def min_leaf(n: int) -> int:
+        """Loans per leaf of the causal forest: n / 400 within [5, 50].
 
-        Loans are grouped by quantile of their predicted effect for each action; in each group
-        the mean predicted effect is compared with the mean cross-fitted pseudo-outcome
-        difference (an unbiased estimate of the group's average effect), with a 95 % interval.
+        Each leaf estimates a local effect from its loans, so it needs enough of them in each
+        arm; on a small sample, leaves of 50 would leave the forest almost constant.
+
+        >>> ActionEffectModel.min_leaf(747), ActionEffectModel.min_leaf(20_000)
+        (5, 50)
+        """
+        return int(np.clip(n // 400, 5, 50))
+
+    def _fit_forest(
+        self,
+        X: Array,  # noqa: N803
+        treatment: npt.NDArray[np.str_],
+        y: Array,
+        arms: tuple[str, ...],
+        n_trees: int,
+    ) -> CausalForestDML:
+        """A causal forest of per-loan effects (covariates already without NaN)."""
+        params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
+        forest = CausalForestDML(
+            model_y=LGBMRegressor(**params),
+            model_t=LGBMClassifier(**params),
+            discrete_treatment=True,
+            categories=list(arms),
+            n_estimators=n_trees,
+            min_samples_leaf=self.min_leaf(X.shape[0]),
+            max_samples=0.45,
+            cv=self.n_folds,
+            random_state=self.seed,
+            n_jobs=self.n_jobs,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            forest.fit(y, treatment, X=X)
+        return forest
+
+    def validation(self, *, n_groups: int = 4, n_trees: int = 100) -> dict[str, Any]:
+        """Calibration and TOC / AUTOC of per-loan effects against doubly robust scores.
+
+        See :mod:`npl_engine.causal._validate`. The training loans are split in two halves; a
+        causal forest of ``n_trees`` trees fitted on each half predicts the effects of the
+        other, and these out-of-sample predictions are compared, per action over the loans kept
+        after trimming, with the cross-fitted AIPW pseudo-outcome differences.
 
         Notes
         -----
-        The final-stage model was fitted on the same pseudo-outcomes, so the predicted side is
-        in-sample and the check is optimistic; what it shows honestly is whether groups the
-        model ranks higher do have a higher effect (the ``slope`` of the doubly robust group
-        means on the predicted group means).
+        Out of sample on purpose: the full model's in-sample predictions carry each loan's own
+        noisy outcome, and scoring them against that loan's pseudo-outcome rewards the noise.
+        The half-sample forests are smaller than the model, so the check is conservative.
         """
         self._check_fitted()
-        cate = self.effect(self.data_.covariates.values) if hasattr(self, "data_") else None
-        if cate is None:
+        if not hasattr(self, "train_"):
             msg = "validation needs the training data: fit the model in this session"
             raise NplError(msg)
-        out: dict[str, Any] = {"method": "calibration by quantile of predicted effect"}
+        X, treatment, y = self.train_  # noqa: N806
+        half = np.random.default_rng(self.seed).permutation(X.shape[0]) % 2 == 0
+        cate = np.empty((X.shape[0], len(self.actions_)))
+        filled = self._filled(X)
+        for part in (half, ~half):
+            forest = self._fit_forest(
+                filled[~part], treatment[~part], y[~part], self.arms_, n_trees
+            )
+            values = np.asarray(forest.const_marginal_effect(filled[part]), dtype=np.float64)
+            cate[part] = values.reshape(-1, len(self.actions_))
+        out: dict[str, Any] = {
+            "method": "calibration by quantile of predicted effect; TOC and AUTOC (bootstrap "
+            "95 % intervals) of half-sample forest effects, each predicting the other half, "
+            "against cross-fitted doubly robust scores",
+        }
         for k, action in enumerate(self.actions_):
             keep = self.trim_mask_[action]
-            pred, dr = cate[keep, k], self.pseudo_effects_[keep, k]
-            edges = np.quantile(pred, np.linspace(0, 1, n_groups + 1)[1:-1])
-            group = np.searchsorted(edges, pred, side="right")
-            rows = []
-            for g in range(n_groups):
-                sel = group == g
-                if sel.sum() < 2:
-                    continue
-                mean, se = float(dr[sel].mean()), float(dr[sel].std(ddof=1) / np.sqrt(sel.sum()))
-                rows.append(
-                    {
-                        "group": g + 1,
-                        "n": int(sel.sum()),
-                        "predicted": float(pred[sel].mean()),
-                        "doubly_robust": mean,
-                        "ci_low": mean - _Z95 * se,
-                        "ci_high": mean + _Z95 * se,
-                    }
-                )
-            x = np.array([r["predicted"] for r in rows])
-            y = np.array([r["doubly_robust"] for r in rows])
-            slope = float(np.polyfit(x, y, 1)[0]) if x.size > 1 and x.std() > 0 else float("nan")
-            out[action] = {"groups": rows, "slope": slope}
+            tau, dr = cate[keep, k], self.pseudo_effects_[keep, k]
+            out[action] = {
+                "calibration": calibration_groups(tau, dr, n_groups=n_groups),
+                "toc": toc(tau, dr, seed=self.seed),
+            }
         return out
 
     # ------------------------------------------------------------------------------ predict
@@ -455,6 +515,13 @@ class ActionEffectModel:
         if not hasattr(self, "model_"):
             msg = "this ActionEffectModel is not fitted yet: call fit first"
             raise NplError(msg)
+
+    def _filled(self, X: Array) -> Array:  # noqa: N803
+        X = np.asarray(X, dtype=np.float64)  # noqa: N806
+        if X.shape[1] != self.fill_.size:
+            msg = f"X has {X.shape[1]} columns; the model was fitted on {self.fill_.size}"
+            raise ValueError(msg)
+        return np.where(np.isnan(X), self.fill_[None, :], X)
 
     def effect(self, X: Array) -> Array:  # noqa: N803
         """Conditional effect of each action (columns in :attr:`actions_` order) per row of X.
@@ -470,14 +537,22 @@ class ActionEffectModel:
             (n, number of actions) effects in the outcome's unit.
         """
         self._check_fitted()
-        X = np.asarray(X, dtype=np.float64)  # noqa: N806
-        if X.shape[1] != self.n_features_in_:
-            msg = f"X has {X.shape[1]} columns; the model was fitted on {self.n_features_in_}"
-            raise ValueError(msg)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Input contains NaN", category=UserWarning)
-            out = np.asarray(self.model_.const_marginal_effect(X), dtype=np.float64)
-        return out.reshape(X.shape[0], len(self.actions_))
+        out = np.asarray(self.forest_.const_marginal_effect(self._filled(X)), dtype=np.float64)
+        return out.reshape(-1, len(self.actions_))
+
+    def effect_interval(self, X: Array, *, alpha: float = 0.05) -> tuple[Array, Array]:  # noqa: N803
+        """Pointwise (1 − alpha) interval of each loan's effect: (low, high), each (n, actions).
+
+        The causal forest's bootstrap-of-little-bags interval: it reflects sampling noise of
+        the forest given the nuisance models, not model misspecification or unobserved
+        confounding.
+        """
+        self._check_fitted()
+        low, high = self.forest_.const_marginal_effect_interval(self._filled(X), alpha=alpha)
+        shape = (-1, len(self.actions_))
+        return np.asarray(low, dtype=np.float64).reshape(shape), np.asarray(
+            high, dtype=np.float64
+        ).reshape(shape)
 
     def covariates(self, loans: pl.LazyFrame) -> Array:
         """Covariate matrix of a loans table (book or tape) as the model expects it."""
@@ -495,13 +570,21 @@ class ActionEffectModel:
         Returns
         -------
         polars.DataFrame
-            ``loan_id`` and ``cate_<action>`` per action, in the outcome's unit.
+            ``loan_id``, then per action ``cate_<action>`` and its 95 % interval
+            ``cate_<action>_low``, ``cate_<action>_high``, in the outcome's unit.
         """
-        values = self.effect(self.covariates(loans))
+        X = self.covariates(loans)  # noqa: N806
+        values = self.effect(X)
+        low, high = self.effect_interval(X)
         ids = loans.select("loan_id").collect()
-        return ids.with_columns(
-            pl.Series(f"cate_{a}", values[:, i]) for i, a in enumerate(self.actions_)
-        )
+        columns = []
+        for i, a in enumerate(self.actions_):
+            columns += [
+                pl.Series(f"cate_{a}", values[:, i]),
+                pl.Series(f"cate_{a}_low", low[:, i]),
+                pl.Series(f"cate_{a}_high", high[:, i]),
+            ]
+        return ids.with_columns(columns)
 
     def propensity(self, X: Array) -> Array:  # noqa: N803
         """Business-as-usual probability of each arm (columns in :attr:`arms_` order)."""
@@ -522,7 +605,7 @@ class ActionEffectModel:
         """
         self._check_fitted()
         folder = Path(folder)
-        state = {k: v for k, v in self.__dict__.items() if k != "data_"}
+        state = {k: v for k, v in self.__dict__.items() if k not in {"data_", "train_"}}
         joblib.dump(state, folder / MODEL_FILE, compress=3)
         info = {
             "class": type(self).__name__,

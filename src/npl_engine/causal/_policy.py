@@ -28,7 +28,9 @@ from npl_engine.data import Dataset
 from npl_engine.errors import NplError, SettingsError
 
 __all__ = [
+    "BAU_SAMPLE",
     "ActionCosts",
+    "BusinessAsUsual",
     "PlanResult",
     "estimate_costs",
     "load_costs",
@@ -186,6 +188,23 @@ def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.i
 
 
 @dataclass(frozen=True, slots=True)
+class BusinessAsUsual:
+    """What the servicer would do as usual: propensities of ``none`` then each action.
+
+    Parameters
+    ----------
+    propensity
+        (m, k + 1) probabilities for the loans at ``rows``.
+    rows
+        Positions of those loans: all n loans, or a seeded random sample whose sums are scaled
+        to all n (an unbiased estimate of the portfolio totals).
+    """
+
+    propensity: Array
+    rows: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
 class PlanResult:
     """An action plan and how it compares with simple policies.
 
@@ -211,7 +230,7 @@ def plan_actions(
     actions: tuple[str, ...],
     *,
     budget: float,
-    bau_propensity: Array | None = None,
+    bau: BusinessAsUsual | None = None,
 ) -> PlanResult:
     """Plan at most one action per loan within a budget, and compare with simple policies.
 
@@ -226,9 +245,9 @@ def plan_actions(
         Action names.
     budget
         Total cost allowed.
-    bau_propensity
-        (n, k + 1) business-as-usual probability of ``none`` then each action, for the
-        business-as-usual line (expected uplift and cost weighted by it); omitted if ``None``.
+    bau
+        Business-as-usual propensities, for the business-as-usual line (expected uplift and
+        cost weighted by them); the line is omitted if ``None``.
 
     Returns
     -------
@@ -253,14 +272,16 @@ def plan_actions(
     lines: list[dict[str, Any]] = [
         _line("plan", int(taken.sum()), plan_uplift.sum(), plan_cost.sum()),
     ]
-    if bau_propensity is not None:
-        p = bau_propensity[:, 1:]
+    if bau is not None:
+        rows_bau = bau.rows
+        scale = uplift.shape[0] / max(rows_bau.size, 1)
+        p = bau.propensity[:, 1:]
         lines.append(
             _line(
                 "business as usual",
-                round(float(p.sum())),
-                float((p * uplift).sum()),
-                float((p * cost).sum()),
+                round(float(p.sum()) * scale),
+                float((p * uplift[rows_bau]).sum()) * scale,
+                float((p * cost[rows_bau]).sum()) * scale,
             )
         )
     lines.append(_line("no action", 0, 0.0, 0.0))
@@ -277,10 +298,19 @@ def plan_actions(
     return PlanResult(plan=plan, comparison=pl.DataFrame(lines))
 
 
+#: Loans whose business-as-usual propensities are predicted for the plan's comparison line;
+#: larger tapes use a seeded random sample of this size (the propensity models cost about 25 times
+#: the effect forest per loan, and the line is a portfolio total).
+BAU_SAMPLE = 50_000
+
+
 def policy_inputs(
-    model: Any, loans: pl.LazyFrame, costs: ActionCosts
-) -> tuple[pl.Series, Array, Array, Array]:
+    model: Any, loans: pl.LazyFrame, costs: ActionCosts, *, with_bau: bool = True
+) -> tuple[pl.Series, Array, Array, BusinessAsUsual | None]:
     """Loan ids, gross uplift in money, cost and business-as-usual propensities for a plan.
+
+    The propensities (``None`` unless ``with_bau``) are for all loans, or for a seeded random
+    sample of :data:`BAU_SAMPLE` of them on a larger tape.
 
     Parameters
     ----------
@@ -313,7 +343,14 @@ def policy_inputs(
     cate = model.effect(X)
     cost = np.column_stack([costs.of(a, exposure) for a in model.actions_])
     uplift = cate * exposure[:, None] if outcome == "recovery_rate" else cate + cost
-    return frame["loan_id"], uplift, cost, model.propensity(X)
+    if not with_bau:
+        return frame["loan_id"], uplift, cost, None
+    n = exposure.size
+    rows = np.arange(n)
+    if n > BAU_SAMPLE:
+        rows = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
+    bau = BusinessAsUsual(propensity=model.propensity(X[rows]), rows=rows)
+    return frame["loan_id"], uplift, cost, bau
 
 
 def _line(policy: str, acted: int, uplift: float, cost: float) -> dict[str, Any]:

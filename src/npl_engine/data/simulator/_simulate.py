@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
 
@@ -59,6 +59,10 @@ class SimulationSettings:
     group_effect
         Shift of the payer log-odds for female borrowers. 0 (the default) is a world where
         gender has no effect; non-zero plants one, to test fairness monitoring.
+    regional_court_delays
+        Whether a region's courts add months before a collateral sale (the default). False
+        gives a world where no group of borrowers differs in truth, to test fairness
+        monitoring.
     recovery_horizon_months, recovery_threshold
         The recovery definition the truth's ``p_recover`` uses (contract defaults 24, 0.5).
     later_actions_per_loan
@@ -74,6 +78,7 @@ class SimulationSettings:
     tape_cutoff_date: date = date(2026, 9, 30)
     missing_rate: float = 0.05
     group_effect: float = 0.0
+    regional_court_delays: bool = True
     recovery_horizon_months: int = 24
     recovery_threshold: float = 0.5
     later_actions_per_loan: float = 1.0
@@ -126,6 +131,7 @@ def true_outcomes(
     *,
     collateral_value_change: float = 0.0,
     group_effect: float = 0.0,
+    regional_court_delays: bool = True,
     recovery_horizon_months: int = 24,
     recovery_threshold: float = 0.5,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -140,8 +146,8 @@ def true_outcomes(
         ``true_monthly_income``), e.g. the ``truth`` table of a :class:`Simulation`.
     collateral_value_change
         Relative shock to every collateral value (-0.2 = 20 % fall), as in a scenario.
-    group_effect
-        As in :class:`SimulationSettings`; use the value the data was simulated with.
+    group_effect, regional_court_delays
+        As in :class:`SimulationSettings`; use the values the data was simulated with.
     recovery_horizon_months, recovery_threshold
         The recovery definition for ``p_recover``.
 
@@ -161,6 +167,8 @@ def true_outcomes(
     """
     state = LoanState.from_frames(loans, latent.select(
         "loan_id", "capacity", "willingness", "true_monthly_income"))  # fmt: skip
+    if not regional_court_delays:
+        state = replace(state, court_delay=np.zeros_like(state.court_delay))
     return _true_outcomes(
         loans["loan_id"],
         state,
@@ -305,6 +313,8 @@ def simulate(settings: SimulationSettings) -> Simulation:
     )
     loans = world.loans
     state = LoanState.from_frames(loans, world.latent)
+    if not s.regional_court_delays:
+        state = replace(state, court_delay=np.zeros_like(state.court_delay))
     per_loan, curves = _true_outcomes(
         loans["loan_id"],
         state,

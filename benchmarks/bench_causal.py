@@ -1,0 +1,120 @@
+"""Causal benchmarks (issue targets, 2-core machine).
+
+- ``npl effects`` on a 50,000-loan simulated book, as a user runs it (doubly robust averages,
+  causal forest, validation, DoWhy refutations): under 300 s. Baseline: one LightGBM
+  classifier (100 rounds) of the treatment on the same covariates, the least any
+  propensity-adjusted estimate of this book costs.
+- ``npl policy`` on a 1,000,000-loan tape with the fitted effects: under 60 s. Baseline: polars
+  scanning and collecting the tape's loans file.
+
+Each figure comes from a fresh process (see ``_harness.measure``); the commands run in-process
+through click, so figures include imports, validation, writing and printing. Inputs are
+simulated once and cached under ``benchmarks/_data``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from _harness import BenchConfig, BenchResult, at_most, measure
+
+BOOK_FULL, BOOK_QUICK = 50_000, 8_000
+TAPE_FULL, TAPE_QUICK = 1_000_000, 20_000
+
+
+def _cli(*args: str) -> None:
+    from npl_engine.cli import main
+
+    main.main(args=list(args), standalone_mode=False)
+
+
+def _simulate(folder: str, n: int, seed: int, kind: str) -> None:
+    from npl_engine.data import write_dataset
+    from npl_engine.data.simulator import SimulationSettings, simulate
+
+    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
+    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
+
+
+def _dataset(config: BenchConfig, n: int, seed: int, kind: str) -> Path:
+    folder = config.data_dir / f"causal_{kind}_{n}_seed{seed}"
+    if not (folder / "loans.parquet").is_file():
+        measure(_simulate, str(folder), n, seed, kind, timeout=3600.0)
+    return folder
+
+
+def _effects(book: str, out: str) -> None:
+    _cli("effects", "--data", book, "--out", out)
+
+
+def _policy(effects: str, tape: str, out: str) -> None:
+    _cli("policy", "--effects", effects, "--data", tape, "--budget", "1000000", "--out", out)
+
+
+def _causal_arrays(book: str) -> tuple[Any, Any]:
+    from npl_engine.causal import CausalSettings, build_causal_data
+    from npl_engine.data import read_dataset
+    from npl_engine.features import build_features, learn_vocabularies
+
+    data = read_dataset(book, kind="book")
+    vocab = learn_vocabularies(build_features(data.loans).collect())
+    causal = build_causal_data(data, CausalSettings(), vocab)
+    return causal.covariates.values, causal.treatment
+
+
+def _propensity_fit(state: tuple[Any, Any]) -> int:
+    from lightgbm import LGBMClassifier
+
+    x, treatment = state
+    model = LGBMClassifier(n_estimators=100, verbose=-1).fit(x, treatment)
+    return int(model.n_estimators_)
+
+
+def _read_tape(tape: str) -> int:
+    import polars as pl
+
+    return pl.scan_parquet(Path(tape) / "loans.parquet").collect().height
+
+
+def causal(config: BenchConfig) -> list[BenchResult]:
+    """`npl effects` on a simulated book, then `npl policy` on a large tape."""
+    n_book = BOOK_QUICK if config.quick else BOOK_FULL
+    n_tape = TAPE_QUICK if config.quick else TAPE_FULL
+    book = _dataset(config, n_book, 5, "book")
+    tape = _dataset(config, n_tape, 9, "tape")
+    effects_dir = config.data_dir / f"causal_effects_{n_book}"
+    shutil.rmtree(effects_dir, ignore_errors=True)
+    fit = measure(_effects, str(book), str(effects_dir), timeout=7200.0)
+    repeat = 1 if config.quick else 3
+    base = measure(_propensity_fit, str(book), setup=_causal_arrays, repeat=repeat)
+    plan = config.data_dir / "causal_plan.parquet"
+    plan.unlink(missing_ok=True)
+    policy = measure(_policy, str(effects_dir), str(tape), str(plan), timeout=3600.0)
+    read = measure(_read_tape, str(tape), repeat=3)
+    quick = config.quick
+    return [
+        BenchResult(
+            name=f"npl effects, {n_book:,}-loan book: wall time",
+            value=fit.wall_seconds,
+            unit="s",
+            target=None if quick else at_most(300.0),
+            baseline_name="LightGBM propensity model, one fit (100 rounds)",
+            baseline_value=base.wall_seconds,
+            notes="DR learner + causal forest (400 trees) + validation + 4 DoWhy refutations "
+            f"per action; peak memory {fit.peak_rss_mib:,.0f} MiB",
+        ),
+        BenchResult(
+            name=f"npl policy, {n_tape:,}-loan tape: wall time",
+            value=policy.wall_seconds,
+            unit="s",
+            target=None if quick else at_most(60.0),
+            baseline_name="polars scans and collects the loans file",
+            baseline_value=read.wall_seconds,
+            notes=f"budget 1,000,000; peak memory {policy.peak_rss_mib:,.0f} MiB",
+        ),
+    ]
+
+
+BENCHMARKS = [causal]

@@ -1,0 +1,241 @@
+"""Service load test: single-loan scoring over HTTP on 127.0.0.1, 50 concurrent clients.
+
+``npl serve`` runs as its own process (API keys on, decision records written, as in
+production) with a model trained on the 20,000-loan simulated book of the scoring benchmark
+(``--no-baselines``; cached under ``benchmarks/_data``). A bounded loop of requests (10,000
+per phase; 1,500 in quick mode), each carrying one loan drawn in turn from a simulated tape,
+is sent from 50 concurrent clients (one ``httpx.AsyncClient`` and connection each, one event
+loop in this process) after 200 warm-up requests on the same connections. Three phases:
+
+- baseline: ``GET /healthz`` (parsing, routing and the access log; no scoring), the cost of
+  the HTTP stack alone on this machine;
+- ``POST /v1/score?reasons=false``: target p99 under 50 ms;
+- ``POST /v1/score`` with reason codes: target p99 under 150 ms.
+
+Any non-200 answer or client error counts as an error; the target is zero. Client and server
+share the machine's two cores, so the client's own work is inside the figures, as it is in the
+baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from _harness import BenchConfig, BenchResult, at_most, measure
+
+CLIENTS = 50
+REQUESTS_FULL, REQUESTS_QUICK = 10_000, 1_500
+WARMUP = 200
+BOOK, BOOK_SEED = 20_000, 1
+TAPE, TAPE_SEED = 1_000, 9
+SRC = Path(__file__).resolve().parent.parent / "src"
+_COMMAND = "from npl_engine.cli import main; main()"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def _npl(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+    )
+    return done.stdout
+
+
+def _simulate(folder: str, n: int, seed: int, kind: str) -> None:
+    from npl_engine.data import write_dataset
+    from npl_engine.data.simulator import SimulationSettings, simulate
+
+    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
+    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
+
+
+def _ensure(config: BenchConfig) -> tuple[Path, Path]:
+    """The model folder and the tape, made once and cached."""
+    book = config.data_dir / f"scoring_book_{BOOK}_seed{BOOK_SEED}"
+    if not (book / "loans.parquet").is_file():
+        measure(_simulate, str(book), BOOK, BOOK_SEED, "book", timeout=3600.0)
+    model = config.data_dir / f"service_model_{BOOK}"
+    if not (model / "model.json").is_file():
+        _npl("train", "--data", str(book), "--out", str(model), "--no-baselines")
+    tape = config.data_dir / f"service_tape_{TAPE}_seed{TAPE_SEED}"
+    if not (tape / "loans.parquet").is_file():
+        measure(_simulate, str(tape), TAPE, TAPE_SEED, "tape")
+    return model, tape
+
+
+def _bodies(tape: Path) -> list[bytes]:
+    import polars as pl
+
+    rows = json.loads(pl.read_parquet(tape / "loans.parquet").write_json())
+    return [json.dumps(row).encode() for row in rows]
+
+
+async def _load(
+    url: str, key: str, *, path: str, bodies: list[bytes] | None, n: int
+) -> tuple[npt.NDArray[np.float64], int, float]:
+    """Send ``n`` requests from CLIENTS clients; latencies (s), errors and wall time.
+
+    Each client has its own connection, opened and warmed up (WARMUP requests in all) before
+    the clock starts; the clients then share one counter of the ``n`` measured requests.
+    """
+    import httpx
+
+    latencies = np.full(n, np.nan)
+    errors = 0
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+    warm = iter(range(WARMUP))
+    counter = iter(range(n))
+    ready = asyncio.Barrier(CLIENTS + 1)
+    go = asyncio.Event()
+
+    async def send(client: httpx.AsyncClient, i: int) -> bool:
+        try:
+            if bodies is None:
+                response = await client.get(path)
+            else:
+                response = await client.post(path, content=bodies[i % len(bodies)])
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def worker() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+            for i in warm:
+                await send(client, i)
+            await ready.wait()
+            await go.wait()
+            for i in counter:
+                start = time.perf_counter()
+                if not await send(client, i):
+                    errors += 1
+                latencies[i] = time.perf_counter() - start
+
+    tasks = [asyncio.create_task(worker()) for _ in range(CLIENTS)]
+    await ready.wait()
+    start = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    return latencies, errors, time.perf_counter() - start
+
+
+def _phase(url: str, key: str, path: str, bodies: list[bytes] | None, n: int) -> dict[str, Any]:
+    latencies, errors, wall = asyncio.run(_load(url, key, path=path, bodies=bodies, n=n))
+    return {
+        "throughput": n / wall,
+        "p50_ms": float(np.nanpercentile(latencies, 50) * 1000),
+        "p99_ms": float(np.nanpercentile(latencies, 99) * 1000),
+        "errors": errors,
+        "n": n,
+    }
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"npl serve exited with code {process.returncode}"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    msg = "npl serve did not become ready"
+    raise RuntimeError(msg)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service(config: BenchConfig) -> list[BenchResult]:
+    """Throughput and p50 / p99 latency of single-loan scoring, reason codes off and on."""
+    model, tape = _ensure(config)
+    bodies = _bodies(tape)
+    n = REQUESTS_QUICK if config.quick else REQUESTS_FULL
+    with tempfile.TemporaryDirectory() as tmp:
+        keys_file = Path(tmp) / "keys.json"
+        env = _env(NPL_API_KEYS_FILE=str(keys_file), OMP_NUM_THREADS="1")
+        key = _npl("keys", "create", "--name", "bench", env=env).strip().splitlines()[-1]
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = (Path(tmp) / "serve.log").open("wb")
+        args = ["serve", "--model", str(model), "--port", str(port)]
+        args += ["--audit-db", str(Path(tmp) / "audit.duckdb")]
+        process = subprocess.Popen(
+            [sys.executable, "-c", _COMMAND, *args], env=env, stdout=log, stderr=log
+        )
+        try:
+            _wait_ready(url, process)
+            base = _phase(url, key, "/healthz", None, n)
+            plain = _phase(url, key, "/v1/score?reasons=false", bodies, n)
+            reasons = _phase(url, key, "/v1/score", bodies, n)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            log.close()
+    quick = config.quick
+    rows: list[BenchResult] = []
+    for label, figures, p99_target in (
+        ("reason codes off", plain, 50.0),
+        ("reason codes on", reasons, 150.0),
+    ):
+        common = f"{figures['n']:,} requests, {CLIENTS} clients, one loan each"
+        rows += [
+            BenchResult(
+                name=f"service /v1/score, {label}: p99 latency",
+                value=figures["p99_ms"],
+                unit="ms",
+                target=None if quick else at_most(p99_target),
+                baseline_name="GET /healthz p99",
+                baseline_value=base["p99_ms"],
+                notes=f"{common}; p50 {figures['p50_ms']:.1f} ms (healthz {base['p50_ms']:.1f})",
+            ),
+            BenchResult(
+                name=f"service /v1/score, {label}: throughput",
+                value=figures["throughput"],
+                unit="req/s",
+                target=None,
+                baseline_name="GET /healthz",
+                baseline_value=base["throughput"],
+                notes=f"{common}; decision records written",
+            ),
+            BenchResult(
+                name=f"service /v1/score, {label}: errors",
+                value=float(figures["errors"]),
+                unit="requests",
+                target=at_most(0.0),
+                notes=f"non-200 answers or client errors out of {figures['n']:,}",
+            ),
+        ]
+    return rows
+
+
+BENCHMARKS = [service]

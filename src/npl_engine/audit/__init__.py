@@ -1,0 +1,35 @@
+"""Decision records: what ran, for whom, on which model and input, and what it decided per loan.
+
+Every scoring, valuation, policy and counterfactual run (CLI or service) appends a record to an
+embedded DuckDB database, in one transaction. See ``docs/audit.md``.
+"""
+
+from npl_engine.audit._record import (
+    bytes_fingerprint,
+    decision_frame,
+    files_fingerprint,
+    new_run_id,
+    os_caller,
+    record_run,
+)
+from npl_engine.audit._store import (
+    AUDIT_DB_ENV,
+    SCHEMA_VERSION,
+    AuditStore,
+    RunRecord,
+    default_audit_path,
+)
+
+__all__ = [
+    "AUDIT_DB_ENV",
+    "SCHEMA_VERSION",
+    "AuditStore",
+    "RunRecord",
+    "bytes_fingerprint",
+    "decision_frame",
+    "default_audit_path",
+    "files_fingerprint",
+    "new_run_id",
+    "os_caller",
+    "record_run",
+]

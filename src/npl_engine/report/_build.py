@@ -1,0 +1,249 @@
+"""Gather what the report shows: scores, valuation, Monte Carlo, importance, effects, fairness."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from npl_engine import __version__
+from npl_engine.data import Dataset
+from npl_engine.errors import NplError
+from npl_engine.report import _plots
+from npl_engine.scenarios import ScenarioSet
+from npl_engine.scoring import RecoveryModel
+
+__all__ = ["ReportData", "gather"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """Everything the page shows, computed (charts already rendered as SVG data URIs)."""
+
+    title: str
+    created: str
+    facts: dict[str, Any]
+    charts: dict[str, str]
+    valuation: dict[str, Any]
+    simulation: dict[str, Any] | None
+    effects: dict[str, Any] | None
+    fairness: dict[str, Any] | None
+    fairness_groups: pl.DataFrame | None
+    model: dict[str, Any]
+
+
+def _composition(loans: pl.DataFrame, exposure: np.ndarray[Any, Any]) -> dict[str, pl.DataFrame]:
+    frame = loans.select(
+        pl.col("segment").cast(pl.String), pl.col("legal_stage").cast(pl.String)
+    ).with_columns(gbv=pl.Series(exposure))
+    return {
+        key: frame.group_by(key).agg(loans=pl.len(), gbv=pl.col("gbv").sum()).sort(key)
+        for key in ("segment", "legal_stage")
+    }
+
+
+def _segment_curves(portfolio: Any) -> pl.DataFrame:
+    """Cumulative expected collections of each segment as a share of its GBV, by month."""
+    monthly = portfolio.borrower + portfolio.collateral
+    segments = portfolio.segment.to_numpy()
+    frames = []
+    for segment in sorted(set(segments.tolist())):
+        rows = segments == segment
+        gbv = float(portfolio.exposure[rows].sum())
+        cumulative = monthly[rows].sum(axis=0).cumsum() / (gbv if gbv > 0 else 1.0)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "segment": segment,
+                    "month": np.arange(1, cumulative.size + 1),
+                    "cumulative_share": cumulative,
+                }
+            )
+        )
+    return pl.concat(frames)
+
+
+def _effects_section(
+    effects_dir: Path, loans: pl.DataFrame, budget: float | None, say: Progress
+) -> tuple[dict[str, Any], str]:
+    """Average effects, per-loan effects on the tape and the action plan against simple rules."""
+    from npl_engine.causal import ActionEffectModel  # noqa: PLC0415 - heavy, optional
+    from npl_engine.causal._policy import (  # noqa: PLC0415
+        ActionCosts,
+        plan_actions,
+        policy_inputs,
+    )
+
+    summary_path, costs_path = effects_dir / "effects.json", effects_dir / "costs.json"
+    for path in (summary_path, costs_path):
+        if not path.is_file():
+            msg = f"{effects_dir} holds no {path.name}: run `npl effects --out {effects_dir}`"
+            raise NplError(msg)
+    summary = json.loads(summary_path.read_text())
+    raw = json.loads(costs_path.read_text())
+    costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+    say(f"loading {effects_dir} and predicting each action's effect on the tape")
+    model = ActionEffectModel.load(effects_dir)
+    cate = model.cate(loans.lazy())
+    ids, uplift, cost, bau = policy_inputs(model, loans.lazy(), costs)
+    limit = math.inf if budget is None else budget
+    plan = plan_actions(ids, uplift, cost, model.actions_, budget=limit, bau=bau)
+    unit = "money" if summary["outcome"] == "net_collections" else "share of exposure"
+    chart = _plots.effects(
+        summary["actions"],
+        {a: cate[f"cate_{a}"].to_numpy() for a in model.actions_},
+        plan.comparison,
+        unit=unit,
+    )
+    chosen = plan.plan.group_by("action").agg(loans=pl.len()).sort("loans", descending=True)
+    return {
+        "outcome": summary["outcome"],
+        "horizon_months": summary.get("horizon_months"),
+        "method": summary.get("method"),
+        "actions": summary["actions"],
+        "budget": budget,
+        "comparison": plan.comparison.to_dicts(),
+        "plan_actions": chosen.to_dicts(),
+        "source": str(effects_dir),
+    }, chart
+
+
+def gather(
+    model: RecoveryModel,
+    tape: Dataset,
+    scenarios: ScenarioSet,
+    *,
+    title: str,
+    effects_dir: Path | None = None,
+    fairness_book: Dataset | None = None,
+    simulations: int = 500,
+    budget: float | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Compute every section of the report.
+
+    Parameters
+    ----------
+    model
+        A fitted or loaded recovery model.
+    tape
+        The portfolio to report on (its ``loans`` table).
+    scenarios
+        Pricing assumptions and weighted scenarios.
+    title
+        Heading of the page.
+    effects_dir
+        A folder written by ``npl effects``; ``None`` leaves the effects section empty.
+    fairness_book
+        A book with known outcomes for the fairness section; ``None`` leaves it empty.
+    simulations
+        Monte Carlo paths (0: none).
+    budget
+        Action budget of the plan (``None``: no limit).
+    seed
+        Seed of the Monte Carlo and of the SHAP sample.
+    progress
+        Called with a short description before each step.
+    """
+    from npl_engine.explain import global_importance  # noqa: PLC0415 - loads SHAP
+    from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
+    from npl_engine.valuation import (  # noqa: PLC0415
+        MonteCarloSettings,
+        build_portfolio,
+        collateral_grid_for,
+        simulate_paths,
+        value_portfolio,
+    )
+
+    say = progress or (lambda _: None)
+    loans = tape.loans.collect()
+    say(f"scoring {loans.height:,} loans")
+    grid = collateral_grid_for(scenarios, monte_carlo=simulations > 0)
+    portfolio = build_portfolio(model, loans, collateral_grid=grid)
+    say("valuing the scenarios")
+    try:
+        valuation = value_portfolio(portfolio, scenarios)
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+    paths = None
+    if simulations:
+        say(f"Monte Carlo: {simulations:,} paths")
+        paths = simulate_paths(
+            portfolio,
+            scenarios,
+            MonteCarloSettings(n_paths=simulations, seed=seed),
+            recovery_threshold=model.definition.threshold,
+        )
+    say("SHAP importance on a sample of the loans")
+    importance = global_importance(model, loans, sample=min(1000, loans.height), seed=seed)
+
+    charts: dict[str, str] = {}
+    parts = _composition(loans, portfolio.exposure)
+    charts["composition"] = _plots.composition(parts["segment"], parts["legal_stage"])
+    charts["curves"] = _plots.collections_curves(
+        _segment_curves(portfolio), valuation.cash_flows.select("scenario", "month", "gross")
+    )
+    v = valuation.to_dict()
+    sim = paths.to_dict(scenarios.names) if paths is not None else None
+    charts["prices"] = _plots.prices(
+        [(s["name"], s["price"], s["price_pct_gbv"]) for s in v["scenarios"]],
+        v["weighted"]["price"],
+        None if paths is None else paths.price,
+        None if sim is None else sim["percentiles"]["price"],
+    )
+    charts["importance"] = _plots.importance(importance)
+
+    effects = None
+    if effects_dir is not None:
+        effects, charts["effects"] = _effects_section(effects_dir, loans, budget, say)
+
+    fairness, groups = None, None
+    if fairness_book is not None:
+        say("fairness: scoring the book and comparing groups")
+        fair = fairness_report(model, fairness_book)
+        fairness, groups = fair.to_dict(), fair.groups
+        charts["calibration"] = _plots.calibration_by_group(groups, ATTRIBUTES)
+
+    exposure = portfolio.exposure
+    expected = float(portfolio.borrower.sum() + portfolio.collateral.sum())
+    facts = {
+        "n_loans": portfolio.n_loans,
+        "gbv": portfolio.gbv,
+        "expected_collections": expected,
+        "expected_rate": expected / portfolio.gbv if portfolio.gbv else 0.0,
+        "mean_p_recover": float(portfolio.p_recover.mean()) if exposure.size else 0.0,
+        "cutoff": str(loans["cutoff_date"].max()),
+        "source": str(tape.source) if tape.source else "-",
+        "engine_version": __version__,
+    }
+    meta_model = {
+        "definition": {
+            "horizon_months": model.definition.horizon_months,
+            "threshold": model.definition.threshold,
+            "valuation_horizon_months": model.definition.valuation_horizon_months,
+        },
+        "metrics": model.metrics_,
+        "info": model.info_,
+    }
+    return ReportData(
+        title=title,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        facts=facts,
+        charts=charts,
+        valuation=v,
+        simulation=sim,
+        effects=effects,
+        fairness=fairness,
+        fairness_groups=groups,
+        model=meta_model,
+    )

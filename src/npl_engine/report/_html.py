@@ -1,0 +1,382 @@
+"""The report page: one HTML file with its styles and charts inside, and no script.
+
+A Content-Security-Policy forbids every request the page could make except its own inline
+styles and ``data:`` images, so it opens offline and, if a later change slipped in an outside
+link, the browser would refuse it and say so on the console (which the browser test reads).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import polars as pl
+
+from npl_engine.report._build import ReportData
+
+__all__ = ["render"]
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+_CSS = """
+:root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --bg:#f5f7fa; --accent:#0072B2;
+        --warn:#D55E00; --ok:#009E73; }
+* { box-sizing: border-box; }
+body { margin:0; background:var(--bg); color:var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+       "Noto Sans", "Liberation Sans", sans-serif; }
+header { background:#102a43; color:#fff; padding:28px 0 22px; }
+.wrap { max-width:1180px; margin:0 auto; padding:0 28px; }
+header h1 { margin:0 0 4px; font-size:26px; font-weight:650; letter-spacing:-0.01em; }
+header p { margin:0; color:#bcccdc; font-size:14px; }
+nav { margin-top:14px; font-size:13px; }
+nav a { color:#d9e2ec; margin-right:16px; text-decoration:none; }
+.kpis { display:grid; grid-template-columns:repeat(auto-fit, minmax(128px, 1fr)); gap:12px;
+        margin:22px 0 6px; }
+.kpi { background:#fff; border:1px solid var(--line); border-radius:10px; padding:12px 16px; }
+.kpi .v { font-size:20px; white-space:nowrap; font-weight:650; font-variant-numeric:tabular-nums; }
+.kpi .l { color:var(--muted); font-size:12.5px; text-transform:uppercase; letter-spacing:.04em; }
+section { background:#fff; border:1px solid var(--line); border-radius:12px; padding:20px 24px;
+          margin:18px 0; }
+section h2 { margin:0 0 4px; font-size:19px; }
+section .lead { margin:0 0 12px; color:var(--muted); font-size:14px; }
+img.chart { width:100%; height:auto; display:block; margin:8px 0; }
+table { border-collapse:collapse; width:100%; font-size:13.5px; margin:10px 0;
+        font-variant-numeric:tabular-nums; }
+th { text-align:left; font-weight:600; color:var(--muted); border-bottom:2px solid var(--line);
+     padding:6px 8px; }
+td { border-bottom:1px solid var(--line); padding:5px 8px; }
+td.n, th.n { text-align:right; }
+tr.attr td { background:#f0f4f8; font-weight:600; }
+.flag { color:var(--warn); font-weight:650; }
+.ok { color:var(--ok); font-weight:650; }
+.note { background:#fffbea; border:1px solid #f0e4b0; border-radius:8px; padding:10px 14px;
+        font-size:14px; }
+.flags li { color:var(--warn); }
+.card-grid { display:grid; grid-template-columns:1fr 1fr; gap:18px; }
+.card-grid h3 { font-size:15px; margin:8px 0 4px; }
+.card-grid ul { margin:4px 0; padding-left:20px; font-size:14px; }
+footer { color:var(--muted); font-size:12.5px; padding:8px 0 28px; }
+@media (max-width: 800px) { .card-grid { grid-template-columns:1fr; } }
+"""
+
+
+def _money(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x / 1e6:,.1f}M" if abs(x) >= 1e6 else f"{x:,.0f}"
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}%}"
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<img class="chart" src="{uri}" alt="{escape(alt)}">'
+
+
+def _table(headers: list[str], rows: list[list[str]], *, raw: bool = False) -> str:
+    """An HTML table; a header ending in '>' is a right-aligned figure column."""
+    head = "".join(
+        f'<th class="n">{escape(h[:-1])}</th>' if h.endswith(">") else f"<th>{escape(h)}</th>"
+        for h in headers
+    )
+    body = []
+    for row in rows:
+        cells = []
+        for h, cell in zip(headers, row, strict=True):
+            text = cell if raw else escape(cell)
+            cells.append(f'<td class="n">{text}</td>' if h.endswith(">") else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _section(anchor: str, title: str, lead: str, body: str) -> str:
+    return (
+        f'<section id="{anchor}"><h2>{escape(title)}</h2>'
+        f'<p class="lead">{escape(lead)}</p>{body}</section>'
+    )
+
+
+def _kpis(d: ReportData) -> str:
+    f, w = d.facts, d.valuation["weighted"]
+    tiles = [
+        ("loans", f"{f['n_loans']:,}"),
+        ("gross book value", _money(f["gbv"])),
+        ("mean p_recover", _pct(f["mean_p_recover"])),
+        ("expected collections", f"{_money(f['expected_collections'])}"),
+        ("collections / GBV", _pct(f["expected_rate"])),
+        ("price (weighted)", _money(w["price"])),
+        ("price / GBV", _pct(w["price_pct_gbv"])),
+    ]
+    if d.simulation:
+        q = d.simulation["percentiles"]["price"]
+        tiles.append(("price P5 – P95", f"{_money(q['p5'])}–{_money(q['p95'])}"))
+    cells = "".join(
+        f'<div class="kpi"><div class="v">{escape(v)}</div><div class="l">{escape(k)}</div></div>'
+        for k, v in tiles
+    )
+    return f'<div class="kpis">{cells}</div>'
+
+
+def _price_table(v: dict[str, Any]) -> str:
+    rows = [
+        [
+            s["name"],
+            f"{s['weight']:.2f}",
+            _money(s["gross_collections"]),
+            _money(s["costs"]),
+            _money(s["net_collections"]),
+            _money(s["price"]),
+            _pct(s["price_pct_gbv"]),
+        ]
+        for s in [*v["scenarios"], v["weighted"]]
+    ]
+    headers = ["scenario", "weight>", "gross>", "costs>", "net>", "price>", "% GBV>"]
+    return _table(headers, rows)
+
+
+def _effects(d: ReportData) -> str:
+    lead = "What each collection action adds against no action, and what a budgeted plan is worth."
+    if d.effects is None:
+        note = (
+            '<p class="note">Not included: this report was built without <code>--effects'
+            "</code>. Run <code>npl effects --data BOOK --out EFFECTS</code>, then "
+            "<code>npl report ... --effects EFFECTS</code>.</p>"
+        )
+        return _section("effects", "Collection actions and the plan", lead, note)
+    e = d.effects
+    budget = "no budget limit" if e["budget"] is None else f"budget {_money(e['budget'])}"
+    rows = [
+        [
+            r["policy"],
+            f"{r['loans_acted']:,}",
+            _money(r["cost"]),
+            _money(r["expected_uplift"]),
+            _money(r["expected_net"]),
+        ]
+        for r in e["comparison"]
+    ]
+    table = _table(["policy", "loans acted>", "cost>", "expected uplift>", "expected net>"], rows)
+    body = (
+        _img(d.charts["effects"], "action effects and policy value")
+        + f"<p>Outcome: {escape(str(e['outcome']))}; {escape(str(e['method']))}. "
+        f"Plan: at most one action per loan, {budget}. Values against no action:</p>" + table
+    )
+    return _section("effects", "Collection actions and the plan", lead, body)
+
+
+def _fairness(d: ReportData) -> str:
+    lead = (
+        "Does p_recover mean the same for every group, and do favourable decisions reach each "
+        "group alike? Gender is used here only, never by the model."
+    )
+    if d.fairness is None or d.fairness_groups is None:
+        note = (
+            '<p class="note">Not included: this report was built without a book to check '
+            "against (<code>--fairness-book BOOK</code>); <code>npl fairness</code> runs the "
+            "same checks on its own.</p>"
+        )
+        return _section("fairness", "Fairness", lead, note)
+    f = d.fairness
+    s = f["settings"]
+    decisions = list(f["decisions"])
+    rows = []
+    for attribute in ("gender", "age_band", "region"):
+        part = d.fairness_groups.filter(pl.col("attribute") == attribute)
+        if part.height == 0:
+            continue
+        rows.append(f'<tr class="attr"><td colspan="{7 + len(decisions)}">{attribute}</td></tr>')
+        for r in part.iter_rows(named=True):
+            gap = _num(r["gap_vs_rest"], "+.3f")
+            gap = f'<span class="flag">{gap} ⚑</span>' if r["calibration_flag"] else gap
+            cells = [
+                escape(str(r["group"])),
+                f"{r['n']:,}",
+                _pct(r["mean_p_recover"]),
+                _pct(r["realised"]),
+                gap,
+                _num(r["auc"], ".3f"),
+            ]
+            for dname in decisions:
+                text = f"{_pct(r[f'{dname}_rate'])} ({_num(r[f'{dname}_ratio'], '.2f')})"
+                cells.append(f'<span class="flag">{text} ⚑</span>' if r[f"{dname}_flag"] else text)
+            cells.append("")
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f'<td class="n">{c}</td>' if i else f"<td>{c}</td>" for i, c in enumerate(cells)
+                )
+                + "</tr>"
+            )
+    headers = ["group", "loans", "mean p_recover", "realised", "gap vs rest", "AUC",
+               *[f"{dname} (ratio)" for dname in decisions], ""]  # fmt: skip
+    head = "".join(
+        f'<th class="n">{escape(h)}</th>' if i else f"<th>{escape(h)}</th>"
+        for i, h in enumerate(headers)
+    )
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    if f["flags"]:
+        verdict = (
+            '<ul class="flags">'
+            + "".join(f"<li>{escape(x['message'])}</li>" for x in f["flags"])
+            + "</ul>"
+        )
+    else:
+        verdict = '<p class="ok">No flag raised.</p>'
+    explain = (
+        f"<p>{f['n_loans']:,} loans, {f['n_labelled']:,} with their recovery window observed. "
+        f"A group is flagged when its calibration gap differs from the other groups' by "
+        f"{s['max_calibration_gap']:.0%} or more, or a favourable decision reaches it at less "
+        f"than {s['min_ratio']:g} × the rate of the most favoured group (four-fifths rule); "
+        f"either only when |z| ≥ {s['z_threshold']:g} and the group has at least "
+        f"{s['min_group_size']} loans. Decisions: "
+        + "; ".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in f["decisions"].items())
+        + ".</p>"
+    )
+    body = (
+        verdict
+        + _img(d.charts["calibration"], "predicted vs realised recovery by group")
+        + table
+        + explain
+    )
+    return _section("fairness", "Fairness", lead, body)
+
+
+def _model_card(d: ReportData) -> str:
+    m, info, definition = d.model["metrics"], d.model["info"], d.model["definition"]
+    rows = [
+        [
+            name,
+            f"{x['auc']:.3f}",
+            f"{x['brier']:.4f}",
+            f"{x['log_loss']:.4f}",
+            f"{x['calibration_error']:.4f}",
+        ]
+        for name, x in m["classification"].items()
+    ]
+    perf = _table(
+        ["model (out of fold)", "AUC>", "Brier>", "log loss>", "calibration error>"], rows
+    )
+    packages = ", ".join(f"{k} {v}" for k, v in info.get("packages", {}).items())
+    body = f"""
+<div class="card-grid">
+<div>
+<h3>What it predicts</h3>
+<ul>
+<li><b>p_recover</b>: calibrated probability that collections within
+{definition["horizon_months"]} months after cut-off reach {definition["threshold"]:g} ×
+exposure.</li>
+<li>Expected gross collections in months 1–{definition["valuation_horizon_months"]}, borrower
+payments and collateral sales, under business-as-usual collection.</li>
+<li>Inputs: the contract's <code>loans</code> table only; never <code>gender</code>.</li>
+</ul>
+<h3>Training data</h3>
+<ul>
+<li>{m["n_loans"]:,} loans; {m["n_labelled"]:,} with the recovery window observed
+(recovery rate {m["recovery_rate"]:.1%}).</li>
+<li>Cut-offs {escape(str(info["cutoff_range"][0]))} to {escape(str(info["cutoff_range"][1]))};
+as of {escape(str(info["as_of_date"]))}.</li>
+<li>Data fingerprint <code>{escape(str(info["data_fingerprint"])[:16])}…</code></li>
+</ul>
+</div>
+<div>
+<h3>Performance ({m["n_folds"]} folds split by cut-off date)</h3>
+{perf}
+<h3>Limits</h3>
+<ul>
+<li>Scores assume loans are worked as the training book was (business as usual).</li>
+<li>Loans unlike the training book get extrapolated scores; unseen categories count as
+missing.</li>
+<li>Metrics come from the training book's own history.</li>
+</ul>
+</div>
+</div>
+<p class="lead">npl_engine {escape(str(info["engine_version"]))}, model format
+{escape(str(info["model_format"]))}, trained {escape(str(info["trained_at"]))};
+{escape(packages)}.</p>"""
+    return _section("model", "Model card", "The recovery model behind every number above.", body)
+
+
+def render(d: ReportData) -> str:
+    """The whole page as one string."""
+    f, v = d.facts, d.valuation
+    sim_note = ""
+    if d.simulation:
+        q = d.simulation["percentiles"]["price"]
+        sim_note = (
+            f" Monte Carlo over {d.simulation['n_paths']:,} paths (seed {d.simulation['seed']}): "
+            f"P5 {_money(q['p5'])}, median {_money(q['p50'])}, P95 {_money(q['p95'])}."
+        )
+    sections = [
+        _section(
+            "portfolio",
+            "Portfolio",
+            "Where the gross book value sits: by segment and by legal stage.",
+            _img(d.charts["composition"], "GBV by segment and legal stage"),
+        ),
+        _section(
+            "collections",
+            "Expected collections",
+            "How fast cash is expected to come in: each segment's cumulative collections as a "
+            "share of its GBV, and the whole tape under each scenario.",
+            _img(d.charts["curves"], "expected collections curves"),
+        ),
+        _section(
+            "price",
+            "Price",
+            f"Present value of net collections at a {v['target_irr']:.1%} target IRR over "
+            f"{v['horizon_months']} months." + sim_note,
+            _img(d.charts["prices"], "price by scenario and Monte Carlo distribution")
+            + _price_table(v),
+        ),
+        _section(
+            "drivers",
+            "What drives the model",
+            "Mean absolute SHAP contribution of each feature on a sample of the tape's loans: "
+            "how far it moves p_recover and expected collections, either way.",
+            _img(d.charts["importance"], "SHAP global importance"),
+        ),
+        _effects(d),
+        _fairness(d),
+        _model_card(d),
+    ]
+    nav = "".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in (("portfolio", "Portfolio"), ("collections", "Collections"),
+                     ("price", "Price"), ("drivers", "Drivers"), ("effects", "Actions"),
+                     ("fairness", "Fairness"), ("model", "Model card"))
+    )  # fmt: skip
+    subtitle = (
+        f"{f['n_loans']:,} loans · cut-off {f['cutoff']} · source {f['source']} · "
+        f"created {d.created} · npl_engine {f['engine_version']}"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{escape(d.title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header><div class="wrap">
+<h1>{escape(d.title)}</h1>
+<p>{escape(subtitle)}</p>
+<nav>{nav}</nav>
+</div></header>
+<main class="wrap">
+{_kpis(d)}
+{"".join(sections)}
+</main>
+<footer class="wrap">Generated by npl_engine. Every figure is computed from the model and the
+data named above; see docs/report.md for what each section shows.</footer>
+</body>
+</html>
+"""

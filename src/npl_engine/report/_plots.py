@@ -1,0 +1,262 @@
+"""The report's charts: matplotlib figures rendered to SVG data URIs (no file, no network).
+
+Every function takes plain data (frames, arrays) and returns a ``data:image/svg+xml`` URI that an
+``<img>`` tag shows as it is. Text is drawn as paths, so the charts need no font on the reader's
+machine, and each chart is its own SVG document (no clash of ids between charts).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from matplotlib import rc_context
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Colour-blind-safe palette (Okabe-Ito), then greys.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#666666")
+INK = "#1f2933"
+MUTED = "#7b8794"
+ACCENT = "#0072B2"
+WARN = "#D55E00"
+
+_STYLE: Any = {
+    "svg.hashsalt": "npl_engine",  # the same data gives the same bytes
+    "font.size": 10,
+    "axes.edgecolor": "#c8ced6",
+    "axes.labelcolor": INK,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e6e9ed",
+    "grid.linewidth": 0.8,
+    "xtick.color": MUTED,
+    "ytick.color": MUTED,
+    "xtick.labelcolor": INK,
+    "ytick.labelcolor": INK,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+}
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _millions(x: float, _: object = None) -> str:
+    if x == 0:
+        return "0"
+    return f"{x / 1e6:,.0f}M" if abs(x) >= 1e7 else f"{x / 1e6:,.1f}M"
+
+
+def composition(by_segment: pl.DataFrame, by_stage: pl.DataFrame) -> str:
+    """GBV by segment and by legal stage, bars labelled with the loan count and share."""
+    with rc_context(_STYLE):
+        fig, (left, right) = _figure(11, 3.6, 2)
+        for ax, frame, key, title in (
+            (left, by_segment, "segment", "GBV by segment"),
+            (right, by_stage, "legal_stage", "GBV by legal stage"),
+        ):
+            ordered = frame.sort("gbv")
+            total = float(ordered["gbv"].sum())
+            labels = [str(s).replace("_", " ") for s in ordered[key]]
+            bars = ax.barh(labels, ordered["gbv"].to_list(), color=ACCENT, height=0.65)
+            for bar, gbv, n in zip(bars, ordered["gbv"], ordered["loans"], strict=True):
+                ax.text(
+                    bar.get_width(),
+                    bar.get_y() + bar.get_height() / 2,
+                    f"  {gbv / total:.0%} · {n:,} loans",
+                    va="center",
+                    fontsize=9,
+                    color=INK,
+                )
+            ax.set_title(title)
+            ax.xaxis.set_major_formatter(FuncFormatter(_millions))
+            ax.set_xlim(0, float(ordered["gbv"].to_numpy().max()) * 1.45)
+            ax.grid(axis="y", visible=False)
+        return _svg(fig)
+
+
+def collections_curves(by_segment: pl.DataFrame, by_scenario: pl.DataFrame) -> str:
+    """Cumulative expected collections: by segment (% of its GBV) and by scenario (money)."""
+    with rc_context(_STYLE):
+        fig, (left, right) = _figure(11, 3.8, 2)
+        for i, (segment, group) in enumerate(by_segment.group_by("segment", maintain_order=True)):
+            part = group.sort("month")
+            ax_label = str(segment[0]).replace("_", " ")
+            left.plot(
+                part["month"], part["cumulative_share"], color=PALETTE[i % len(PALETTE)],
+                lw=1.8, label=ax_label,
+            )  # fmt: skip
+        left.set_title("Expected collections by segment (cumulative, % of GBV)")
+        left.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        left.set_xlabel("months after cut-off")
+        left.legend(loc="upper left", ncols=2)
+        scenarios = by_scenario["scenario"].unique(maintain_order=True).to_list()
+        for i, name in enumerate(scenarios):
+            part = by_scenario.filter(pl.col("scenario") == name).sort("month")
+            weighted = name == "weighted"
+            right.plot(
+                part["month"], part["gross"].cum_sum(),
+                color=INK if weighted else PALETTE[i % len(PALETTE)],
+                lw=2.4 if weighted else 1.6, ls="--" if weighted else "-", label=name,
+            )  # fmt: skip
+        right.set_title("Expected gross collections by scenario (cumulative)")
+        right.yaxis.set_major_formatter(FuncFormatter(_millions))
+        right.set_xlabel("months after cut-off")
+        right.legend(loc="upper left")
+        return _svg(fig)
+
+
+def prices(
+    scenarios: Sequence[tuple[str, float, float]],
+    weighted: float,
+    path_prices: FloatArray | None,
+    percentiles: dict[str, float | None] | None,
+) -> str:
+    """Price by scenario (bars, % of GBV) and the Monte Carlo distribution of the price."""
+    with rc_context(_STYLE):
+        ncols = 2 if path_prices is not None else 1
+        fig, axes = _figure(11 if ncols == 2 else 6, 3.6, ncols)
+        ax = axes[0]
+        names = [s[0] for s in scenarios] + ["weighted"]
+        values = [s[1] for s in scenarios] + [weighted]
+        shares = [s[2] for s in scenarios]
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(scenarios))] + [INK]
+        bars = ax.bar(names, values, color=colors, width=0.6)
+        gbv = scenarios[0][1] / scenarios[0][2] if scenarios and scenarios[0][2] else 0.0
+        for bar, value, share in zip(bars, values, [*shares, weighted / gbv if gbv else 0.0],
+                                     strict=True):  # fmt: skip
+            ax.text(
+                bar.get_x() + bar.get_width() / 2, value,
+                f"{_millions(value)}\n{share:.1%} of GBV", ha="center", va="bottom", fontsize=9,
+            )  # fmt: skip
+        ax.set_title("Price at the target IRR, by scenario")
+        ax.yaxis.set_major_formatter(FuncFormatter(_millions))
+        ax.set_ylim(0, max(values) * 1.3)
+        ax.grid(axis="x", visible=False)
+        if path_prices is not None:
+            mc = axes[1]
+            mc.hist(path_prices, bins=40, color="#9ecae1", edgecolor="white")
+            for key, style in (("p5", ":"), ("p50", "-"), ("p95", ":")):
+                q = None if percentiles is None else percentiles.get(key)
+                if q is not None:
+                    mc.axvline(q, color=INK, ls=style, lw=1.4)
+                    mc.text(
+                        q, mc.get_ylim()[1] * 0.97, f" {key.upper()} {_millions(q)}",
+                        rotation=90, va="top", ha="right", fontsize=8.5, color=INK,
+                    )  # fmt: skip
+            mc.axvline(weighted, color=WARN, lw=1.6)
+            mc.text(
+                weighted, mc.get_ylim()[1] * 0.5, " weighted price", color=WARN, fontsize=8.5,
+                rotation=90, va="center", ha="left",
+            )  # fmt: skip
+            mc.set_title(f"Monte Carlo: price over {path_prices.size:,} paths")
+            mc.xaxis.set_major_formatter(FuncFormatter(_millions))
+            mc.set_ylabel("paths")
+        return _svg(fig)
+
+
+def importance(frame: pl.DataFrame, *, top: int = 12) -> str:
+    """Mean |SHAP| of the top features: p_recover (points) and collections (% of exposure)."""
+    with rc_context(_STYLE):
+        n = min(top, frame.height)
+        fig, (left, right) = _figure(11, 0.9 + 0.3 * n, 2)
+        for ax, column, title, scale in (
+            (left, "p_recover_points", "p_recover: mean |contribution|, points", 1.0),
+            (right, "collections_share", "expected collections: % of exposure", 100.0),
+        ):
+            best = frame.sort(column, descending=True).head(n).reverse()
+            ax.barh(best["label"].to_list(), (best[column] * scale).to_list(), color=ACCENT)
+            ax.set_title(title)
+            ax.grid(axis="y", visible=False)
+            ax.tick_params(axis="y", labelsize=9)
+        return _svg(fig)
+
+
+def effects(
+    ates: Sequence[dict[str, float | str]],
+    cate: dict[str, FloatArray],
+    policies: pl.DataFrame,
+    *,
+    unit: str,
+) -> str:
+    """Average effects with 95 % intervals, per-loan effects, and the value of each policy."""
+    with rc_context(_STYLE):
+        fig, (ax_ate, ax_cate, ax_pol) = _figure(12, 3.6, 3)
+        names = [str(a["action"]).replace("_", " ") for a in ates]
+        y = np.arange(len(ates))
+        mid = np.array([float(a["ate"]) for a in ates])
+        lo = mid - np.array([float(a["ci_low"]) for a in ates])
+        hi = np.array([float(a["ci_high"]) for a in ates]) - mid
+        ax_ate.errorbar(mid, y, xerr=[lo, hi], fmt="o", color=ACCENT, capsize=4)
+        ax_ate.axvline(0, color=MUTED, lw=1)
+        ax_ate.set_yticks(y, names)
+        ax_ate.set_title(f"Average effect vs no action ({unit})")
+        actions = list(cate)
+        ax_cate.boxplot(
+            [cate[a] for a in actions], orientation="horizontal", showfliers=False, widths=0.55,
+            tick_labels=[a.replace("_", " ") for a in actions],
+            medianprops={"color": WARN}, boxprops={"color": INK}, whiskerprops={"color": INK},
+        )  # fmt: skip
+        ax_cate.axvline(0, color=MUTED, lw=1)
+        ax_cate.set_title(f"Per-loan effect on this tape ({unit})")
+        rows = policies.sort("expected_net")
+        colors = [WARN if p == "plan" else "#9ecae1" for p in rows["policy"]]
+        ax_pol.barh(rows["policy"].to_list(), rows["expected_net"].to_list(), color=colors)
+        ax_pol.axvline(0, color=MUTED, lw=1)
+        ax_pol.xaxis.set_major_formatter(FuncFormatter(_millions))
+        ax_pol.set_title("Expected net gain vs no action")
+        for ax in (ax_ate, ax_cate, ax_pol):
+            ax.grid(axis="y", visible=False)
+        return _svg(fig)
+
+
+def calibration_by_group(groups: pl.DataFrame, attributes: Sequence[str]) -> str:
+    """Predicted vs realised recovery for each group, one panel per attribute."""
+    with rc_context(_STYLE):
+        present = [a for a in attributes if groups.filter(pl.col("attribute") == a).height]
+        fig, axes = _figure(12, 3.6, max(len(present), 1))
+        for ax, attribute in zip(axes, present, strict=False):
+            part = groups.filter(pl.col("attribute") == attribute).filter(
+                pl.col("realised").is_not_null()
+            )
+            y = np.arange(part.height)
+            ax.hlines(y, part["predicted"], part["realised"], color="#c8ced6", lw=2)
+            ax.scatter(part["predicted"], y, color=ACCENT, label="predicted", zorder=3)
+            flagged = part["calibration_flag"].to_numpy()
+            ax.scatter(
+                part["realised"], y, color=np.where(flagged, WARN, INK), marker="D", s=22,
+                label="realised", zorder=3,
+            )  # fmt: skip
+            ax.set_yticks(y, part["group"].to_list())
+            ax.invert_yaxis()
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.set_title(attribute.replace("_", " "))
+            ax.grid(axis="y", visible=False)
+        fig.suptitle(
+            "Recovery rate by group: predicted (dots) vs realised (diamonds; orange = flagged)",
+            fontsize=10,
+        )
+        return _svg(fig)

@@ -1,0 +1,493 @@
+"""The FastAPI application: routes, API keys, limits, errors and access logs.
+
+Routes only parse, check and format; the numbers come from :class:`~._scorer.Engine` on the
+worker thread. Errors reach clients as JSON ``{"error": ..., "request_id": ...}``: a 422 lists
+each broken rule with its table, field and loan; a 500 says only that something failed and
+gives the request id under which the traceback was logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import MutableHeaders
+
+from npl_engine import __version__
+from npl_engine.audit import bytes_fingerprint
+from npl_engine.errors import NplError
+from npl_engine.service._keys import ApiKeys
+from npl_engine.service._logging import ACCESS_LOGGER, ERROR_LOGGER
+from npl_engine.service._schema import Loan
+from npl_engine.service._scorer import REASON_TOP, Batcher, Engine, Job
+
+__all__ = ["ServiceSettings", "create_app"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_access = logging.getLogger(ACCESS_LOGGER)
+_errors = logging.getLogger(ERROR_LOGGER)
+_ONE: TypeAdapter[Any] = TypeAdapter(Loan)
+_MANY: TypeAdapter[list[Any]] = TypeAdapter(list[Loan])  # type: ignore[valid-type]
+_LOAN_REF = {"$ref": "#/components/schemas/Loan"}
+_ONE_LOAN_BODY = {"required": True, "content": {"application/json": {"schema": _LOAN_REF}}}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """How the service runs.
+
+    Parameters
+    ----------
+    model_dir
+        Recovery model folder (``npl train``).
+    effects_dir
+        Effect model folder (``npl effects``) for ``/v1/recommend``; ``None`` disables it.
+    audit_db
+        Audit database; ``None`` records nothing (``--no-audit``).
+    keys
+        Accepted API keys; ``None`` serves without keys (``--no-auth``, local use only).
+    max_loans
+        Loans per ``/v1/score`` request at most.
+    max_body_bytes
+        Request body size at most.
+    batch_max_loans
+        Loans scored together at most.
+    """
+
+    model_dir: Path
+    effects_dir: Path | None = None
+    audit_db: Path | None = None
+    keys: ApiKeys | None = None
+    max_loans: int = 1000
+    max_body_bytes: int = 2 * 2**20
+    batch_max_loans: int = 512
+
+
+def _error(status: int, message: str, request: Request, **extra: Any) -> JSONResponse:
+    body = {"error": message, "request_id": getattr(request.state, "request_id", None), **extra}
+    return JSONResponse(body, status_code=status)
+
+
+class _Edge:
+    """Outermost layer: request id, body size limit, access log.
+
+    The body of a POST is read here, up to the limit, and replayed to the application; a body
+    over the limit gets a 413 without being read further.
+    """
+
+    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        start = time.perf_counter()
+        status = 500
+        size = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        try:
+            if scope["method"] in {"POST", "PUT", "PATCH"}:
+                body = await self._read(scope, receive)
+                if body is None:
+                    await self._too_large(send_with_id, request_id)
+                    return
+                size = len(body)
+                receive = _replay(body)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            # Path without the query string, and never a header: keys stay out of the logs.
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                "body_bytes": size,
+                "key_id": state.get("key_id"),
+                "n_loans": state.get("n_loans"),
+                "client": (scope.get("client") or ("", 0))[0],
+            }
+            _access.info("request", extra={"fields": fields})
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or ``None`` as soon as it is known to be over the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        body = json.dumps(
+            {
+                "error": f"request body over {self.max_body_bytes:,} bytes; send fewer loans "
+                "per request",
+                "request_id": request_id,
+            }
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _problems(exc: ValidationError, loans: Any) -> list[dict[str, Any]]:
+    """Each broken rule: table, field, loan (index and loan_id), message, offending value."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+        field = ".".join(str(p) for p in loc) or None
+        item = loans[index] if isinstance(loans, list) and isinstance(index, int) else loans
+        loan_id = item.get("loan_id") if isinstance(item, dict) else None
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "is not a column of the loans table (unknown fields are refused)"
+        where = f"loans.{field}" if field else "loans"
+        row = f"loan_id {loan_id!r}" if loan_id is not None else None
+        if index is not None:
+            row = f"item {index}" + (f", {row}" if row else "")
+        problem: dict[str, Any] = {
+            "table": "loans",
+            "field": field,
+            "index": index,
+            "loan_id": loan_id,
+            "message": f"{where}: {message}" + (f" ({row})" if row else ""),
+        }
+        if err["type"] not in {"missing", "json_invalid"} and "input" in err:
+            problem["input"] = err["input"] if _small(err["input"]) else "(omitted)"
+        problems.append(problem)
+    return problems
+
+
+def _small(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(str(value)) <= 200
+
+
+def _parse(body: bytes, *, many: bool, max_loans: int) -> tuple[list[dict[str, Any]], bool]:
+    """Validated loans of a body (one loan, or a list when ``many``) and whether it was a list."""
+    first = body.lstrip()[:1]
+    if first == b"[" and many:
+        loans = _MANY.validate_json(body)
+        if not loans:
+            raise _BadBodyError("the list of loans is empty")
+        if len(loans) > max_loans:
+            raise _TooManyError(f"{len(loans):,} loans in one request; at most {max_loans:,}")
+        dumped = [loan.model_dump() for loan in loans]
+        seen: dict[str, int] = {}
+        for index, loan in enumerate(dumped):
+            earlier = seen.setdefault(loan["loan_id"], index)
+            if earlier != index:
+                msg = (
+                    f"loans.loan_id: must be unique within a request; {loan['loan_id']!r} is "
+                    f"item {earlier} and item {index}"
+                )
+                raise _BadBodyError(msg)
+        return dumped, True
+    if first == b"{":
+        return [_ONE.validate_json(body).model_dump()], False
+    expected = "a JSON object (one loan) or an array of loans" if many else "a JSON object"
+    raise _BadBodyError(f"the body must be {expected}")
+
+
+class _BadBodyError(ValueError):
+    pass
+
+
+class _TooManyError(ValueError):
+    pass
+
+
+def create_app(  # noqa: PLR0915 - the routes read best together, as one API
+    settings: ServiceSettings, *, engine: Engine | None = None
+) -> Any:
+    """Build the ASGI application (the models are loaded here, before it serves).
+
+    Parameters
+    ----------
+    settings
+        Models, audit database, keys and limits.
+    engine
+        A loaded engine to use instead of loading ``settings``' models.
+
+    Returns
+    -------
+    ASGI application
+        The FastAPI app wrapped in the request-id, size-limit and access-log layer.
+    """
+    engine = engine or Engine(settings.model_dir, settings.effects_dir, settings.audit_db)
+    batcher = Batcher(engine, max_loans=settings.batch_max_loans)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="npl_engine scoring service",
+        version=__version__,
+        description="Real-time recovery scoring and collection-action recommendations for "
+        "non-performing loans. Every response of /v1/score and /v1/recommend has a decision "
+        "record in the audit database. See docs/service.md.",
+        lifespan=lifespan,
+    )
+    header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+    def caller(request: Request, key: str | None = Depends(header_key)) -> str:
+        if settings.keys is None:
+            return "anonymous"
+        if key is None:
+            auth = request.headers.get("authorization", "")
+            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        key_id = settings.keys.check(key)
+        if key_id is None:
+            raise HTTPException(
+                401,
+                "missing or invalid API key: send it in the X-API-Key header",
+                headers={"WWW-Authenticate": 'ApiKey header="X-API-Key"'},
+            )
+        request.state.key_id = key_id
+        return key_id
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        response = _error(exc.status_code, str(exc.detail), request)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def query_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return _error(422, "invalid request parameters", request, problems=problems)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None)
+        _errors.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id}})
+        return _error(500, "internal error; quote the request id to the operator", request)
+
+    async def loans_of(request: Request, *, many: bool) -> tuple[list[dict[str, Any]], bytes]:
+        body = await request.body()
+        try:
+            loans, _ = _parse(body, many=many, max_loans=settings.max_loans)
+        except ValidationError as exc:
+            raw: Any
+            try:
+                raw = json.loads(body)
+            except ValueError:
+                raw = None
+            raise _Invalid(_problems(exc, raw)) from None
+        except _TooManyError as exc:
+            raise HTTPException(413, str(exc)) from None
+        except _BadBodyError as exc:
+            field = "loan_id" if str(exc).startswith("loans.loan_id") else None
+            raise _Invalid([{"table": "loans", "field": field, "message": str(exc)}]) from None
+        request.state.n_loans = len(loans)
+        return loans, body
+
+    @app.exception_handler(_Invalid)
+    async def invalid(request: Request, exc: _Invalid) -> JSONResponse:
+        return _error(422, "the request breaks the data contract", request, problems=exc.problems)
+
+    async def compute(request: Request, work: Awaitable[Any]) -> JSONResponse:
+        try:
+            body = await work
+        except NplError as exc:
+            request_id = getattr(request.state, "request_id", None)
+            _errors.error(
+                "engine error", exc_info=exc, extra={"fields": {"request_id": request_id}}
+            )
+            return _error(503, "the request could not be computed or recorded", request)
+        return JSONResponse(body)
+
+    @app.post(
+        "/v1/score",
+        summary="Score one loan or a list of loans",
+        openapi_extra={"requestBody": _body_schema(settings.max_loans)},
+        responses=_ERROR_RESPONSES,
+    )
+    async def score(
+        request: Request,
+        key_id: str = Depends(caller),
+        reasons: bool = Query(
+            default=True, description=f"Add the top {REASON_TOP} reason codes per output."
+        ),
+    ) -> JSONResponse:
+        """Score loans: per loan p_recover, expected collections and recovery rate.
+
+        Also the exposure, the top reason codes (unless ``reasons=false``) and the id of the
+        loan's decision record.
+        """
+        loans, body = await loans_of(request, many=True)
+        job = Job(loans=loans, reasons=reasons, caller=key_id, fingerprint=bytes_fingerprint(body))
+        return await compute(request, batcher.score(job))
+
+    @app.post(
+        "/v1/recommend",
+        summary="The best collection action for one loan",
+        openapi_extra={"requestBody": _ONE_LOAN_BODY},
+        responses={**_ERROR_RESPONSES, 404: {"description": "No effect model loaded."}},
+    )
+    async def recommend(request: Request, key_id: str = Depends(caller)) -> JSONResponse:
+        """Recommend the action with the largest expected uplift net of cost.
+
+        ``none`` if no action pays; every action's expected uplift and cost beside it, from
+        the effect model (``--effects``).
+        """
+        if engine.effects is None:
+            raise HTTPException(
+                404,
+                "no effect model loaded: start the service with --effects DIR "
+                "(a folder written by `npl effects`)",
+            )
+        loans, body = await loans_of(request, many=False)
+        job = Job(loans=loans, reasons=False, caller=key_id, fingerprint=bytes_fingerprint(body))
+        return await compute(request, batcher.run(engine.recommend, job))
+
+    card = _model_card(engine, settings)
+
+    @app.get("/v1/model", summary="Model card and versions")
+    async def model(_: str = Depends(caller)) -> JSONResponse:
+        """The recovery model's card, provenance and metrics; the effect model's, if loaded."""
+        return JSONResponse(card)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> JSONResponse:
+        """200 while the process serves requests."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", summary="Readiness")
+    async def readyz() -> JSONResponse:
+        """200 once the models are loaded and the audit database is open; 503 otherwise."""
+        audit_ok = settings.audit_db is None or engine.store is not None
+        if batcher.running and audit_ok:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    _document_loan(app)
+    return _Edge(app, max_body_bytes=settings.max_body_bytes)
+
+
+class _Invalid(Exception):  # noqa: N818 - a response, not an error of the service
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__("invalid loans")
+        self.problems = problems
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key."},
+    413: {"description": "Body over the size limit, or too many loans."},
+    422: {"description": "The loans break the data contract; each problem names its field."},
+}
+
+
+def _body_schema(max_loans: int) -> dict[str, Any]:
+    many = {"type": "array", "items": _LOAN_REF, "minItems": 1, "maxItems": max_loans}
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [_LOAN_REF, many]}}},
+    }
+
+
+def _document_loan(app: FastAPI) -> None:
+    """Add the Loan schema (from the data contract) to the OpenAPI document."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            loan = _ONE.json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {})["Loan"] = loan
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _model_card(engine: Engine, settings: ServiceSettings) -> dict[str, Any]:
+    """What ``/v1/model`` returns; computed once."""
+    meta = json.loads((engine.model_dir / "model.json").read_text())
+    card_file = engine.model_dir / "model_card.md"
+    out: dict[str, Any] = {
+        "engine_version": __version__,
+        "recovery_model": {
+            "fingerprint": engine.model_fingerprint,
+            "info": meta["info"],
+            "definition": meta["definition"],
+            "metrics": meta["metrics"].get("classification", {}),
+            "features": meta["feature_names"],
+            "card_markdown": card_file.read_text() if card_file.is_file() else None,
+        },
+        "effect_model": None,
+        "limits": {
+            "max_loans_per_request": settings.max_loans,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+        "auth": "api_key" if settings.keys is not None else "none",
+        "audit": settings.audit_db is not None,
+    }
+    if engine.effects_dir is not None:
+        info_file = engine.effects_dir / "effect_model.json"
+        out["effect_model"] = {
+            "fingerprint": engine.effects_fingerprint,
+            "info": json.loads(info_file.read_text()) if info_file.is_file() else None,
+            "actions": list(engine.effects.actions_),
+            "costs": engine.costs.to_dict(),
+        }
+    return out

@@ -1,0 +1,407 @@
+"""What the service computes: scores, reason codes and recommendations for batches of requests.
+
+Requests that arrive while a batch is being computed are scored together in the next batch
+(:class:`Batcher`): one pass of the feature pipeline, the boosters and the audit write serves
+them all, so the fixed cost of each step is paid per batch, not per request. A batch never
+mixes outputs between requests: every output of a loan depends on that loan only, and reason
+codes call a value "low" or "high" against the loans of the same request, as ``npl score
+--explain`` does against the loans of the same tape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from npl_engine import __version__
+from npl_engine.audit import AuditStore, RunRecord, files_fingerprint, new_run_id
+from npl_engine.data.contract import LOANS
+from npl_engine.errors import NplError
+from npl_engine.explain import (
+    Attribution,
+    LoanExplanations,
+    _explain_collections,
+    _explain_p_recover,
+    reason_codes,
+)
+from npl_engine.features import FeatureMatrix, build_features, feature_matrix
+from npl_engine.scoring import RecoveryModel
+from npl_engine.service._schema import loans_frame
+
+__all__ = ["REASON_TOP", "Batcher", "Engine", "Job"]
+
+#: Reason codes returned per output and loan.
+REASON_TOP = 3
+_OUTPUT_KEYS = ("p_recover", "expected_collections")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request's work: its validated loans and who asked.
+
+    Parameters
+    ----------
+    loans
+        ``Loan.model_dump()`` of each loan, in request order.
+    reasons
+        Whether to compute reason codes.
+    caller
+        API key id (or ``anonymous`` when the service runs without keys).
+    fingerprint
+        sha256 of the request body.
+    """
+
+    loans: list[dict[str, Any]]
+    reasons: bool
+    caller: str
+    fingerprint: str
+
+
+@dataclass
+class Engine:
+    """The loaded models and the audit store; every method runs on the service's worker thread.
+
+    Parameters
+    ----------
+    model_dir
+        Recovery model folder (``npl train``).
+    effects_dir
+        Effect model folder (``npl effects``), or ``None``.
+    audit_db
+        Audit database, or ``None`` to record nothing.
+    """
+
+    model_dir: Path
+    effects_dir: Path | None = None
+    audit_db: Path | None = None
+    model: RecoveryModel = field(init=False)
+    model_fingerprint: str = field(init=False)
+    effects: Any = field(init=False, default=None)
+    effects_fingerprint: str | None = field(init=False, default=None)
+    costs: Any = field(init=False, default=None)
+    store: AuditStore | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.model = RecoveryModel.load(self.model_dir)
+        self.model_fingerprint = files_fingerprint(self.model_dir)
+        if self.effects_dir is not None:
+            self._load_effects(self.effects_dir)
+
+    def _load_effects(self, folder: Path) -> None:
+        # econml and friends are heavy: loaded only when the service has an effect model.
+        from npl_engine.causal import ActionEffectModel  # noqa: PLC0415
+        from npl_engine.causal._policy import ActionCosts  # noqa: PLC0415
+
+        costs_file = folder / "costs.json"
+        if not costs_file.is_file():
+            msg = f"{folder} holds no costs.json: rerun `npl effects` to write it"
+            raise NplError(msg)
+        raw = json.loads(costs_file.read_text())
+        self.costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+        self.effects = ActionEffectModel.load(folder)
+        self.effects_fingerprint = files_fingerprint(folder)
+
+    def open_store(self) -> None:
+        """Open the audit database (on the worker thread, which alone writes to it)."""
+        if self.audit_db is not None:
+            self.store = AuditStore(self.audit_db)
+
+    def close_store(self) -> None:
+        """Close the audit database, releasing the file."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def score(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """Score a batch of requests and record each as a run; one response body per job."""
+        sizes = [len(j.loans) for j in jobs]
+        frame = loans_frame([loan for j in jobs for loan in j.loans])
+        features = build_features(frame.lazy()).collect()
+        x = feature_matrix(features, self.model.vocabularies_)
+        exposure = features["exposure"].to_numpy()
+        p = self.model.predict_proba(x)
+        # As in RecoveryModel.score, so that the numbers are the same to the last bit.
+        monthly = self.model.collections_.predict_monthly(x)
+        collections = (monthly["borrower"] * exposure[:, None]).sum(axis=1) + (
+            monthly["collateral"] * exposure[:, None]
+        ).sum(axis=1)
+        rate = np.where(exposure > 0, collections / np.maximum(exposure, 1e-12), 0.0)
+        starts = np.cumsum([0, *sizes])
+        reasons = self._reasons(jobs, starts, features, x, exposure)
+        outputs = pl.DataFrame(
+            {
+                "loan_id": frame["loan_id"],
+                "exposure": exposure,
+                "p_recover": p,
+                "expected_collections": collections,
+                "expected_recovery_rate": rate,
+            }
+        )
+        run_ids = self._record(jobs, starts, frame, outputs, reasons, command="serve:score")
+        bodies = []
+        for i, job in enumerate(jobs):
+            rows = range(starts[i], starts[i + 1])
+            results = []
+            for seq, r in enumerate(rows, start=1):
+                item: dict[str, Any] = {
+                    "loan_id": frame["loan_id"][r],
+                    "p_recover": float(p[r]),
+                    "expected_collections": float(collections[r]),
+                    "expected_recovery_rate": float(rate[r]),
+                    "exposure": float(exposure[r]),
+                }
+                if job.reasons:
+                    item["reasons"] = reasons[r]
+                item["decision_id"] = f"{run_ids[i]}:{seq}" if run_ids[i] else None
+                results.append(item)
+            bodies.append({"run_id": run_ids[i], "results": results})
+        return bodies
+
+    def _reasons(
+        self,
+        jobs: Sequence[Job],
+        starts: Any,
+        features: pl.DataFrame,
+        x: FeatureMatrix,
+        exposure: Any,
+    ) -> list[dict[str, list[str]] | None]:
+        """Top reason codes per loan of the jobs that asked for them (SHAP for them at once)."""
+        out: list[dict[str, list[str]] | None] = [None] * features.height
+        wanted = [i for i, j in enumerate(jobs) if j.reasons]
+        if not wanted:
+            return out
+        rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in wanted])
+        sub = FeatureMatrix(x.values[rows], x.names, x.categorical)
+        attributions = {
+            "p_recover": _explain_p_recover(self.model, sub),
+            "expected_collections": _explain_collections(self.model, sub, exposure[rows]),
+        }
+        for r in rows:
+            out[r] = {k: [] for k in _OUTPUT_KEYS}
+        # Each request's loans are "low" or "high" against that request's medians. A one-loan
+        # request has none to speak of (every value is its own median), so all one-loan
+        # requests share one call with no reference: the same words, one pass.
+        groups: list[tuple[Any, bool]] = []
+        singles: list[int] = []
+        offset = 0
+        for i in wanted:
+            n = int(starts[i + 1] - starts[i])
+            if n == 1:
+                singles.append(offset)
+            else:
+                groups.append((np.arange(offset, offset + n), True))
+            offset += n
+        if singles:
+            groups.append((np.array(singles), False))
+        for local, with_reference in groups:
+            # Keyed by position, not loan_id: two requests may send the same loan_id.
+            mine = features[rows[local]].with_columns(
+                pl.Series("loan_id", [str(k) for k in local], dtype=pl.String)
+            )
+            explanations = LoanExplanations(
+                features=mine,
+                matrix=FeatureMatrix(sub.values[local], x.names, x.categorical),
+                names=x.names,
+                attributions={t: _rows(a, local) for t, a in attributions.items()},  # type: ignore[misc]
+                reference=mine if with_reference else mine.clear(),
+            )
+            codes = reason_codes(explanations, top=REASON_TOP)
+            for key, target, text in codes.select("loan_id", "target", "text").iter_rows():
+                texts = out[rows[int(key)]]
+                assert texts is not None
+                texts[target].append(text)
+        return out
+
+    # -- recommendations -----------------------------------------------------------------
+
+    def recommend(self, job: Job) -> dict[str, Any]:
+        """The action with the largest expected net uplift for one loan, recorded as a run."""
+        from npl_engine.causal._policy import policy_inputs  # noqa: PLC0415
+
+        if self.effects is None:
+            msg = "no effect model loaded"
+            raise NplError(msg)
+        frame = loans_frame(job.loans)
+        ids, uplift, cost, _ = policy_inputs(self.effects, frame.lazy(), self.costs, with_bau=False)
+        net = uplift[0] - cost[0]
+        actions = list(self.effects.actions_)
+        best = int(np.argmax(net))
+        take = bool(net[best] > 0)
+        result = {
+            "loan_id": ids[0],
+            "action": actions[best] if take else "none",
+            "expected_uplift": float(uplift[0, best]) if take else 0.0,
+            "cost": float(cost[0, best]) if take else 0.0,
+            "expected_net": float(net[best]) if take else 0.0,
+            "alternatives": [
+                {
+                    "action": a,
+                    "expected_uplift": float(uplift[0, k]),
+                    "cost": float(cost[0, k]),
+                    "expected_net": float(net[k]),
+                }
+                for k, a in enumerate(actions)
+            ],
+        }
+        outputs = pl.DataFrame(
+            {
+                "loan_id": [result["loan_id"]],
+                "action": [result["action"]],
+                "expected_uplift": [result["expected_uplift"]],
+                "cost": [result["cost"]],
+            }
+        )
+        run_ids = self._record(
+            [job], np.array([0, 1]), frame, outputs, [None], command="serve:recommend"
+        )
+        result["decision_id"] = f"{run_ids[0]}:1" if run_ids[0] else None
+        return result
+
+    # -- decision records ----------------------------------------------------------------
+
+    def _record(
+        self,
+        jobs: Sequence[Job],
+        starts: Any,
+        frame: pl.DataFrame,
+        outputs: pl.DataFrame,
+        reasons: Sequence[dict[str, list[str]] | None],
+        *,
+        command: str,
+    ) -> list[str | None]:
+        """One run per job, all in one transaction; run ids (``None`` when not recording)."""
+        if self.store is None:
+            return [None] * len(jobs)
+        recommending = command == "serve:recommend"
+        model_dir = self.effects_dir if recommending else self.model_dir
+        fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
+        # Row by row, not joined on loan_id: two requests of a batch may hold the same loan.
+        rows = frame.select(LOANS.names).with_columns(
+            outputs.select(pl.struct(pl.exclude("loan_id")).struct.json_encode())
+            .to_series()
+            .alias("outputs"),
+            pl.Series(
+                "reasons", [json.dumps(r) if r is not None else None for r in reasons], pl.String
+            ),
+        )
+        now = datetime.now(UTC)
+        model_id = str(Path(model_dir).resolve()) if model_dir else None
+        records = []
+        for i, job in enumerate(jobs):
+            records.append(
+                RunRecord(
+                    run_id=new_run_id(now),
+                    recorded_at=now,
+                    caller=job.caller,
+                    caller_kind="api_key",
+                    command=command,
+                    model_id=model_id,
+                    model_fingerprint=fingerprint,
+                    input_fingerprint=job.fingerprint,
+                    engine_version=__version__,
+                    parameters={"reasons": job.reasons},
+                    decisions=rows[int(starts[i]) : int(starts[i + 1])],
+                )
+            )
+        self.store.append(records)
+        return [r.run_id for r in records]
+
+
+def _rows(attribution: Attribution, rows: Any) -> Attribution:
+    """The attribution of some loans only."""
+    return Attribution(
+        target=attribution.target,
+        output=attribution.output[rows],
+        base=attribution.base[rows],
+        contributions=attribution.contributions[rows],
+        link_values={k: v[rows] for k, v in attribution.link_values.items()},
+        link_base=attribution.link_base,
+    )
+
+
+class Batcher:
+    """Queues score requests and computes them in batches on one worker thread.
+
+    Parameters
+    ----------
+    engine
+        What computes and records.
+    max_loans
+        Loans per batch at most (a single larger request still forms its own batch).
+
+    Notes
+    -----
+    The first request waits for nothing: a batch is whatever is queued when the worker becomes
+    free. Under load, requests queue while a batch is computed and form the next one. A response
+    is sent only once its decision record is committed.
+    """
+
+    def __init__(self, engine: Engine, *, max_loans: int = 512) -> None:
+        self.engine = engine
+        self.max_loans = max_loans
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npl-worker")
+        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the audit store on the worker thread and start batching."""
+        await self.run(self.engine.open_store)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop batching and close the audit store."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.run(self.engine.close_store)
+        self.executor.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        """Whether batches are being computed."""
+        return self._task is not None and not self._task.done()
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the worker thread (for work that is not batched)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def score(self, job: Job) -> dict[str, Any]:
+        """Queue a job and wait for its response body."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, future))
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            n = len(batch[0][0].loans)
+            while n < self.max_loans and not self._queue.empty():
+                item = self._queue.get_nowait()
+                batch.append(item)
+                n += len(item[0].loans)
+            live = [(job, fut) for job, fut in batch if not fut.cancelled()]
+            if not live:
+                continue
+            try:
+                bodies = await self.run(self.engine.score, [job for job, _ in live])
+            except Exception as exc:  # every waiting request learns of it
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), body in zip(live, bodies, strict=True):
+                if not fut.done():
+                    fut.set_result(body)

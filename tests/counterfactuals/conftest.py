@@ -1,0 +1,96 @@
+"""Shared set-up of the counterfactual tests: one small book, its models, and a tape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from threadpoolctl import threadpool_limits
+
+from npl_engine.causal import ActionEffectModel, CausalSettings
+from npl_engine.causal._policy import estimate_costs
+from npl_engine.counterfactuals import StrategyModel
+from npl_engine.data import Dataset, write_dataset
+from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
+from npl_engine.scoring import RecoveryModel
+
+GRID = ({"num_leaves": 15, "min_data_in_leaf": 50},)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """Run LightGBM on one OpenMP thread (see tests/scoring/conftest.py for why)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="package")
+def book_sim() -> Simulation:
+    """A 6,000-loan simulated book."""
+    return simulate(SimulationSettings(n_loans=6000, seed=21))
+
+
+@pytest.fixture(scope="package")
+def tape_sim() -> Simulation:
+    """A 1,500-loan simulated tape, with its truth."""
+    return simulate(SimulationSettings(n_loans=1500, seed=22, kind="tape"))
+
+
+@pytest.fixture(scope="package")
+def strategy(book_sim: Simulation, one_openmp_thread: None) -> StrategyModel:
+    """Scoring model plus effects on recovered and on the recovery rate, fitted on the book."""
+    assert book_sim.actions is not None
+    assert book_sim.payments is not None
+    book = Dataset(
+        book_sim.loans.lazy(),
+        book_sim.actions.lazy(),
+        book_sim.payments.lazy(),
+        as_of_date=book_sim.settings.as_of_date,
+    )
+    recovery = RecoveryModel(baselines=False, grid=GRID).fit(book)
+    on_recovered = ActionEffectModel(
+        settings=CausalSettings(outcome="recovered"), n_estimators=60, n_trees=40
+    ).fit(book)
+    on_rate = ActionEffectModel(
+        settings=CausalSettings(outcome="recovery_rate"), n_estimators=60, n_trees=40
+    ).fit(book)
+    return StrategyModel(
+        recovery=recovery,
+        effects=on_recovered,
+        collection_effects=on_rate,
+        costs=estimate_costs(book),
+    )
+
+
+@pytest.fixture(scope="package")
+def low_ids(strategy: StrategyModel, tape_sim: Simulation) -> list[str]:
+    """50 tape loans whose p_recover is below 0.3 (the issue's check)."""
+    p, _ = strategy.p_recover(tape_sim.loans)
+    ids = tape_sim.loans.filter(pl.Series(p < 0.3))["loan_id"].head(50).to_list()
+    assert len(ids) == 50
+    return ids
+
+
+@pytest.fixture(scope="package")
+def folders(
+    strategy: StrategyModel, tape_sim: Simulation, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The models and the tape as folders, as the commands read them."""
+    root = tmp_path_factory.mktemp("cf")
+    strategy.recovery.save(root / "model")
+    for name, model in (("effects", strategy.effects), ("rate", strategy.collection_effects)):
+        assert model is not None
+        (root / name).mkdir()
+        model.save(root / name)
+    assert strategy.costs is not None
+    (root / "effects" / "costs.json").write_text(json.dumps(strategy.costs.to_dict()))
+    write_dataset(root / "tape", loans=tape_sim.loans)
+    return {
+        "model": root / "model",
+        "effects": root / "effects",
+        "rate": root / "rate",
+        "tape": root / "tape",
+    }

@@ -1,0 +1,71 @@
+"""A trained model and a running service on loopback, shared by the service tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from threadpoolctl import threadpool_limits
+
+from npl_engine.causal import ActionEffectModel
+from npl_engine.causal._policy import estimate_costs
+from npl_engine.data import Dataset
+from npl_engine.data.simulator import SimulationSettings, simulate
+from npl_engine.scoring import RecoveryModel
+from npl_engine.service import ApiKeys, ServiceSettings, create_key
+from service._server import Server, start_server
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_openmp_thread() -> Iterator[None]:
+    """LightGBM on one OpenMP thread (see ``tests/scoring/conftest.py`` for why)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="package")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recovery model and an effect model (with costs) trained on a 3,000-loan book."""
+    root = tmp_path_factory.mktemp("service_models")
+    sim = simulate(SimulationSettings(n_loans=3000, seed=41))
+    assert sim.actions is not None
+    assert sim.payments is not None
+    book = Dataset(
+        sim.loans.lazy(),
+        sim.actions.lazy(),
+        sim.payments.lazy(),
+        as_of_date=sim.settings.as_of_date,
+    )
+    RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
+    effects = root / "effects"
+    effects.mkdir()
+    ActionEffectModel(n_estimators=30).fit(book).save(effects)
+    (effects / "costs.json").write_text(json.dumps(estimate_costs(book).to_dict()))
+    return root
+
+
+@pytest.fixture(scope="package")
+def tape() -> pl.DataFrame:
+    """A 300-loan tape, as the contract's loans table."""
+    return simulate(SimulationSettings(n_loans=300, seed=42, kind="tape")).loans
+
+
+@pytest.fixture(scope="package")
+def server(models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The service with both models, one API key and its own audit database."""
+    root = tmp_path_factory.mktemp("service")
+    key_id, key = create_key(root / "keys.json", name="tests")
+    settings = ServiceSettings(
+        model_dir=models / "model",
+        effects_dir=models / "effects",
+        audit_db=root / "audit.duckdb",
+        keys=ApiKeys.load(root / "keys.json"),
+        max_loans=500,
+        max_body_bytes=1_000_000,
+    )
+    running = start_server(settings, key=key, key_id=key_id)
+    yield running
+    running.stop()
