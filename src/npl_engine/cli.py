@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -1788,6 +1789,7 @@ _COSTS_OPTION = click.option(
     help="Write the results: FILE.json (settings, summary, loans, counterfactuals) or "
     "FILE.parquet (counterfactual rows).",
 )
+@_audit_options
 @_user_errors
 def counterfactual_command(
     *,
@@ -1805,6 +1807,8 @@ def counterfactual_command(
     seed: int,
     costs_file: Path | None,
     out: Path | None,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
 ) -> None:
     """What would have to change for a loan to recover (see docs/counterfactuals.md).
 
@@ -1852,6 +1856,23 @@ def counterfactual_command(
         result = counterfactuals(
             model, loans, ids, settings, progress=lambda done: bar.update(task, completed=done)
         )
+    found = result.counterfactuals.group_by("loan_id").agg(
+        counterfactuals=pl.col("changes").str.join(" | "),
+        best_p_recover=pl.col("p_recover").max(),
+    )
+    _record_decisions(  # before anything is published
+        audit_db,
+        no_audit=no_audit,
+        command="counterfactual",
+        loans=loans.filter(pl.col("loan_id").is_in(ids)),
+        outputs=result.loans.join(found, on="loan_id", how="left"),
+        data_dir=data_dir,
+        model_dir=model_dir,
+        parameters={
+            "effects": [str(e) for e in effects_dirs],
+            "settings": {k: str(v) for k, v in asdict(settings).items()},
+        },
+    )
     if out is not None:
         say(f"writing {out}")
         write_result(result, out)
