@@ -119,7 +119,8 @@ def effects(
         "n_loans": data.frame.height,
         "excluded_censored": data.excluded_censored,
         "as_of_date": book.as_of_date.isoformat() if book.as_of_date else None,
-        "method": "EconML DRLearner (LightGBM nuisances, cross-fitted); AIPW average effects",
+        "method": "EconML DRLearner (LightGBM nuisances, cross-fitted): AIPW average effects; "
+        "EconML CausalForestDML: per-loan effects with 95 % intervals",
         "actions": [
             {
                 "action": e.action,
