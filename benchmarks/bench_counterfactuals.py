@@ -53,7 +53,7 @@ def _load(root: str, n_loans: int) -> tuple[Any, Any, list[str]]:
     """Set-up: the strategy model, the tape's loans and the ids of loans below 0.3."""
     import polars as pl
 
-    from npl_engine.cli import _strategy_model
+    from npl_engine.cli._counterfactuals import _strategy_model
     from npl_engine.data import read_dataset
 
     base = Path(root)

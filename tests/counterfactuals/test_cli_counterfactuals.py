@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 
+from npl_engine.audit import AuditStore, default_audit_path
 from npl_engine.cli import main
 
 
@@ -53,6 +54,13 @@ def test_counterfactual_batch_writes_parquet_and_summary(
     frame = pl.read_parquet(out)
     assert set(frame["loan_id"].to_list()) <= set(low_ids[:4])
     assert frame["collections_change"].is_null().all()  # no effects on the recovery rate given
+    with AuditStore(default_audit_path(), read_only=True) as store:  # a tmp DB (conftest)
+        runs = store.runs(command="counterfactual")
+        assert runs.height == 1
+        decisions = store.decisions(runs["run_id"][0])
+    assert sorted(decisions["loan_id"].to_list()) == sorted(low_ids[:4])
+    outputs = [json.loads(o) for o in decisions["outputs"]]
+    assert all(o["status"] for o in outputs)
 
 
 def test_counterfactual_bad_input_names_the_problem_and_writes_nothing(

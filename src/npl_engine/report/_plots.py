@@ -213,7 +213,7 @@ def effects(
         ax_ate.errorbar(mid, y, xerr=[lo, hi], fmt="o", color=ACCENT, capsize=4)
         ax_ate.axvline(0, color=MUTED, lw=1)
         ax_ate.set_yticks(y, names)
-        ax_ate.set_title(f"Average effect vs no action ({unit})")
+        ax_ate.set_title(f"Average effect, 95 % interval\n({unit})")
         actions = list(cate)
         ax_cate.boxplot(
             [cate[a] for a in actions], orientation="horizontal", showfliers=False, widths=0.55,
@@ -221,13 +221,13 @@ def effects(
             medianprops={"color": WARN}, boxprops={"color": INK}, whiskerprops={"color": INK},
         )  # fmt: skip
         ax_cate.axvline(0, color=MUTED, lw=1)
-        ax_cate.set_title(f"Per-loan effect on this tape ({unit})")
+        ax_cate.set_title(f"Per-loan effects on this tape\n({unit})")
         rows = policies.sort("expected_net")
         colors = [WARN if p == "plan" else "#9ecae1" for p in rows["policy"]]
         ax_pol.barh(rows["policy"].to_list(), rows["expected_net"].to_list(), color=colors)
         ax_pol.axvline(0, color=MUTED, lw=1)
         ax_pol.xaxis.set_major_formatter(FuncFormatter(_millions))
-        ax_pol.set_title("Expected net gain vs no action")
+        ax_pol.set_title("Expected net gain\nvs no action")
         for ax in (ax_ate, ax_cate, ax_pol):
             ax.grid(axis="y", visible=False)
         return _svg(fig)
@@ -252,7 +252,9 @@ def calibration_by_group(groups: pl.DataFrame, attributes: Sequence[str]) -> str
             )  # fmt: skip
             ax.set_yticks(y, part["group"].to_list())
             ax.invert_yaxis()
-            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            rates = np.concatenate([part["predicted"].to_numpy(), part["realised"].to_numpy()])
+            narrow = rates.size > 0 and np.ptp(rates) < 0.04  # whole percents would repeat
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1 if narrow else 0))
             ax.set_title(attribute.replace("_", " "))
             ax.grid(axis="y", visible=False)
         fig.suptitle(

@@ -1,0 +1,420 @@
+"""Scoring commands: train the recovery model, score a tape, explain scores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import polars as pl
+
+from npl_engine.cli._base import (
+    _audit_options,
+    _console,
+    _record_decisions,
+    _steps,
+    _table,
+    _user_errors,
+    main,
+)
+from npl_engine.data import read_dataset
+from npl_engine.errors import NplError
+
+#: Files `npl score` writes (an existing folder holding only these may be replaced).
+SCORE_FILES = frozenset({"scores.parquet", "curves.parquet"})
+
+
+@main.command()
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A book: loans, actions and payments in contract form.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder to write (replaced if it holds an earlier model).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
+)
+@click.option(
+    "--horizon-months",
+    default=24,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="Recovery: collections within this many months after cut-off ...",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="... reach this share of the exposure.",
+)
+@click.option(
+    "--valuation-horizon",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="Months of the expected collections curve.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-baselines", is_flag=True, help="Skip the logistic and random-forest baselines.")
+@_user_errors
+def train(
+    *,
+    data_dir: Path,
+    out: Path,
+    as_of: datetime | None,
+    horizon_months: int,
+    threshold: float,
+    valuation_horizon: int,
+    seed: int,
+    no_baselines: bool,
+) -> None:
+    """Train the recovery model on a book and write a model folder with its model card."""
+    from npl_engine.scoring import RecoveryDefinition, RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"reading and validating {data_dir}")
+    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    definition = RecoveryDefinition(
+        horizon_months=horizon_months,
+        threshold=threshold,
+        valuation_horizon_months=valuation_horizon,
+    )
+    model = RecoveryModel(definition=definition, baselines=not no_baselines, seed=seed)
+    model.fit(book, progress=say)
+    say(f"writing {out}")
+    model.save(out)
+    rows = [
+        (
+            name,
+            f"{m['auc']:.4f}",
+            f"{m['brier']:.4f}",
+            f"{m['log_loss']:.4f}",
+            f"{m['calibration_error']:.4f}",
+        )
+        for name, m in model.metrics_["classification"].items()
+    ]
+    _console().print(
+        _table(["model (out of fold)", "AUC>", "Brier>", "log loss>", "calibration error>"], rows)
+    )
+    click.echo(f"wrote model {out} (model card: {out / 'model_card.md'})")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans to score (a tape, or a book: only its loans table is read).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for scores.parquet and curves.parquet.",
+)
+@click.option(
+    "--explain",
+    "with_reasons",
+    is_flag=True,
+    help="Add each loan's top 3 reason codes (reason_1..3 for p_recover, "
+    "collections_reason_1..3 for expected collections) to scores.parquet. Takes longer.",
+)
+@_audit_options
+@_user_errors
+def score(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    out: Path,
+    with_reasons: bool,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
+) -> None:
+    """Score loans: p_recover, expected collections and the monthly curve of each loan.
+
+    Writes OUT/scores.parquet (one row per loan) and OUT/curves.parquet (one row per loan and
+    month) and prints a summary by segment. With --explain, scores.parquet also holds the top
+    3 reason codes of each loan (see `npl explain` and docs/explanations.md).
+    """
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.scoring import RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    data = read_dataset(data_dir)
+    say("scoring")
+    result = model.score(data.loans)
+    scores = result.scores
+    if with_reasons:
+        say("explaining: top 3 reason codes per loan")
+        scores = _with_reason_codes(model, data.loans, scores)
+    say(f"writing {out}")
+    with atomic_folder(out, allowed=SCORE_FILES) as staging:
+        scores.write_parquet(staging / "scores.parquet")
+        result.curves.write_parquet(staging / "curves.parquet")
+        # Inside the block: if the record cannot be written, the outputs are not published.
+        _record_decisions(
+            audit_db,
+            no_audit=no_audit,
+            command="score",
+            loans=data.loans.collect(),
+            outputs=result.scores,
+            reasons=scores.select("loan_id", pl.col(r"^(collections_)?reason_\d+$"))
+            if with_reasons
+            else None,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters={"explain": with_reasons},
+        )
+    segments = (
+        result.scores.join(data.loans.select("loan_id", "segment").collect(), on="loan_id")
+        .group_by("segment")
+        .agg(
+            pl.len().alias("loans"),
+            pl.col("exposure").sum(),
+            pl.col("p_recover").mean(),
+            pl.col("expected_collections").sum(),
+        )
+        .sort("segment")
+    )
+    s = result.scores
+    rows = [
+        _portfolio_row(
+            str(r["segment"]),
+            loans=r["loans"],
+            exposure=r["exposure"],
+            p_recover=r["p_recover"],
+            collections=r["expected_collections"],
+        )
+        for r in segments.iter_rows(named=True)
+    ]
+    rows.append(
+        _portfolio_row(
+            "total",
+            loans=s.height,
+            exposure=float(s["exposure"].sum()),
+            p_recover=s["p_recover"].mean(),  # type: ignore[arg-type]
+            collections=float(s["expected_collections"].sum()),
+        )
+    )
+    headers = ["segment", "loans>", "exposure>", "mean p_recover>", "expected collections>"]
+    _console().print(_table([*headers, "recovery rate>"], rows))
+    click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _portfolio_row(
+    name: str, *, loans: int, exposure: float, p_recover: float, collections: float
+) -> tuple[str, ...]:
+    """One row of a portfolio table: counts, money and the recovery rate."""
+    rate = collections / exposure if exposure else 0.0
+    return (
+        name,
+        f"{loans:,}",
+        f"{exposure:,.0f}",
+        f"{p_recover:.3f}",
+        f"{collections:,.0f}",
+        f"{rate:.1%}",
+    )
+
+
+def _with_reason_codes(model: Any, loans: pl.LazyFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """``scores`` with the top 3 reason codes of each loan as text columns."""
+    from npl_engine.explain import explain_loans, reason_codes, reason_columns
+
+    codes = reason_codes(explain_loans(model, loans), top=3)
+    return scores.join(
+        reason_columns(codes, top=3), on="loan_id", how="left", maintain_order="left"
+    )
+
+
+#: Files `npl explain --global` writes.
+EXPLAIN_FILES = frozenset({"importance.parquet", "importance.png"})
+
+
+@main.command("explain")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Loans (a tape, or a book: only its loans table is read).",
+)
+@click.option("--loan-id", default=None, help="Explain this loan: its top reason codes.")
+@click.option(
+    "--global",
+    "global_",
+    is_flag=True,
+    help="Explain the model: mean |SHAP| of every feature on a sample of the loans.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="With --global: folder for importance.parquet and importance.png.",
+)
+@click.option(
+    "--top",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 40),
+    help="Reason codes shown per output (--loan-id).",
+)
+@click.option(
+    "--sample",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Loans drawn for --global.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --global draw.")
+@_user_errors
+def explain_command(
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    loan_id: str | None,
+    global_: bool,
+    out: Path | None,
+    top: int,
+    sample: int,
+    seed: int,
+) -> None:
+    r"""Explain the recovery model with SHAP values (see docs/explanations.md).
+
+    \b
+    npl explain --model M --data D --loan-id ID [--top 5]
+        the loan's p_recover and expected collections, and the features that move each
+        away from the model's base, in words;
+    npl explain --model M --data D --global --out DIR [--sample 2000] [--seed 0]
+        mean |SHAP| of every feature on a sample: DIR/importance.parquet and a chart,
+        DIR/importance.png.
+    """
+    if (loan_id is None) == (not global_):
+        msg = "give either --loan-id ID (one loan) or --global (the whole model)"
+        raise NplError(msg)
+    if global_ and out is None:
+        msg = "--global needs --out DIR for importance.parquet and importance.png"
+        raise NplError(msg)
+    if loan_id is not None and out is not None:
+        msg = "--out is for --global; --loan-id only prints"
+        raise NplError(msg)
+    from npl_engine.scoring import RecoveryModel
+
+    console = _console(stderr=True)
+    say = _steps(console)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    loans = read_dataset(data_dir).loans.collect()
+    if loan_id is not None:
+        _explain_loan(model, loans, loan_id, top=top)
+    else:
+        assert out is not None
+        n = min(sample, loans.height)
+        say(f"explaining a sample of {n:,} loans (seed {seed})")
+        _explain_global(model, loans, out, sample=sample, seed=seed)
+
+
+def _explain_loan(model: Any, loans: pl.DataFrame, loan_id: str, *, top: int) -> None:
+    """Print one loan's outputs, bases and reason codes."""
+    from npl_engine.explain import explain_loans, reason_codes
+
+    ex = explain_loans(model, loans, loan_ids=[loan_id])
+    codes = reason_codes(ex, top=top)
+    p = ex.attributions["p_recover"]
+    c = ex.attributions["expected_collections"]
+    loan = loans.filter(pl.col("loan_id") == loan_id).row(0, named=True)
+    exposure = float(ex.features["exposure"][0])
+    console = _console()
+    console.print(
+        f"loan {loan_id}: {loan['segment']}, legal stage {loan['legal_stage']}, "
+        f"exposure {exposure:,.0f}"
+    )
+    console.print(f"p_recover {p.output[0]:.3f}   (base {p.base[0]:.3f}: the model's typical loan)")
+    rate = c.output[0] / exposure if exposure else 0.0
+    console.print(
+        f"expected collections {c.output[0]:,.0f} ({rate:.1%} of exposure)   "
+        f"(base {c.base[0]:,.0f}: a typical loan of this exposure)"
+    )
+    for target, attribution in (("p_recover", p), ("expected_collections", c)):
+        mine = codes.filter(pl.col("target") == target)
+        rows = [
+            (str(r["rank"]), str(r["text"]), _effect(target, r["contribution"]))
+            for r in mine.iter_rows(named=True)
+        ]
+        shown = float(mine["contribution"].sum())
+        change = float(attribution.output[0] - attribution.base[0])
+        rows.append(("", "all other features", _effect(target, change - shown)))
+        rows.append(("", f"{target} minus its base", _effect(target, change)))
+        console.print(f"\n{target}: top {top} reasons")
+        if mine.height == 0:
+            console.print(
+                "none: the calibrated probability is flat between the typical loan and this "
+                "one, so no feature moves it (see docs/explanations.md)"
+            )
+            continue
+        console.print(_table(["#>", "reason", "effect>"], rows))
+
+
+def _effect(target: str, contribution: float) -> str:
+    """A signed contribution: points of probability, or money."""
+    if target == "p_recover":
+        return f"{100 * contribution:+.1f} pts"
+    return f"{contribution:+,.0f}"
+
+
+def _explain_global(model: Any, loans: pl.DataFrame, out: Path, *, sample: int, seed: int) -> None:
+    """Write and print global importance."""
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.explain import global_importance, plot_importance
+
+    importance = global_importance(model, loans, sample=sample, seed=seed)
+    with atomic_folder(out, allowed=EXPLAIN_FILES) as staging:
+        importance.write_parquet(staging / "importance.parquet")
+        plot_importance(importance, staging / "importance.png")
+    rows = [
+        (
+            str(i),
+            str(r["label"]),
+            str(r["family"]),
+            f"{r['p_recover_points']:.2f}",
+            f"{r['collections_money']:,.0f}",
+            f"{r['collections_share']:.2%}",
+        )
+        for i, r in enumerate(importance.iter_rows(named=True), start=1)
+    ]
+    headers = ["#>", "feature", "family", "p_recover (points)>", "collections>", "% of exposure>"]
+    _console().print(_table(headers, rows))
+    click.echo(f"wrote {out / 'importance.parquet'} and {out / 'importance.png'}")
