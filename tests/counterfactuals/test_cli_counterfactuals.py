@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 
-from npl_engine.audit import AuditStore, default_audit_path
+from npl_engine.audit import AuditStore
 from npl_engine.cli import main
 
 
@@ -47,14 +47,14 @@ def test_counterfactual_batch_writes_parquet_and_summary(
     code, text = _run(
         "counterfactual", "--model", str(folders["model"]), "--effects", str(folders["effects"]),
         "--data", str(folders["tape"]), "--loan-ids", str(ids), "--uplift", "0.05",
-        "--out", str(out),
+        "--out", str(out), "--audit-db", str(tmp_path / "audit.duckdb"),
     )  # fmt: skip
     assert code == 0, text
     assert "with a servicer lever" in text
     frame = pl.read_parquet(out)
     assert set(frame["loan_id"].to_list()) <= set(low_ids[:4])
     assert frame["collections_change"].is_null().all()  # no effects on the recovery rate given
-    with AuditStore(default_audit_path(), read_only=True) as store:  # a tmp DB (conftest)
+    with AuditStore(tmp_path / "audit.duckdb", read_only=True) as store:
         runs = store.runs(command="counterfactual")
         assert runs.height == 1
         decisions = store.decisions(runs["run_id"][0])

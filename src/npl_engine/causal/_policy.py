@@ -301,7 +301,7 @@ def plan_actions(
 #: Loans whose business-as-usual propensities are predicted for the plan's comparison line;
 #: larger tapes use a seeded random sample of this size (the propensity models cost about 25 times
 #: the effect forest per loan, and the line is a portfolio total).
-BAU_SAMPLE = 50_000
+BAU_SAMPLE = 20_000
 
 
 def policy_inputs(
