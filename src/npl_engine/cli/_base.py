@@ -84,6 +84,16 @@ def _audit_options(func: F) -> F:
     )(command)
 
 
+#: ``--model MODEL_DIR``, the same option on every command that reads a trained model.
+MODEL_OPTION = click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="npl")
 def main() -> None:

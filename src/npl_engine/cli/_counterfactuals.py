@@ -12,6 +12,7 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    MODEL_OPTION,
     _audit_options,
     _console,
     _money,
@@ -72,13 +73,6 @@ def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: P
     )
 
 
-_MODEL_OPTION = click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
 _EFFECTS_OPTION = click.option(
     "--effects",
     "effects_dirs",
@@ -97,7 +91,7 @@ _COSTS_OPTION = click.option(
 
 
 @main.command("counterfactual")
-@_MODEL_OPTION
+@MODEL_OPTION
 @_EFFECTS_OPTION
 @click.option(
     "--data",
@@ -321,7 +315,7 @@ def _print_counterfactual_summary(summary: dict[str, Any]) -> None:
 
 
 @main.command("what-if")
-@_MODEL_OPTION
+@MODEL_OPTION
 @_EFFECTS_OPTION
 @click.option(
     "--data",

@@ -11,6 +11,7 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    MODEL_OPTION,
     F,
     _audit_db_option,
     _audit_options,
@@ -118,13 +119,7 @@ def audit_export(*, out: Path, run_id: str | None, audit_db: Path | None) -> Non
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--effects",
     "effects_dir",
@@ -246,13 +241,7 @@ FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",
@@ -444,13 +433,7 @@ def _print_fairness(report: Any) -> None:
 
 
 @main.command("report")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",

@@ -10,6 +10,7 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    MODEL_OPTION,
     _audit_options,
     _console,
     _record_decisions,
@@ -114,13 +115,7 @@ def train(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",
@@ -257,13 +252,7 @@ EXPLAIN_FILES = frozenset({"importance.parquet", "importance.png"})
 
 
 @main.command("explain")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
+    MODEL_OPTION,
     _audit_options,
     _console,
     _file_ref,
@@ -48,13 +49,7 @@ def _load_portfolio(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",
@@ -249,13 +244,7 @@ def _print_valuation(result: dict[str, Any]) -> None:
 
 
 @main.command("expected-loss")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Model folder written by `npl train`.",
-)
+@MODEL_OPTION
 @click.option(
     "--data",
     "data_dir",
