@@ -32,8 +32,10 @@ from __future__ import annotations
 import gc
 import math
 import multiprocessing
+import os
 import pickle
 import resource
+import subprocess
 import sys
 import time
 import traceback
@@ -99,6 +101,30 @@ class Target:
         if self.lo is not None:
             return f"≥ {format_number(self.lo)}{suffix}"
         return "—"
+
+
+#: The project's sources, put first on PYTHONPATH for commands run as their own process.
+SRC = Path(__file__).resolve().parent.parent / "src"
+_NPL = "from npl_engine.cli import main; main()"
+
+
+def npl_env(**extra: str) -> dict[str, str]:
+    """The environment of an `npl` process: this one's, with the project's sources first."""
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def npl_command(*args: str) -> int:
+    """Run ``npl ARGS`` as its own process; return the largest peak RSS of any child so far.
+
+    For commands measured as a user runs them: the measuring process is a daemon, and joblib
+    runs on one core in a daemon (the random-forest baseline of `npl train`, the causal forest
+    of `npl effects`). Call it once per measuring process, so the peak is this command's.
+    """
+    subprocess.run(
+        [sys.executable, "-c", _NPL, *args], check=True, capture_output=True, env=npl_env()
+    )
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def at_most(bound: float, *, ratio: bool = False) -> Target:

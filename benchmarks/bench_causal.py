@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from _harness import MIB, BenchConfig, BenchResult, at_most, measure
+from _harness import MIB, BenchConfig, BenchResult, at_most, measure, npl_command
 
 BOOK_FULL, BOOK_QUICK = 50_000, 8_000
 TAPE_FULL, TAPE_QUICK = 1_000_000, 20_000
@@ -47,29 +47,8 @@ def _dataset(config: BenchConfig, n: int, seed: int, kind: str) -> Path:
 
 
 def _effects(book: str, out: str) -> int:
-    """Run `npl effects` as a command in its own process; return that process's peak RSS.
-
-    Not in-process: the measuring process is a daemon, and joblib runs the causal forest on
-    one core in a daemon (a user's `npl effects` uses all of them).
-    """
-    import os
-    import resource
-    import subprocess
-    import sys
-
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-    }
-    command = "from npl_engine.cli import main; main()"
-    subprocess.run(
-        [sys.executable, "-c", command, "effects", "--data", book, "--out", out],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    """`npl effects` as its own process (see ``_harness.npl_command``); its peak RSS."""
+    return npl_command("effects", "--data", book, "--out", out)
 
 
 def _policy(effects: str, tape: str, out: str) -> None:

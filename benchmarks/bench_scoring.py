@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from _harness import MIB, BenchConfig, BenchResult, at_most, measure
+from _harness import MIB, BenchConfig, BenchResult, at_most, measure, npl_command
 
 BOOK_FULL, TAPE_FULL = 200_000, 1_000_000
 BOOK_QUICK, TAPE_QUICK = 20_000, 20_000
@@ -53,30 +53,8 @@ def _ensure_dataset(config: BenchConfig, n: int, seed: int, kind: str) -> Path:
 
 
 def _train(book: str, out: str) -> int:
-    """Run `npl train` as a command in its own process; return that process's peak RSS.
-
-    Not in-process like the other rows: the measuring process is a daemon, and a daemon may
-    not start the worker processes the random-forest baseline runs on (joblib would fall
-    back to one core, which a user's `npl train` does not).
-    """
-    import os
-    import resource
-    import subprocess
-    import sys
-
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-    }
-    command = "from npl_engine.cli import main; main()"
-    subprocess.run(
-        [sys.executable, "-c", command, "train", "--data", book, "--out", out],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    """`npl train` as its own process (see ``_harness.npl_command``); its peak RSS."""
+    return npl_command("train", "--data", book, "--out", out)
 
 
 def _score(model: str, tape: str, out: str) -> None:

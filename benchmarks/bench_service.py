@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,20 +31,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from _harness import BenchConfig, BenchResult, at_most, measure
+from _harness import BenchConfig, BenchResult, at_most, measure, npl_env
 
 CLIENTS = 50
 REQUESTS_FULL, REQUESTS_QUICK = 10_000, 1_500
 WARMUP = 200
 BOOK, BOOK_SEED = 20_000, 1
 TAPE, TAPE_SEED = 1_000, 9
-SRC = Path(__file__).resolve().parent.parent / "src"
 _COMMAND = "from npl_engine.cli import main; main()"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def _npl(*args: str, env: dict[str, str] | None = None) -> str:
@@ -54,7 +47,7 @@ def _npl(*args: str, env: dict[str, str] | None = None) -> str:
         check=True,
         capture_output=True,
         text=True,
-        env=env or _env(),
+        env=env or npl_env(),
     )
     return done.stdout
 
@@ -182,7 +175,7 @@ def service(config: BenchConfig) -> list[BenchResult]:
     n = REQUESTS_QUICK if config.quick else REQUESTS_FULL
     with tempfile.TemporaryDirectory() as tmp:
         keys_file = Path(tmp) / "keys.json"
-        env = _env(NPL_API_KEYS_FILE=str(keys_file), OMP_NUM_THREADS="1")
+        env = npl_env(NPL_API_KEYS_FILE=str(keys_file), OMP_NUM_THREADS="1")
         key = _npl("keys", "create", "--name", "bench", env=env).strip().splitlines()[-1]
         port = _free_port()
         url = f"http://127.0.0.1:{port}"

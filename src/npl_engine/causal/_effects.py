@@ -539,15 +539,8 @@ class ActionEffectModel:
             (n, number of actions) effects in the outcome's unit.
         """
         self._check_fitted()
-        filled = self._filled(X)
-        # In blocks of rows: the forest sums per-tree statistics into per-row accumulators,
-        # which stay in cache for a block (1M rows at once: 30 s; in blocks: 21 s).
-        parts = [
-            np.asarray(self.forest_.const_marginal_effect(filled[i : i + _BLOCK]))
-            for i in range(0, filled.shape[0], _BLOCK)
-        ]
-        out = np.concatenate(parts) if parts else np.empty((0, len(self.actions_)))
-        return np.asarray(out, dtype=np.float64).reshape(-1, len(self.actions_))
+        parts = self._by_block(X, self.forest_.const_marginal_effect)
+        return self._stack(parts)
 
     def effect_interval(self, X: Array, *, alpha: float = 0.05) -> tuple[Array, Array]:  # noqa: N803
         """Pointwise (1 − alpha) interval of each loan's effect: (low, high), each (n, actions).
@@ -557,15 +550,25 @@ class ActionEffectModel:
         confounding.
         """
         self._check_fitted()
+        bounds = self._by_block(
+            X, lambda block: self.forest_.const_marginal_effect_interval(block, alpha=alpha)
+        )
+        return self._stack([b[0] for b in bounds]), self._stack([b[1] for b in bounds])
+
+    def _by_block(self, X: Array, predict: Callable[[Array], Any]) -> list[Any]:  # noqa: N803
+        """``predict`` on blocks of rows of X (missing values filled).
+
+        The forest sums per-tree statistics into per-row accumulators, which stay in cache for
+        a block (1M rows at once: 30 s; in blocks: 21 s).
+        """
         filled = self._filled(X)
-        bounds = [
-            self.forest_.const_marginal_effect_interval(filled[i : i + _BLOCK], alpha=alpha)
-            for i in range(0, filled.shape[0], _BLOCK)
-        ]
+        return [predict(filled[i : i + _BLOCK]) for i in range(0, filled.shape[0], _BLOCK)]
+
+    def _stack(self, parts: list[Any]) -> Array:
+        """Blocks of per-action values as one (n, actions) array (no block: no row)."""
         k = len(self.actions_)
-        low = np.zeros((0, k)), *(np.reshape(b[0], (-1, k)) for b in bounds)
-        high = np.zeros((0, k)), *(np.reshape(b[1], (-1, k)) for b in bounds)
-        return np.concatenate(low, dtype=np.float64), np.concatenate(high, dtype=np.float64)
+        blocks = (np.reshape(np.asarray(part), (-1, k)) for part in parts)
+        return np.concatenate([np.zeros((0, k)), *blocks], dtype=np.float64)
 
     def covariates(self, loans: pl.LazyFrame) -> Array:
         """Covariate matrix of a loans table (book or tape) as the model expects it."""
