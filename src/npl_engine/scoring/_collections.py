@@ -227,14 +227,17 @@ class CollectionsModel:
                 out[channel][rows] = self._predict(booster, x.values[rows])
         return out
 
-    def predict_cumulative(self, x: FeatureMatrix) -> dict[str, FloatArray]:
+    def predict_cumulative(
+        self, x: FeatureMatrix, totals: dict[str, FloatArray] | None = None
+    ) -> dict[str, FloatArray]:
         """Cumulative share of exposure collected by each knot, per channel: (n, len(knots)).
 
-        The horizon total comes from the total model; the knot increments only give the timing
-        (each loan's cumulative increments are scaled to end at its total).
+        The horizon total comes from the total model (``totals``, if already predicted); the
+        knot increments only give the timing (each loan's cumulative increments are scaled to
+        end at its total).
         """
         out = {}
-        totals = self.predict_total(x)
+        totals = self.predict_total(x) if totals is None else totals
         for channel in CHANNELS:
             rows = self._rows(x, channel)
             if channel not in self.totals_:
@@ -254,11 +257,17 @@ class CollectionsModel:
                 out[channel] = full
         return out
 
-    def predict_monthly(self, x: FeatureMatrix) -> dict[str, FloatArray]:
-        """Expected collections per month 1..H as a share of exposure, per channel: (n, H)."""
+    def predict_monthly(
+        self, x: FeatureMatrix, totals: dict[str, FloatArray] | None = None
+    ) -> dict[str, FloatArray]:
+        """Expected collections per month 1..H as a share of exposure, per channel: (n, H).
+
+        Each loan's months add up to its horizon total (``predict_total``; pass ``totals`` if
+        already predicted), up to rounding.
+        """
         w = interpolation_matrix(self.knots, self.knots[-1])
         out = {}
-        for channel, cum in self.predict_cumulative(x).items():
+        for channel, cum in self.predict_cumulative(x, totals).items():
             by_month = cum @ w
             out[channel] = np.diff(by_month, axis=1, prepend=0.0)
         return out

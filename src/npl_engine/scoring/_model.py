@@ -347,6 +347,18 @@ class RecoveryModel:
             out[secured, j] = shocked_total["collateral"] * e
         return out
 
+    @staticmethod
+    def expected_totals(
+        totals: dict[str, FloatArray], exposure: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Expected borrower and collateral collections over the horizon, in currency.
+
+        ``totals`` is ``collections_.predict_total(x)`` (shares of exposure). The scores and the
+        service both take their totals from here, so that they agree to the last bit; the
+        monthly curves add up to the same totals up to rounding.
+        """
+        return totals["borrower"] * exposure, totals["collateral"] * exposure
+
     def score(self, loans: pl.LazyFrame) -> Scores:
         """Score loans: probability of recovery and the expected collections curve.
 
@@ -371,10 +383,11 @@ class RecoveryModel:
         frame, x = self.features(collected.lazy())
         p = self.predict_proba(x)
         exposure = frame["exposure"].to_numpy()
-        monthly = self.collections_.predict_monthly(x)
+        totals = self.collections_.predict_total(x)
+        total_b, total_c = self.expected_totals(totals, exposure)
+        monthly = self.collections_.predict_monthly(x, totals)
         borrower = monthly["borrower"] * exposure[:, None]
         collateral = monthly["collateral"] * exposure[:, None]
-        total_b, total_c = borrower.sum(axis=1), collateral.sum(axis=1)
         scores = pl.DataFrame(
             {
                 "loan_id": frame["loan_id"],
