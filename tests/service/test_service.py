@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from npl_engine.data.contract import SEGMENTS
 from npl_engine.explain import explain_loans, reason_codes
 from npl_engine.scoring import RecoveryModel
 from npl_engine.service import ServiceSettings
-from npl_engine.service._scorer import Engine
+from npl_engine.service._process import EngineProcess
 from service._server import Server, as_json, start_server
 
 TOL = 1e-12
@@ -105,19 +106,27 @@ def test_one_loan_at_a_time_under_concurrency(server: Server, tape: pl.DataFrame
     )
 
 
-def test_every_result_has_its_decision_record(server: Server, tape: pl.DataFrame) -> None:
+def test_every_result_has_its_decision_record(
+    server: Server, tape: pl.DataFrame, tmp_path: Path
+) -> None:
     """The decision ids returned exist, with the caller's key id, the body's hash and outputs."""
     body = as_json(tape.slice(100, 3))
-    with server.client() as client:
-        response = client.post("/v1/score", json=body)
+    # A service of its own: the engine process holds its audit database until it stops.
+    settings = dataclasses.replace(server.settings, audit_db=tmp_path / "audit.duckdb")
+    running = start_server(settings, key=server.key, key_id=server.key_id)
+    try:
+        with running.client() as client:
+            response = client.post("/v1/score", json=body)
+    finally:
+        running.stop()
     assert response.status_code == 200, response.text
     raw = response.request.content
     run_id = response.json()["run_id"]
     assert [r["decision_id"] for r in response.json()["results"]] == [
         f"{run_id}:{i}" for i in (1, 2, 3)
     ]
-    assert server.settings.audit_db is not None
-    with AuditStore(server.settings.audit_db) as store:
+    assert settings.audit_db is not None
+    with AuditStore(settings.audit_db) as store:
         run = store.run(run_id)
         rows = store.decisions(run_id)
     assert run is not None
@@ -234,11 +243,11 @@ def test_internal_errors_never_show_a_trace(
 ) -> None:
     """An unexpected failure: a generic 500 with the request id; the trace only in the log."""
 
-    def broken(*_: object, **__: object) -> None:
+    async def broken(*_: object, **__: object) -> None:
         msg = "secret internal detail"
         raise RuntimeError(msg)
 
-    monkeypatch.setattr(Engine, "score", broken)
+    monkeypatch.setattr(EngineProcess, "score", broken)
     with caplog.at_level(logging.INFO, logger="npl_engine.service"):
         response = _score(server, as_json(tape.head(1)))
     assert response.status_code == 500

