@@ -1,11 +1,13 @@
 """Service load test: single-loan scoring over HTTP on 127.0.0.1, 50 concurrent clients.
 
-``npl serve`` runs as its own process (API keys on, decision records written, as in
-production) with a model trained on the 20,000-loan simulated book of the scoring benchmark
-(``--no-baselines``; cached under ``benchmarks/_data``). A bounded loop of requests (10,000
-per phase; 1,500 in quick mode), each carrying one loan drawn in turn from a simulated tape,
-is sent from 50 concurrent clients (one ``httpx.AsyncClient`` and connection each, one event
-loop in this process) after 200 warm-up requests on the same connections. Three phases:
+``npl serve`` runs as its own processes (API keys on, decision records written, as in
+production; its engine process picks its own thread settings) with a model trained on the
+20,000-loan simulated book of the scoring benchmark (``--no-baselines``; cached under
+``benchmarks/_data``). A bounded loop of requests (10,000 per phase; 1,500 in quick mode),
+each carrying one loan drawn in turn from a simulated tape, is sent from 50 concurrent
+clients (one keep-alive connection each, one event loop in this process: ``_loadgen.py``,
+a few microseconds of Python per request) after 200 warm-up requests on the same
+connections. Three phases:
 
 - baseline: ``GET /healthz`` (parsing, routing and the access log; no scoring), the cost of
   the HTTP stack alone on this machine;
@@ -14,12 +16,12 @@ loop in this process) after 200 warm-up requests on the same connections. Three 
 
 Any non-200 answer or client error counts as an error; the target is zero. Client and server
 share the machine's two cores, so the client's own work is inside the figures, as it is in the
-baseline.
+baseline. The first version of this benchmark used httpx, whose half a millisecond of Python
+per request took a core of its own: it measured the client (docs/service.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -28,10 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from _harness import BenchConfig, BenchResult, at_most, measure, npl_env
+from _loadgen import request_bytes, run_load
 
 CLIENTS = 50
 REQUESTS_FULL, REQUESTS_QUICK = 10_000, 1_500
@@ -81,62 +81,19 @@ def _bodies(tape: Path) -> list[bytes]:
     return [json.dumps(row).encode() for row in rows]
 
 
-async def _load(
-    url: str, key: str, *, path: str, bodies: list[bytes] | None, n: int
-) -> tuple[npt.NDArray[np.float64], int, float]:
-    """Send ``n`` requests from CLIENTS clients; latencies (s), errors and wall time.
-
-    Each client has its own connection, opened and warmed up (WARMUP requests in all) before
-    the clock starts; the clients then share one counter of the ``n`` measured requests.
-    """
-    import httpx
-
-    latencies = np.full(n, np.nan)
-    errors = 0
-    headers = {"X-API-Key": key, "content-type": "application/json"}
-    warm = iter(range(WARMUP))
-    counter = iter(range(n))
-    ready = asyncio.Barrier(CLIENTS + 1)
-    go = asyncio.Event()
-
-    async def send(client: httpx.AsyncClient, i: int) -> bool:
-        try:
-            if bodies is None:
-                response = await client.get(path)
-            else:
-                response = await client.post(path, content=bodies[i % len(bodies)])
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
-    async def worker() -> None:
-        nonlocal errors
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-            for i in warm:
-                await send(client, i)
-            await ready.wait()
-            await go.wait()
-            for i in counter:
-                start = time.perf_counter()
-                if not await send(client, i):
-                    errors += 1
-                latencies[i] = time.perf_counter() - start
-
-    tasks = [asyncio.create_task(worker()) for _ in range(CLIENTS)]
-    await ready.wait()
-    start = time.perf_counter()
-    go.set()
-    await asyncio.gather(*tasks)
-    return latencies, errors, time.perf_counter() - start
-
-
-def _phase(url: str, key: str, path: str, bodies: list[bytes] | None, n: int) -> dict[str, Any]:
-    latencies, errors, wall = asyncio.run(_load(url, key, path=path, bodies=bodies, n=n))
+def _phase(port: int, key: str, path: str, bodies: list[bytes] | None, n: int) -> dict[str, Any]:
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    host = f"127.0.0.1:{port}"
+    if bodies is None:
+        requests = [request_bytes("GET", path, host=host, headers=headers)]
+    else:
+        requests = [request_bytes("POST", path, host=host, headers=headers, body=b) for b in bodies]
+    result = run_load("127.0.0.1", port, requests, n=n, clients=CLIENTS, warmup=WARMUP)
     return {
-        "throughput": n / wall,
-        "p50_ms": float(np.nanpercentile(latencies, 50) * 1000),
-        "p99_ms": float(np.nanpercentile(latencies, 99) * 1000),
-        "errors": errors,
+        "throughput": result.throughput,
+        "p50_ms": result.percentile_ms(50),
+        "p99_ms": result.percentile_ms(99),
+        "errors": result.errors,
         "n": n,
     }
 
@@ -175,7 +132,7 @@ def service(config: BenchConfig) -> list[BenchResult]:
     n = REQUESTS_QUICK if config.quick else REQUESTS_FULL
     with tempfile.TemporaryDirectory() as tmp:
         keys_file = Path(tmp) / "keys.json"
-        env = npl_env(NPL_API_KEYS_FILE=str(keys_file), OMP_NUM_THREADS="1")
+        env = npl_env(NPL_API_KEYS_FILE=str(keys_file))
         key = _npl("keys", "create", "--name", "bench", env=env).strip().splitlines()[-1]
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
@@ -187,9 +144,9 @@ def service(config: BenchConfig) -> list[BenchResult]:
         )
         try:
             _wait_ready(url, process)
-            base = _phase(url, key, "/healthz", None, n)
-            plain = _phase(url, key, "/v1/score?reasons=false", bodies, n)
-            reasons = _phase(url, key, "/v1/score", bodies, n)
+            base = _phase(port, key, "/healthz", None, n)
+            plain = _phase(port, key, "/v1/score?reasons=false", bodies, n)
+            reasons = _phase(port, key, "/v1/score", bodies, n)
         finally:
             process.terminate()
             process.wait(timeout=60)
