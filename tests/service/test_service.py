@@ -219,6 +219,22 @@ def test_request_level_refusals(server: Server, tape: pl.DataFrame) -> None:
     assert "JSON object" in text.json()["problems"][0]["message"]
 
 
+def test_a_bad_query_or_method_is_refused_by_name(server: Server, tape: pl.DataFrame) -> None:
+    """reasons=maybe: 422 naming the parameter; GET on a POST route: 405 with Allow."""
+    body = as_json(tape.head(1))[0]
+    with server.client() as client:
+        maybe = client.post("/v1/score", params={"reasons": "maybe"}, json=body)
+        yes = client.post("/v1/score", params={"reasons": "yes"}, json=body)
+        get = client.get("/v1/score")
+    assert maybe.status_code == 422
+    assert maybe.json()["problems"][0]["field"] == "reasons"
+    assert maybe.json()["request_id"] == maybe.headers["x-request-id"]
+    assert yes.status_code == 200
+    assert "reasons" in yes.json()["results"][0]
+    assert get.status_code == 405
+    assert get.headers["allow"] == "POST"
+
+
 def test_oversized_bodies_are_413(server: Server, tape: pl.DataFrame) -> None:
     """A body over the byte limit, or more loans than allowed: 413, nothing scored."""
     with server.client() as client:
@@ -314,6 +330,11 @@ def test_model_card_health_and_docs(server: Server) -> None:
     assert card["limits"]["max_loans_per_request"] == 500
     assert ready.status_code == 200
     assert docs.status_code == 200
+    score = schema["paths"]["/v1/score"]["post"]
+    assert score["parameters"][0]["name"] == "reasons"
+    assert score["security"] == [{"APIKeyHeader": []}]
+    assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+    assert schema["paths"]["/v1/recommend"]["post"]["requestBody"]["required"]
     loan = schema["components"]["schemas"]["Loan"]
     assert loan["properties"]["segment"]["enum"] == list(SEGMENTS)
     assert "region" in loan["required"]
