@@ -16,7 +16,8 @@ import pytest
 from npl_engine.errors import NplError
 from npl_engine.service import ServiceSettings
 from npl_engine.service._process import EngineProcess, _EngineLoop
-from npl_engine.service._scorer import Job, Outcome
+from npl_engine.service._schema import Job
+from npl_engine.service._scorer import Outcome
 from service._server import as_json, start_server
 
 

@@ -32,8 +32,7 @@ from npl_engine.errors import NplError
 from npl_engine.service._keys import ApiKeys
 from npl_engine.service._logging import ACCESS_LOGGER, ERROR_LOGGER
 from npl_engine.service._process import EngineProcess
-from npl_engine.service._schema import Loan
-from npl_engine.service._scorer import REASON_TOP, Job
+from npl_engine.service._schema import REASON_TOP, Job, Loan
 
 __all__ = ["ServiceSettings", "create_app"]
 

@@ -1,4 +1,6 @@
-"""The service's request schema, built from the data contract so a contract change flows through.
+"""The service's requests: the loan schema (from the data contract) and the engine's jobs.
+
+:class:`Job` is a validated request as the engine process receives it.
 
 :data:`Loan` is a pydantic model with one field per column of
 :data:`npl_engine.data.contract.LOANS`: its type, whether it is required, its allowed values and
@@ -8,6 +10,7 @@ the contract's too; they are checked here per loan so that a 422 names the field
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -16,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model,
 
 from npl_engine.data.contract import LOANS, ColumnSpec
 
-__all__ = ["Loan", "loans_frame"]
+__all__ = ["REASON_TOP", "Job", "Loan", "loans_frame"]
 
 _PYTHON_TYPES: dict[str, Any] = {"string": str, "date": date, "float": float, "int": int}
 
@@ -93,3 +96,29 @@ def loans_frame(loans: list[dict[str, Any]]) -> pl.DataFrame:
         if spec.default is not None
     ]
     return frame.with_columns(defaults)
+
+
+#: Reason codes returned per output and loan.
+REASON_TOP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request's work: its validated loans and who asked.
+
+    Parameters
+    ----------
+    loans
+        ``Loan.model_dump()`` of each loan, in request order.
+    reasons
+        Whether to compute reason codes.
+    caller
+        API key id (or ``anonymous`` when the service runs without keys).
+    fingerprint
+        sha256 of the request body.
+    """
+
+    loans: list[dict[str, Any]]
+    reasons: bool
+    caller: str
+    fingerprint: str

@@ -33,35 +33,11 @@ from npl_engine.explain import (
 )
 from npl_engine.features import FeatureMatrix, build_features, feature_matrix
 from npl_engine.scoring import RecoveryModel
-from npl_engine.service._schema import loans_frame
+from npl_engine.service._schema import REASON_TOP, Job, loans_frame
 
-__all__ = ["REASON_TOP", "Engine", "Job", "Outcome"]
+__all__ = ["Engine", "Outcome"]
 
-#: Reason codes returned per output and loan.
-REASON_TOP = 3
 _OUTPUT_KEYS = ("p_recover", "expected_collections")
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One request's work: its validated loans and who asked.
-
-    Parameters
-    ----------
-    loans
-        ``Loan.model_dump()`` of each loan, in request order.
-    reasons
-        Whether to compute reason codes.
-    caller
-        API key id (or ``anonymous`` when the service runs without keys).
-    fingerprint
-        sha256 of the request body.
-    """
-
-    loans: list[dict[str, Any]]
-    reasons: bool
-    caller: str
-    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
