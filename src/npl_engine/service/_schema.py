@@ -85,11 +85,7 @@ def loans_frame(loans: list[dict[str, Any]]) -> pl.DataFrame:
     The frame has every contract column in contract order with its contract dtype, as
     :func:`npl_engine.data.read_dataset` would give it.
     """
-    columns = {
-        spec.name: pl.Series(spec.name, [loan[spec.name] for loan in loans], dtype=spec.dtype)
-        for spec in LOANS.columns
-    }
-    frame = pl.DataFrame(columns)
+    frame = pl.from_dicts(loans, schema={spec.name: spec.dtype for spec in LOANS.columns})
     defaults = [
         pl.col(spec.name).fill_null(spec.default)
         for spec in LOANS.columns
