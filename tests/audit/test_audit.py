@@ -331,3 +331,36 @@ def test_a_killed_npl_score_leaves_a_whole_record_or_none(
             assert store.decisions(run_id).height == 400
         if (out / "scores.parquet").exists():
             assert killed.height == 1
+
+
+def test_many_small_runs_in_one_frame_read_back_as_separate_runs(tmp_path: Path) -> None:
+    """append_many (the service's batches): each run gets its own rows, seq from 1."""
+    loans = simulate(SimulationSettings(n_loans=6, seed=34, kind="tape")).loans
+    outputs = loans.select("loan_id", p_recover=pl.col("outstanding_principal") / 1e6)
+    rows = decision_frame(loans, outputs, None)
+    now = datetime.now(UTC)
+    records = [
+        RunRecord(
+            run_id=new_run_id(now),
+            recorded_at=now,
+            caller="k1",
+            caller_kind="api_key",
+            command="serve:score",
+            model_id=None,
+            model_fingerprint=None,
+            input_fingerprint=str(i),
+            engine_version="test",
+            n_loans=n,
+        )
+        for i, n in enumerate((1, 3, 2))
+    ]
+    db = tmp_path / "audit.duckdb"
+    with AuditStore(db) as store:
+        with pytest.raises(ValueError, match="5 decision rows for runs of 6 loans"):
+            store.append_many(records, rows.head(5))
+        store.append_many(records, rows)
+        second = store.decisions(records[1].run_id)
+        counts = [store.run(r.run_id)["n_loans"] for r in records]  # type: ignore[index]
+    assert counts == [1, 3, 2]
+    assert second["loan_id"].to_list() == loans["loan_id"][1:4].to_list()
+    assert second["seq"].to_list() == [1, 2, 3]

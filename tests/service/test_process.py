@@ -43,11 +43,11 @@ class FakeEngine:
         """Always a call."""
         return Outcome([{"action": "call", "loan_id": job.loans[0]["loan_id"]}], [])
 
-    def record(self, records: list[Any]) -> None:
+    def record(self, outcomes: list[Outcome]) -> None:
         """Keep the records of one transaction, or fail."""
         if self.fail_record is not None:
             raise self.fail_record
-        self.recorded.append(list(records))
+        self.recorded.append([r for o in outcomes for r in o.records])
 
     def close_store(self) -> None:
         """Remember that the store was closed."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from npl_engine.data.contract import LOANS, ColumnSpec
@@ -168,19 +169,26 @@ def _locked(exc: Exception) -> bool:
 
 
 def _decision_rows(runs: Sequence[tuple[str, pl.DataFrame]], offset: int) -> pl.DataFrame:
-    """The ``decisions`` rows of runs' frames, seq counted from ``offset + 1``.
+    """The ``decisions`` rows of runs' frames, seq counted from ``offset + 1``."""
+    frame = runs[0][1] if len(runs) == 1 else pl.concat([f for _, f in runs], how="vertical")
+    sizes = np.array([f.height for _, f in runs], dtype=np.int64)
+    return _rows_of(frame, [r for r, _ in runs], sizes, offset)
+
+
+def _rows_of(
+    frame: pl.DataFrame, run_ids: Sequence[str], sizes: npt.NDArray[np.int64], offset: int
+) -> pl.DataFrame:
+    """The ``decisions`` rows of consecutive runs held in one frame (``sizes`` rows each).
 
     Columns: run id, seq, outputs, reasons, then the contract loans columns (enums as text).
     """
-    frame = runs[0][1] if len(runs) == 1 else pl.concat([f for _, f in runs], how="vertical")
-    sizes = np.array([f.height for _, f in runs], dtype=np.int64)
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
     seq = np.arange(frame.height, dtype=np.int64) - starts + offset + 1
-    run_ids = np.repeat(np.array([r for r, _ in runs], dtype=object), sizes)
+    ids = np.repeat(np.array(run_ids, dtype=object), sizes)
     text = {n: pl.col(n) if n in frame.columns else pl.lit(None, pl.String)
             for n in ("outputs", "reasons")}  # fmt: skip
     return frame.select(
-        pl.Series("run_id", run_ids, dtype=pl.String),
+        pl.Series("run_id", ids, dtype=pl.String),
         pl.Series("seq", seq),
         text["outputs"].alias("outputs"),
         text["reasons"].alias("reasons"),
@@ -297,11 +305,10 @@ class AuditStore:
         """
         if not records:
             return
-        con = self._con
-        con.begin()
-        try:
+
+        def write() -> None:
             rows: list[dict[str, Any]] = []
-            # Runs given as one frame each (the service's many small ones): one insert for all.
+            # Runs given as one frame each: one insert for all.
             pending: list[tuple[str, pl.DataFrame]] = []
             for record in records:
                 row = record.run_row()
@@ -318,6 +325,44 @@ class AuditStore:
             if pending:
                 self._insert("decisions", _decision_rows(pending, 0))
             self._insert("runs", pl.DataFrame(rows, schema_overrides=_RUN_TYPES))
+
+        self._transaction(write)
+
+    def append_many(self, records: Sequence[RunRecord], decisions: pl.DataFrame) -> None:
+        """Append many small runs whose decisions come as one frame, in one transaction.
+
+        The service's batches hold one run per request: ``decisions`` has the rows of every
+        record, in record order, ``records[i].n_loans`` rows each, in the form
+        :attr:`RunRecord.decisions` takes (the records' own ``decisions`` are not read). One
+        frame instead of one per run saves cutting the batch into pieces and gluing them back.
+
+        Raises
+        ------
+        NplError
+            As :meth:`append`.
+        ValueError
+            If the records' ``n_loans`` do not add up to the rows of ``decisions``.
+        """
+        if not records:
+            return
+        sizes = np.array([r.n_loans or 0 for r in records], dtype=np.int64)
+        if int(sizes.sum()) != decisions.height:
+            msg = f"{decisions.height} decision rows for runs of {int(sizes.sum())} loans"
+            raise ValueError(msg)
+
+        def write() -> None:
+            self._insert("decisions", _rows_of(decisions, [r.run_id for r in records], sizes, 0))
+            rows = [r.run_row() for r in records]
+            self._insert("runs", pl.DataFrame(rows, schema_overrides=_RUN_TYPES))
+
+        self._transaction(write)
+
+    def _transaction(self, write: Callable[[], None]) -> None:
+        """Run ``write`` in one transaction; DuckDB errors become NplError, nothing kept."""
+        con = self._con
+        con.begin()
+        try:
+            write()
             con.commit()
         except BaseException as exc:
             con.rollback()

@@ -418,7 +418,7 @@ class _EngineLoop:
                     break
             done = [p for p in pending if p is not None]
             try:
-                self.engine.record([r for _, outcome in done for r in outcome.records])
+                self.engine.record([outcome for _, outcome in done])
             except Exception as exc:  # nothing of the transaction was kept: no answers
                 kind, text = _failure(exc, [i for i, _ in done])
                 for batch_id, _ in done:

@@ -49,11 +49,15 @@ class Outcome:
     bodies
         One response body per job, in job order.
     records
-        The decision records of those jobs (empty when the service records nothing).
+        The decision records of those jobs (empty when the service records nothing); their
+        per-loan rows are in ``decisions``, not in each record.
+    decisions
+        The records' decisions, in record order (see :meth:`AuditStore.append_many`).
     """
 
     bodies: list[dict[str, Any]]
     records: list[RunRecord]
+    decisions: pl.DataFrame | None = None
 
 
 @dataclass
@@ -124,10 +128,14 @@ class Engine:
             self.store.close()
             self.store = None
 
-    def record(self, records: Sequence[RunRecord]) -> None:
-        """Append runs to the audit database in one transaction (nothing if not recording)."""
-        if self.store is not None and records:
-            self.store.append(records)
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Append the runs of outcomes to the audit database in one transaction."""
+        records = [r for o in outcomes for r in o.records]
+        if self.store is None or not records:
+            return
+        frames = [o.decisions for o in outcomes if o.records and o.decisions is not None]
+        decisions = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+        self.store.append_many(records, decisions)
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -157,7 +165,9 @@ class Engine:
                 "expected_recovery_rate": rate,
             }
         )
-        records = self._records(jobs, starts, frame, outputs, reasons, command="serve:score")
+        records, decisions = self._records(
+            jobs, starts, frame, outputs, reasons, command="serve:score"
+        )
         run_ids = [r.run_id for r in records] if records else [None] * len(jobs)
         bodies = []
         for i, job in enumerate(jobs):
@@ -176,7 +186,7 @@ class Engine:
                 item["decision_id"] = f"{run_ids[i]}:{seq}" if run_ids[i] else None
                 results.append(item)
             bodies.append({"run_id": run_ids[i], "results": results})
-        return Outcome(bodies, records)
+        return Outcome(bodies, records, decisions)
 
     def _reasons(
         self,
@@ -272,11 +282,11 @@ class Engine:
                 "cost": [result["cost"]],
             }
         )
-        records = self._records(
+        records, decisions = self._records(
             [job], np.array([0, 1]), frame, outputs, [None], command="serve:recommend"
         )
         result["decision_id"] = f"{records[0].run_id}:1" if records else None
-        return Outcome([result], records)
+        return Outcome([result], records, decisions)
 
     # -- decision records ----------------------------------------------------------------
 
@@ -289,10 +299,10 @@ class Engine:
         reasons: Sequence[dict[str, list[str]] | None],
         *,
         command: str,
-    ) -> list[RunRecord]:
-        """One run record per job (none when the service records nothing)."""
+    ) -> tuple[list[RunRecord], pl.DataFrame | None]:
+        """One run record per job, and the decisions of all (none when not recording)."""
         if self.audit_db is None:
-            return []
+            return [], None
         recommending = command == "serve:recommend"
         model_dir = self.effects_dir if recommending else self.model_dir
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
@@ -321,10 +331,10 @@ class Engine:
                     input_fingerprint=job.fingerprint,
                     engine_version=__version__,
                     parameters={"reasons": job.reasons},
-                    decisions=rows[int(starts[i]) : int(starts[i + 1])],
+                    n_loans=int(starts[i + 1] - starts[i]),
                 )
             )
-        return records
+        return records, rows
 
 
 def _rows(attribution: Attribution, rows: Any) -> Attribution:
