@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
-from threadpoolctl import threadpool_limits
 
 from _explain_model import tape, trained_model
 from npl_engine.cli import main
 from npl_engine.data import write_dataset
 from npl_engine.explain import explain_loans
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """One OpenMP thread for LightGBM: two pytest workers on two cores (see tests/scoring)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
-from threadpoolctl import threadpool_limits
 
 from npl_engine import __version__
 from npl_engine.cli import main
@@ -52,13 +50,6 @@ def _npl(*args: str | Path) -> Result:
 def _assert_nothing_written(out: Path) -> None:
     assert not out.exists()
     assert not list(out.parent.glob(".*tmp*"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """LightGBM on one OpenMP thread (see ``tests/scoring/conftest.py`` for why)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import numpy as np
 import polars as pl
 import pytest
 import shap
-from threadpoolctl import threadpool_limits
 
 from _explain_model import tape, trained_model
 from npl_engine._treeshap import compile_booster, tree_shap
@@ -34,13 +32,6 @@ from npl_engine.explain import (
 from npl_engine.scoring import RecoveryModel
 
 FEW = ["T00000001", "T00000002", "T00000003", "T00000010", "T00000042"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """One OpenMP thread for LightGBM: two pytest workers on two cores (see tests/scoring)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

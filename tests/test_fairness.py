@@ -9,7 +9,6 @@ off is a world where no group differs, and the monitor must stay silent on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import numpy.typing as npt
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
-from threadpoolctl import threadpool_limits
 
 from npl_engine.causal._policy import ActionCosts
 from npl_engine.cli import main
@@ -38,13 +36,6 @@ from npl_engine.scoring import RecoveryModel
 GRID = ({"num_leaves": 15, "min_data_in_leaf": 50},)
 #: A female borrower's payer log-odds shift in the planted world (about 4.5 points less recovery).
 PLANTED = -2.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """LightGBM on one OpenMP thread (see tests/scoring/conftest.py for why)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 def _book(seed: int, n_loans: int, *, group_effect: float = 0.0) -> Dataset:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
-from threadpoolctl import threadpool_limits
 
 from npl_engine import __version__
 from npl_engine.audit import (
@@ -40,13 +38,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _npl(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """LightGBM on one OpenMP thread (see ``tests/scoring/conftest.py`` for why)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="module")

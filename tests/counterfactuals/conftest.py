@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-from threadpoolctl import threadpool_limits
 
 from npl_engine.causal import ActionEffectModel, CausalSettings
 from npl_engine.causal._policy import estimate_costs
@@ -18,13 +16,6 @@ from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 
 GRID = ({"num_leaves": 15, "min_data_in_leaf": 50},)
-
-
-@pytest.fixture(scope="package", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """Run LightGBM on one OpenMP thread (see tests/scoring/conftest.py for why)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="package")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from threadpoolctl import threadpool_limits
 
 from npl_engine.causal import ActionEffectModel
 from npl_engine.causal._policy import estimate_costs
@@ -17,13 +16,6 @@ from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 from npl_engine.service import ApiKeys, ServiceSettings, create_key
 from service._server import Server, start_server
-
-
-@pytest.fixture(scope="package", autouse=True)
-def one_openmp_thread() -> Iterator[None]:
-    """LightGBM on one OpenMP thread (see ``tests/scoring/conftest.py`` for why)."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
 
 
 @pytest.fixture(scope="package")
