@@ -138,19 +138,24 @@ class _Edge:
             if scope["method"] in {"POST", "PUT", "PATCH"}:
                 body = await self._read(scope, receive)
                 if body is None:
-                    await self._too_large(send_with_id, request_id)
+                    too_large = (
+                        f"request body over {self.max_body_bytes:,} bytes; send fewer loans "
+                        "per request"
+                    )
+                    reply = _fail(413, too_large, ((b"connection", b"close"),))
+                    await _send_json(send_with_id, reply, request_id)
                     return
                 size = len(body)
                 handler = self.routes.get((scope["method"], scope["path"]))
                 if handler is not None:
                     reply = await self._answer(handler, body, scope, request_id)
-                    await _send_json(send_with_id, reply)
+                    await _send_json(send_with_id, reply, request_id)
                     return
                 receive = _replay(body)
             if scope["path"] in self.paths:  # e.g. GET /v1/score
-                reply = _fail(405, f"method not allowed; use POST {scope['path']}")
-                reply.body["request_id"] = request_id
-                await _send_json(send_with_id, _Reply(405, reply.body, ((b"allow", b"POST"),)))
+                message = f"method not allowed; use POST {scope['path']}"
+                reply = _fail(405, message, ((b"allow", b"POST"),))
+                await _send_json(send_with_id, reply, request_id)
                 return
             await self.app(scope, receive, send_with_id)
         finally:
@@ -170,18 +175,14 @@ class _Edge:
 
     @staticmethod
     async def _answer(handler: _Handler, body: bytes, scope: Scope, request_id: str) -> _Reply:
-        state = scope["state"]
         try:
-            reply = await handler(
-                body, state, scope.get("query_string", b""), dict(scope["headers"])
+            return await handler(
+                body, scope["state"], scope.get("query_string", b""), dict(scope["headers"])
             )
         except Exception as exc:
             fields = {"fields": {"request_id": request_id}}
             _errors.error("unhandled error", exc_info=exc, extra=fields)
-            reply = _fail(500, "internal error; quote the request id to the operator")
-        if "request_id" in reply.body:  # an error: say which request, as the logs do
-            reply.body["request_id"] = request_id
-        return reply
+            return _fail(500, "internal error; quote the request id to the operator")
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or ``None`` as soon as it is known to be over the limit."""
@@ -199,29 +200,20 @@ class _Edge:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        body = json.dumps(
-            {
-                "error": f"request body over {self.max_body_bytes:,} bytes; send fewer loans "
-                "per request",
-                "request_id": request_id,
-            }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
 
 def _fail(
     status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (), **extra: Any
 ) -> _Reply:
-    """An error reply: ``{"error", "request_id", ...}`` (the request id is filled by _Edge)."""
+    """An error reply: ``{"error", "request_id", ...}`` (:func:`_send_json` fills the id)."""
     return _Reply(status, {"error": message, "request_id": None, **extra}, headers)
 
 
-async def _send_json(send: Send, reply: _Reply) -> None:
-    body = json.dumps(reply.body).encode()
+async def _send_json(send: Send, reply: _Reply, request_id: str) -> None:
+    """Send a reply as JSON; an error names its request, as the logs do."""
+    fields = reply.body
+    if "request_id" in fields:
+        fields = {**fields, "request_id": request_id}
+    body = json.dumps(fields).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

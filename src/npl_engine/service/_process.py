@@ -255,9 +255,7 @@ class EngineProcess:
         try:
             bodies = await self._send("score", [job for job, _ in live])
         except Exception as exc:  # every request of the batch learns of it
-            for _, fut in live:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _fail_futures([fut for _, fut in live], exc)
             return
         for (_, fut), body in zip(live, bodies, strict=True):
             if not fut.done():
@@ -307,17 +305,22 @@ class EngineProcess:
         self._fail_all(NplError("the scoring engine process has stopped"))
 
     def _fail_all(self, exc: Exception) -> None:
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(exc)
+        _fail_futures(list(self._waiting.values()), exc)
         self._waiting.clear()
         if self._queue is not None:
+            queued = []
             while not self._queue.empty():
-                _, fut = self._queue.get_nowait()
-                if not fut.done():
-                    fut.set_exception(exc)
+                queued.append(self._queue.get_nowait()[1])
+            _fail_futures(queued, exc)
         if self._free is not None:
             self._free.set()
+
+
+def _fail_futures(futures: Sequence[asyncio.Future[Any]], exc: BaseException) -> None:
+    """Give every future not yet answered the exception."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
 
 
 @contextlib.contextmanager

@@ -87,12 +87,18 @@ class Engine:
     effects_fingerprint: str | None = field(init=False, default=None)
     costs: Any = field(init=False, default=None)
     store: AuditStore | None = field(init=False, default=None)
+    _model_ids: dict[str, str | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.model = RecoveryModel.load(self.model_dir)
         self.model_fingerprint = files_fingerprint(self.model_dir)
         if self.effects_dir is not None:
             self._load_effects(self.effects_dir)
+        # The model ids of decision records: resolved once, not on every batch.
+        self._model_ids = {
+            "serve:score": str(Path(self.model_dir).resolve()),
+            "serve:recommend": str(Path(self.effects_dir).resolve()) if self.effects_dir else None,
+        }
 
     def _load_effects(self, folder: Path) -> None:
         # econml and friends are heavy: loaded only when the service has an effect model.
@@ -118,7 +124,7 @@ class Engine:
         }
 
     def open_store(self) -> None:
-        """Open the audit database (on the recording thread, which alone writes to it)."""
+        """Open the audit database (before the recording thread, which alone writes to it)."""
         if self.audit_db is not None:
             self.store = AuditStore(self.audit_db)
 
@@ -169,13 +175,14 @@ class Engine:
             jobs, starts, frame, outputs, reasons, command="serve:score"
         )
         run_ids = [r.run_id for r in records] if records else [None] * len(jobs)
+        loan_ids = frame["loan_id"].to_list()
         bodies = []
         for i, job in enumerate(jobs):
             rows = range(starts[i], starts[i + 1])
             results = []
             for seq, r in enumerate(rows, start=1):
                 item: dict[str, Any] = {
-                    "loan_id": frame["loan_id"][r],
+                    "loan_id": loan_ids[r],
                     "p_recover": float(p[r]),
                     "expected_collections": float(collections[r]),
                     "expected_recovery_rate": float(rate[r]),
@@ -304,7 +311,6 @@ class Engine:
         if self.audit_db is None:
             return [], None
         recommending = command == "serve:recommend"
-        model_dir = self.effects_dir if recommending else self.model_dir
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
         # Row by row, not joined on loan_id: two requests of a batch may hold the same loan.
         rows = frame.select(LOANS.names).with_columns(
@@ -316,7 +322,7 @@ class Engine:
             ),
         )
         now = datetime.now(UTC)
-        model_id = str(Path(model_dir).resolve()) if model_dir else None
+        model_id = self._model_ids[command]
         records = []
         for i, job in enumerate(jobs):
             records.append(
