@@ -235,18 +235,20 @@ class StrategyModel:
 
         Notes
         -----
-        Business-as-usual collections are the scoring model's ``expected_collections`` (the
-        sum of its monthly curve, as ``npl score`` reports it). Under action ``a`` they move by
+        Business-as-usual collections are the scoring model's ``expected_collections`` (its
+        horizon totals, as ``npl score`` reports them). Under action ``a`` they move by
         ``exposure × (rate_a − Σ_b pi_b rate_b)``, with ``rate`` the effects on the recovery
         rate; a settlement offer's term is scaled by ``(1 − d) / (1 − reference_discount)``.
         """
         p, p_bau = self.p_recover(loans, actions=actions, discounts=discounts)
         frame, x = self.recovery.features(loans.lazy())
         exposure = frame["exposure"].to_numpy().astype(np.float64)
-        # RecoveryModel.score's formula, without its column check: that check is about a whole
+        # RecoveryModel.score's totals, without its column check: that check is about a whole
         # table (a column empty throughout), and a single loan may lack a value
-        monthly = self.recovery.collections_.predict_monthly(x)
-        bau = (monthly["borrower"].sum(axis=1) + monthly["collateral"].sum(axis=1)) * exposure
+        borrower, collateral = self.recovery.expected_totals(
+            self.recovery.collections_.predict_total(x), exposure
+        )
+        bau = borrower + collateral
         acts = self._actions(actions, loans.height)
         disc = self._discounts(discounts, loans.height)
         collections = bau.copy()
