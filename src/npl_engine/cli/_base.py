@@ -94,6 +94,16 @@ MODEL_OPTION = click.option(
 )
 
 
+def data_option(help_text: str) -> Callable[[F], F]:
+    """``--data DATA_DIR``, the same option on every command that reads a dataset.
+
+    ``help_text`` says which tables of it the command reads.
+    """
+    return click.option(
+        "--data", "data_dir", required=True, type=click.Path(path_type=Path), help=help_text
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="npl")
 def main() -> None:

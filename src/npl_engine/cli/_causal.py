@@ -17,6 +17,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    data_option,
     main,
 )
 from npl_engine.data import read_dataset
@@ -29,13 +30,7 @@ EFFECTS_FILES = frozenset(
 
 
 @main.command()
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A book: loans, actions and payments in contract form.",
-)
+@data_option("A book: loans, actions and payments in contract form.")
 @click.option(
     "--out",
     required=True,
@@ -183,13 +178,7 @@ def effects(
     type=click.Path(path_type=Path),
     help="Folder written by `npl effects`.",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Loans to plan for: a tape, or a book (only its loans table is read).",
-)
+@data_option("Loans to plan for: a tape, or a book (only its loans table is read).")
 @click.option("--budget", required=True, type=click.FloatRange(0.0), help="Total action cost.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Plan file (.parquet).")
 @click.option(

@@ -22,6 +22,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    data_option,
     main,
 )
 from npl_engine.cli._scoring import _effect
@@ -93,13 +94,7 @@ _COSTS_OPTION = click.option(
 @main.command("counterfactual")
 @MODEL_OPTION
 @_EFFECTS_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Loans (a tape, or a book: only its loans table is read).",
-)
+@data_option("Loans (a tape, or a book: only its loans table is read).")
 @click.option("--loan-id", default=None, help="The loan to explain.")
 @click.option(
     "--loan-ids",
@@ -317,13 +312,7 @@ def _print_counterfactual_summary(summary: dict[str, Any]) -> None:
 @main.command("what-if")
 @MODEL_OPTION
 @_EFFECTS_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Loans (a tape, or a book: only its loans table is read).",
-)
+@data_option("Loans (a tape, or a book: only its loans table is read).")
 @click.option("--loan-id", required=True, help="The loan to re-score.")
 @click.option(
     "--set",

@@ -19,6 +19,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    data_option,
     main,
 )
 from npl_engine.data import read_dataset
@@ -242,13 +243,7 @@ FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
 
 @main.command()
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A book (loans, actions, payments) whose outcomes are known.",
-)
+@data_option("A book (loans, actions, payments) whose outcomes are known.")
 @click.option(
     "--out",
     required=True,
@@ -434,13 +429,7 @@ def _print_fairness(report: Any) -> None:
 
 @main.command("report")
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The tape to report on (its loans table).",
-)
+@data_option("The tape to report on (its loans table).")
 @click.option(
     "--scenarios",
     "scenarios_file",

@@ -17,6 +17,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    data_option,
     main,
 )
 from npl_engine.data import read_dataset
@@ -27,13 +28,7 @@ SCORE_FILES = frozenset({"scores.parquet", "curves.parquet"})
 
 
 @main.command()
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A book: loans, actions and payments in contract form.",
-)
+@data_option("A book: loans, actions and payments in contract form.")
 @click.option(
     "--out",
     required=True,
@@ -116,13 +111,7 @@ def train(
 
 @main.command()
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Loans to score (a tape, or a book: only its loans table is read).",
-)
+@data_option("Loans to score (a tape, or a book: only its loans table is read).")
 @click.option(
     "--out",
     required=True,
@@ -253,13 +242,7 @@ EXPLAIN_FILES = frozenset({"importance.parquet", "importance.png"})
 
 @main.command("explain")
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Loans (a tape, or a book: only its loans table is read).",
-)
+@data_option("Loans (a tape, or a book: only its loans table is read).")
 @click.option("--loan-id", default=None, help="Explain this loan: its top reason codes.")
 @click.option(
     "--global",

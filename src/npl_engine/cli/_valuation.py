@@ -22,6 +22,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    data_option,
     main,
 )
 from npl_engine.data import read_dataset
@@ -50,13 +51,7 @@ def _load_portfolio(
 
 @main.command()
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The tape to value (its loans table).",
-)
+@data_option("The tape to value (its loans table).")
 @click.option(
     "--scenarios",
     "scenarios_file",
@@ -245,13 +240,7 @@ def _print_valuation(result: dict[str, Any]) -> None:
 
 @main.command("expected-loss")
 @MODEL_OPTION
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A book or a tape (its loans table).",
-)
+@data_option("A book or a tape (its loans table).")
 @click.option(
     "--scenarios",
     "scenarios_file",
