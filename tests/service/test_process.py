@@ -1,4 +1,4 @@
-"""The engine process: its message protocol, its failures, and the service when it dies."""
+"""The engine and recording processes: messages, failures, and the service when one dies."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import threading
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +16,52 @@ import pytest
 
 from npl_engine.errors import NplError
 from npl_engine.service import ServiceSettings
-from npl_engine.service._process import EngineProcess, _EngineLoop
-from npl_engine.service._schema import Job
-from npl_engine.service._scorer import Outcome
+from npl_engine.service._process import EngineProcess, _Recording, _Scoring
+from npl_engine.service._schema import Job, Outcome
 from service._server import as_json, start_server
 
 
 @dataclass
 class FakeEngine:
-    """Answers each loan with its id; fails on demand; remembers what it recorded."""
+    """Answers each loan with its id, or fails on demand."""
 
     fail_score: Exception | None = None
-    fail_record: Exception | None = None
-    recorded: list[list[Any]] = field(default_factory=list)
-    batches: list[list[str]] = field(default_factory=list)
-    closed: bool = False
 
     def score(self, jobs: list[Job]) -> Outcome:
-        """One body per job: its loan ids."""
+        """One body per job (its loan ids) and one record per job."""
         if self.fail_score is not None:
             raise self.fail_score
-        self.batches.append([loan["loan_id"] for job in jobs for loan in job.loans])
         bodies = [{"results": [loan["loan_id"] for loan in job.loans]} for job in jobs]
-        return Outcome(bodies, [f"record of {b['results']}" for b in bodies])  # type: ignore[misc]
+        records = [f"record of {b['results']}" for b in bodies]
+        return Outcome(bodies, records, pl.DataFrame({"n": [len(records)]}))  # type: ignore[arg-type]
 
     def recommend(self, job: Job) -> Outcome:
         """Always a call."""
-        return Outcome([{"action": "call", "loan_id": job.loans[0]["loan_id"]}], [])
+        body = {"action": "call", "loan_id": job.loans[0]["loan_id"]}
+        return Outcome([body], ["record of a call"], pl.DataFrame({"n": [1]}))  # type: ignore[list-item]
 
-    def record(self, outcomes: list[Outcome]) -> None:
-        """Keep the records of one transaction, or fail."""
-        if self.fail_record is not None:
-            raise self.fail_record
-        self.recorded.append([r for o in outcomes for r in o.records])
 
-    def close_store(self) -> None:
+@dataclass
+class FakeStore:
+    """Keeps the records of each transaction, fails on demand, may hold a commit until released."""
+
+    fail: Exception | None = None
+    hold: threading.Event | None = None
+    committing: threading.Event = field(default_factory=threading.Event)
+    transactions: list[list[Any]] = field(default_factory=list)
+    closed: bool = False
+
+    def append_many(self, records: list[Any], decisions: pl.DataFrame) -> None:
+        """One transaction: all records at once, with their decisions in one frame."""
+        self.committing.set()
+        if self.hold is not None:
+            self.hold.wait(timeout=30)
+        if self.fail is not None:
+            raise self.fail
+        assert decisions["n"].sum() == len(records)
+        self.transactions.append(records)
+
+    def close(self) -> None:
         """Remember that the store was closed."""
         self.closed = True
 
@@ -58,46 +70,93 @@ def _job(*loan_ids: str) -> Job:
     return Job(loans=[{"loan_id": i} for i in loan_ids], reasons=False, caller="t", fingerprint="f")
 
 
-def _run(engine: FakeEngine, *messages: Any) -> list[tuple[Any, ...]]:
-    """Queue messages for the engine loop, run it on one end of a pipe until told to stop."""
-    parent, child = multiprocessing.Pipe()
-    for message in messages:
-        parent.send(message)
-    parent.send(None)
-    loop = threading.Thread(target=_EngineLoop(child, engine).run)  # type: ignore[arg-type]
-    loop.start()
-    loop.join(timeout=30)
-    assert not loop.is_alive()
+def _drain(conn: Connection) -> list[tuple[Any, ...]]:
     received = []
-    while parent.poll():
+    while conn.poll():
         try:
-            received.append(parent.recv())
-        except EOFError:  # the loop closed its end
+            received.append(conn.recv())
+        except EOFError:  # the other end was closed
             break
     return received
 
 
-def test_a_batch_is_free_to_follow_once_scored_and_answered_once_recorded() -> None:
-    """Scored: the parent may send the next batch. Done: after the commit. Then it stops."""
-    engine = FakeEngine()
-    received = _run(
-        engine, ("score", 1, [_job("a"), _job("b", "c")]), ("recommend", 2, [_job("d")])
-    )
-    done = {m[1]: m[2] for m in received if m[0] == "done"}
-    assert done == {
-        1: [{"results": ["a"]}, {"results": ["b", "c"]}],
-        2: [{"action": "call", "loan_id": "d"}],
-    }
-    assert received.index(("scored", 1)) < received.index(("done", 1, done[1]))
-    assert [r for t in engine.recorded for r in t] == ["record of ['a']", "record of ['b', 'c']"]
-    assert engine.closed
+def _run(
+    engine: FakeEngine, store: FakeStore | None, *messages: Any
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Run the scoring and recording loops on pipes until told to stop.
+
+    Returns what the HTTP process would receive from the engine and from the recording loop.
+    """
+    http, engine_end = multiprocessing.Pipe()
+    outcomes_in, outcomes_out = multiprocessing.Pipe(duplex=False)
+    answers, recording_end = multiprocessing.Pipe(duplex=False)
+    for message in messages:
+        http.send(message)
+    http.send(None)
+    loops = [
+        threading.Thread(target=_Scoring(engine_end, outcomes_out, engine).run),
+        threading.Thread(target=_Recording(outcomes_in, recording_end, store).run),  # type: ignore[arg-type]
+    ]
+    for loop in loops:
+        loop.start()
+    for loop in loops:
+        loop.join(timeout=30)
+        assert not loop.is_alive()
+    return _drain(http), _drain(answers)
+
+
+def test_the_engine_is_free_once_scored_and_answers_leave_after_the_commit() -> None:
+    """Scored: the parent may send the next batch. Done: after the commit. Then both stop."""
+    store = FakeStore()
+    messages = [("score", 1, [_job("a"), _job("b", "c")]), ("recommend", 2, [_job("d")])]
+    scored, answered = _run(FakeEngine(), store, *messages)
+    assert scored == [("scored", 1), ("scored", 2)]
+    assert answered == [
+        ("done", 1, [{"results": ["a"]}, {"results": ["b", "c"]}]),
+        ("done", 2, [{"action": "call", "loan_id": "d"}]),
+    ]
+    records = [r for t in store.transactions for r in t]
+    assert records == ["record of ['a']", "record of ['b', 'c']", "record of a call"]
+    assert store.closed
+
+
+def test_no_answer_leaves_before_its_commit_and_waiting_outcomes_share_one() -> None:
+    """While a commit is held, nothing is answered; outcomes that queue meanwhile go together."""
+    http, engine_end = multiprocessing.Pipe()
+    outcomes_in, outcomes_out = multiprocessing.Pipe(duplex=False)
+    answers, recording_end = multiprocessing.Pipe(duplex=False)
+    store = FakeStore(hold=threading.Event())
+    scoring = threading.Thread(target=_Scoring(engine_end, outcomes_out, FakeEngine()).run)
+    recording = threading.Thread(target=_Recording(outcomes_in, recording_end, store).run)  # type: ignore[arg-type]
+    scoring.start()
+    recording.start()
+    http.send(("score", 1, [_job("a")]))
+    assert store.committing.wait(timeout=30)
+    http.send(("score", 2, [_job("b")]))
+    http.send(("score", 3, [_job("c")]))
+    assert http.recv() == ("scored", 1)
+    assert http.recv() == ("scored", 2)
+    assert http.recv() == ("scored", 3)
+    assert not answers.poll(0.2)  # batch 1 is scored but not yet committed
+    assert store.hold is not None
+    store.hold.set()
+    assert answers.recv()[:2] == ("done", 1)
+    assert [answers.recv()[:2] for _ in range(2)] == [("done", 2), ("done", 3)]
+    http.send(None)
+    scoring.join(timeout=30)
+    recording.join(timeout=30)
+    assert store.transactions == [["record of ['a']"], ["record of ['b']", "record of ['c']"]]
 
 
 def test_engine_errors_and_bugs_are_told_apart(caplog: pytest.LogCaptureFixture) -> None:
     """NplError: its message (503). Anything else: only the type (500); the trace is logged."""
     with caplog.at_level(logging.ERROR, logger="npl_engine.service"):
-        bug = _run(FakeEngine(fail_score=ValueError("secret detail")), ("score", 7, [_job("a")]))
-        known = _run(FakeEngine(fail_score=NplError("cannot score")), ("score", 8, [_job("a")]))
+        bug, _ = _run(
+            FakeEngine(fail_score=ValueError("secret detail")), None, ("score", 7, [_job("a")])
+        )
+        known, _ = _run(
+            FakeEngine(fail_score=NplError("cannot score")), None, ("score", 8, [_job("a")])
+        )
     assert bug == [("failed", 7, "internal", "ValueError")]
     assert known == [("failed", 8, "engine", "cannot score")]
     traced = [r for r in caplog.records if r.exc_info]
@@ -107,11 +166,17 @@ def test_engine_errors_and_bugs_are_told_apart(caplog: pytest.LogCaptureFixture)
 
 def test_a_failed_commit_answers_no_request_of_it() -> None:
     """The batch was scored, but with no record there is no answer: it fails as a whole."""
-    engine = FakeEngine(fail_record=NplError("disk full"))
-    received = _run(engine, ("score", 1, [_job("a")]))
-    assert ("scored", 1) in received
-    assert ("failed", 1, "engine", "disk full") in received
-    assert not [m for m in received if m[0] == "done"]
+    scored, answered = _run(
+        FakeEngine(), FakeStore(fail=NplError("disk full")), ("score", 1, [_job("a")])
+    )
+    assert scored == [("scored", 1)]
+    assert answered == [("failed", 1, "engine", "disk full")]
+
+
+def test_without_an_audit_database_answers_follow_the_scores() -> None:
+    """No store: nothing is recorded, every outcome is answered."""
+    _, answered = _run(FakeEngine(), None, ("score", 1, [_job("a")]))
+    assert answered == [("done", 1, [{"results": ["a"]}])]
 
 
 def test_requests_queued_while_the_engine_scores_form_the_next_batch() -> None:
@@ -120,7 +185,9 @@ def test_requests_queued_while_the_engine_scores_form_the_next_batch() -> None:
     async def scenario() -> tuple[list[list[str]], list[Any]]:
         engine = EngineProcess(Path("unused"), max_loans=4)
         parent, child = multiprocessing.Pipe()
-        engine._conn = parent  # the test plays the engine process on the other end
+        answers, recording = multiprocessing.Pipe(duplex=False)
+        # The test plays the engine and the recording process on the other ends.
+        engine._conn, engine._answers = parent, answers
         await engine.attach()
         batches: list[list[str]] = []
         pending = [asyncio.create_task(engine.score(_job(f"l{i}", f"m{i}"))) for i in range(5)]
@@ -132,11 +199,12 @@ def test_requests_queued_while_the_engine_scores_form_the_next_batch() -> None:
             assert kind == "score"
             batches.append([loan["loan_id"] for job in jobs for loan in job.loans])
             child.send(("scored", batch_id))
-            child.send(("done", batch_id, [{"first": job.loans[0]["loan_id"]} for job in jobs]))
-        answers = await asyncio.gather(*pending)
+            recording.send(("done", batch_id, [{"first": job.loans[0]["loan_id"]} for job in jobs]))
+        bodies = await asyncio.gather(*pending)
         child.close()
+        recording.close()
         await engine.stop(timeout=1)
-        return batches, answers
+        return batches, bodies
 
     batches, answers = asyncio.run(scenario())
     # Whole requests of 2 loans while a batch holds fewer than 4; the next only once "scored".
@@ -150,19 +218,32 @@ def test_a_model_folder_that_cannot_load_stops_the_start(tmp_path: Path) -> None
     engine = EngineProcess(tmp_path / "no_model")
     with pytest.raises(NplError, match="no_model"):
         engine.start()
+    assert not any(p.is_alive() for p in engine._processes)
 
 
-def test_when_the_engine_process_dies_requests_get_503_and_health_fails(
-    models: Path, tape: pl.DataFrame
+def test_an_audit_database_that_cannot_open_stops_the_start(models: Path, tmp_path: Path) -> None:
+    """The recording process's message (naming the file) reaches the parent; nothing is left."""
+    (tmp_path / "taken").mkdir()  # a folder where the database file should be
+    engine = EngineProcess(models / "model", audit_db=tmp_path / "taken")
+    with pytest.raises(NplError, match="taken"):
+        engine.start()
+    assert not any(p.is_alive() for p in engine._processes)
+
+
+@pytest.mark.parametrize("process", ["npl-engine", "npl-recording"])
+def test_when_a_child_process_dies_requests_get_503_and_health_fails(
+    models: Path, tape: pl.DataFrame, tmp_path: Path, process: str
 ) -> None:
     """Requests are answered 503, never hang; /healthz and /readyz say so to the supervisor."""
-    running = start_server(ServiceSettings(model_dir=models / "model"))
+    settings = ServiceSettings(model_dir=models / "model", audit_db=tmp_path / "audit.duckdb")
+    running = start_server(settings)
     try:
         with running.client(headers={}) as client:
             assert client.post("/v1/score", json=as_json(tape.head(1))[0]).status_code == 200
             engine = running.app.app.state.engine  # inside the request-id layer
-            engine._process.kill()
-            engine._process.join(10)
+            (child,) = [p for p in engine._processes if p.name == process]
+            child.kill()
+            child.join(10)
             after = client.post("/v1/score", json=as_json(tape.head(1))[0])
             health = client.get("/healthz")
             ready = client.get("/readyz")
@@ -171,3 +252,4 @@ def test_when_the_engine_process_dies_requests_get_503_and_health_fails(
     assert after.status_code == 503
     assert health.status_code == 503
     assert ready.status_code == 503
+    assert not any(p.is_alive() for p in engine._processes)

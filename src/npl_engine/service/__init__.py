@@ -37,8 +37,9 @@ __all__ = [
 def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Load the models and serve until interrupted (Ctrl-C or SIGTERM).
 
-    Two processes: this one parses and answers requests on one event loop (uvloop, httptools);
-    the engine process it starts scores batches and writes decision records.
+    Three processes: this one parses and answers requests on one event loop (uvloop,
+    httptools); the engine process it starts scores batches, and the recording process it
+    starts commits their decision records.
     """
     configure_logging()
     app: Any = create_app(settings)

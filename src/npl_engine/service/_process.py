@@ -1,26 +1,33 @@
-"""The engine process: scoring and decision records beside the HTTP process, not inside it.
+"""The engine and recording processes: scoring and decision records beside the HTTP process.
 
-Why a process of its own: the event loop parsing requests is busy Python, and a thread that
-scores or writes to DuckDB releases and re-takes the interpreter lock dozens of times per batch;
-each time it may wait for the event loop's time slice (5 ms). Measured on the 2-core machine
-(docs/service.md): a DuckDB transaction that takes 4 ms alone took 170 ms beside a busy Python
-thread, and batches took twice as long under load as alone. In its own process the engine has
-its own interpreter lock and the second core.
+Why processes of their own: Python code holds the interpreter lock, and every LightGBM, Polars
+or DuckDB call releases it and takes it back. Beside the HTTP process's busy event loop, a
+DuckDB transaction that takes 4 ms alone took 170 ms; beside each other in one process, scoring
+a batch took 7.6 ms instead of 5.2 and committing its records 10.6 ms instead of 6.6 (measured
+on the 2-core machine, docs/service.md). Each process has a lock of its own.
 
-Parent (the HTTP process, :class:`EngineProcess`): requests queue on the event loop; whenever
-the engine is free to score, everything queued (up to ``max_loans`` loans) goes to it as one
-batch. Child (:func:`_engine_main`): a reader thread takes messages off the pipe at once, the
-main thread scores batches one at a time, and a recording thread commits the decision records of
-every scored batch waiting for it in one transaction, then sends their answers. A response
-leaves only once its record is committed; if the commit fails, no request of it is answered.
+Three processes; the HTTP process (:class:`EngineProcess`) starts the other two:
 
-Messages are pickled tuples over a :func:`multiprocessing.Pipe`:
+- **HTTP**: requests queue on the event loop; whenever the engine is free to score, everything
+  queued (up to ``max_loans`` loans) goes to it as one batch.
+- **Engine** (:class:`_Scoring`): a reader thread takes messages off the pipe at once; the main
+  thread scores batches one at a time, tells the HTTP process it is free for the next, and
+  hands the outcome to the recording process.
+- **Recording** (:class:`_Recording`): commits the decision records of every outcome waiting
+  for it in one transaction, then sends their answers to the HTTP process. A response leaves
+  only once its record is committed; if the commit fails, no request of it is answered.
 
-- parent to child: ``("score", id, jobs)``, ``("recommend", id, [job])``, ``None`` (stop);
-- child to parent: ``("ready", info)`` or ``("error", message)`` once at start, then per
-  computation ``("scored", id)`` (the engine is free again) and ``("done", id, bodies)`` or
-  ``("failed", id, kind, message)``, ``kind`` being ``"engine"`` (the request could not be
-  computed or recorded: 503) or ``"internal"`` (a bug: 500, traceback in the child's log).
+Messages are pickled tuples over :func:`multiprocessing.Pipe`:
+
+- HTTP to engine: ``("score", id, jobs)``, ``("recommend", id, [job])``, ``None`` (stop);
+- engine to HTTP: ``("ready", info)`` or ``("error", message)`` once at start, then
+  ``("scored", id)`` (free for the next batch) or ``("failed", id, kind, message)``;
+- engine to recording: ``(id, outcome)``, and ``None`` after the last (stop);
+- recording to HTTP: ``("ready", None)`` or ``("error", message)`` once at start, then
+  ``("done", id, bodies)`` or ``("failed", id, kind, message)``.
+
+``kind`` is ``"engine"`` (the request could not be computed or recorded: 503) or ``"internal"``
+(a bug: 500, its traceback in the log of the process where it happened).
 """
 
 from __future__ import annotations
@@ -33,16 +40,20 @@ import logging
 import multiprocessing
 import os
 import queue
-import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
+from npl_engine.audit import AuditStore
 from npl_engine.errors import NplError
 from npl_engine.service._logging import ERROR_LOGGER, configure_logging
+from npl_engine.service._schema import Outcome
 
 __all__ = ["EngineFailure", "EngineProcess"]
 
@@ -50,11 +61,8 @@ _errors = logging.getLogger(ERROR_LOGGER)
 
 #: How long the engine process may take to load the models and open the audit database.
 START_SECONDS = 600.0
-#: Interpreter switch interval in the engine process: its scoring and recording threads hand
-#: the lock over quickly, so a DuckDB commit does not wait behind a scoring step (default 5 ms).
-_SWITCH_SECONDS = 0.0005
-#: The engine process scores small batches: one thread each for LightGBM and Polars, whose
-#: thread pools otherwise hand tiny tasks between cores that the HTTP process needs.
+#: The engine scores small batches: one thread each for LightGBM and Polars, whose thread
+#: pools otherwise hand tiny tasks between cores that the other processes need.
 _ENGINE_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
 
 
@@ -70,21 +78,23 @@ class _Settings:
 
 
 class EngineProcess:
-    """The engine in a process of its own, and the batching of requests for it.
+    """The engine and recording processes, and the batching of requests for them.
 
     Parameters
     ----------
-    model_dir, effects_dir, audit_db
-        As in :class:`~._scorer.Engine`.
+    model_dir, effects_dir
+        Recovery and effect model folders, as in :class:`~._scorer.Engine`.
+    audit_db
+        Audit database, or ``None`` to record nothing.
     max_loans
         Loans per batch at most (a single larger request still forms its own batch).
 
     Notes
     -----
-    :meth:`start` blocks until the models are loaded (raising :class:`NplError` with the
-    engine's message if they cannot be); :meth:`attach` and :meth:`stop` run on the event loop
-    that serves requests. If the engine process dies, waiting and later requests fail with
-    :class:`NplError` and :attr:`alive` turns false.
+    :meth:`start` blocks until the models are loaded and the audit database is open (raising
+    :class:`NplError` with the child's message if they cannot be); :meth:`attach` and
+    :meth:`stop` run on the event loop that serves requests. If either process dies, waiting
+    and later requests fail with :class:`NplError` and :attr:`alive` turns false.
     """
 
     def __init__(
@@ -98,8 +108,9 @@ class EngineProcess:
         self.settings = _Settings(model_dir, effects_dir, audit_db)
         self.max_loans = max_loans
         self.info: dict[str, Any] = {}
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._processes: list[Any] = []
+        self._conn: Connection | None = None  # to and from the engine
+        self._answers: Connection | None = None  # from the recording process
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[dict[str, Any]]]] | None = None
@@ -107,94 +118,104 @@ class EngineProcess:
         self._scoring: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._reader: threading.Thread | None = None
+        self._readers: list[threading.Thread] = []
         self._dead = False
         self._stopping = False
 
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self, timeout: float = START_SECONDS) -> None:
-        """Start the engine process and wait until its models are loaded.
+        """Start both processes; wait until the audit database is open and the models loaded.
 
         Raises
         ------
         NplError
-            If the models or the audit database cannot be opened (the engine's own message).
+            If the models or the audit database cannot be opened (the child's own message).
         """
         context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(
-            target=_engine_main, args=(child, self.settings), name="npl-engine", daemon=True
+        jobs, engine_jobs = context.Pipe()
+        outcomes_in, outcomes_out = context.Pipe(duplex=False)
+        answers, recording_answers = context.Pipe(duplex=False)
+        recording = context.Process(
+            target=_recording_main,
+            args=(outcomes_in, recording_answers, self.settings.audit_db),
+            name="npl-recording",
+            daemon=True,
         )
-        with _environment(_ENGINE_ENV):  # read by the child's imports, before any code of ours
-            self._process.start()
-        child.close()
-        self._conn = parent
-        if not parent.poll(timeout):
-            self._kill()
-            msg = f"the scoring engine did not load its models within {timeout:.0f} s"
-            raise NplError(msg)
+        engine = context.Process(
+            target=_engine_main,
+            args=(engine_jobs, outcomes_out, self.settings),
+            name="npl-engine",
+            daemon=True,
+        )
+        with _environment(_ENGINE_ENV):  # read by the children's imports, before our code
+            recording.start()
+            engine.start()
+        for end in (engine_jobs, outcomes_in, outcomes_out, recording_answers):
+            end.close()  # the children hold them now; closed here so that death reads as EOF
+        self._processes = [engine, recording]
+        self._conn, self._answers = jobs, answers
+        deadline = time.monotonic() + timeout
         try:
-            message = parent.recv()
-        except (EOFError, OSError):
+            _ready(answers, deadline, "the recording process (audit database)")
+            self.info = _ready(jobs, deadline, "the scoring engine (models)")
+        except NplError:
             self._kill()
-            msg = "the scoring engine process stopped while loading the models (see its log)"
-            raise NplError(msg) from None
-        if message[0] != "ready":
-            self._kill()
-            raise NplError(message[1])
-        self.info = message[1]
+            raise
 
     async def attach(self) -> None:
         """Start batching requests on the running event loop."""
         assert self._conn is not None, "start() first"
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._free = asyncio.Event()
         self._free.set()
-        # A thread, not loop.add_reader: the loop would make the pipe non-blocking, and a large
+        # Threads, not loop.add_reader: the loop would make the pipes non-blocking, and a large
         # answer then arrives in pieces that Connection.recv cannot wait for.
-        self._reader = threading.Thread(
-            target=self._read, args=(self._conn, self._loop), name="npl-answers", daemon=True
-        )
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(conn, loop), name=name, daemon=True)
+            for conn, name in ((self._conn, "npl-scored"), (self._answers, "npl-answers"))
+            if conn is not None
+        ]
+        for reader in self._readers:
+            reader.start()
         self._task = asyncio.create_task(self._batches())
 
     async def stop(self, timeout: float = 30.0) -> None:
-        """Stop batching, let the engine close its audit database, and wait for it to exit."""
+        """Stop batching, let the last records be committed, and wait for both processes."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._stopping = True
-        if self._process is None:
-            return
         if not self._dead and self._conn is not None:
             with contextlib.suppress(OSError):
-                self._conn.send(None)
-        await asyncio.to_thread(self._process.join, timeout)
-        if self._reader is not None:
-            await asyncio.to_thread(self._reader.join, 5)
+                self._conn.send(None)  # the engine passes it on after its last outcome
+        for process in self._processes:
+            await asyncio.to_thread(process.join, timeout)
+        for reader in self._readers:
+            await asyncio.to_thread(reader.join, 5)
         self._kill()
         self._fail_all(NplError("the service is shutting down"))
 
     def _kill(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for process in self._processes:
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        for conn in (self._conn, self._answers):
+            if conn is not None:
+                conn.close()
+        self._conn = self._answers = None
         self._dead = True
 
     @property
     def alive(self) -> bool:
-        """Whether the engine process runs and batches are being sent to it."""
+        """Whether both processes run and batches are being sent to the engine."""
         return (
             not self._dead
-            and self._process is not None
-            and self._process.is_alive()
+            and bool(self._processes)
+            and all(p.is_alive() for p in self._processes)
             and self._task is not None
             and not self._task.done()
         )
@@ -264,7 +285,7 @@ class EngineProcess:
     # -- answers -------------------------------------------------------------------------
 
     def _read(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
-        """On the answers thread: hand each message to the event loop."""
+        """On a reader thread: hand each message of one child to the event loop."""
         while True:
             try:
                 message = conn.recv()
@@ -295,11 +316,11 @@ class EngineProcess:
     def _on_death(self, exc: BaseException | None = None) -> None:
         if self._dead or self._stopping:
             return
-        code = self._process.exitcode if self._process is not None else None
+        codes = {p.name: p.exitcode for p in self._processes}
         _errors.error(
-            "the scoring engine process stopped",
+            "a process of the scoring engine stopped",
             exc_info=exc,
-            extra={"fields": {"exit_code": code}},
+            extra={"fields": {"exit_codes": codes}},
         )
         self._kill()
         self._fail_all(NplError("the scoring engine process has stopped"))
@@ -314,6 +335,21 @@ class EngineProcess:
             _fail_futures(queued, exc)
         if self._free is not None:
             self._free.set()
+
+
+def _ready(conn: Connection, deadline: float, what: str) -> Any:
+    """Wait for a child's first message; its ``info``, or NplError with its message."""
+    if not conn.poll(max(0.0, deadline - time.monotonic())):
+        msg = f"{what} did not start in time"
+        raise NplError(msg)
+    try:
+        message = conn.recv()
+    except (EOFError, OSError):
+        msg = f"{what} stopped while starting (see its log)"
+        raise NplError(msg) from None
+    if message[0] != "ready":
+        raise NplError(message[1])
+    return message[1]
 
 
 def _fail_futures(futures: Sequence[asyncio.Future[Any]], exc: BaseException) -> None:
@@ -335,17 +371,35 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+def _failure(exc: Exception, batch_ids: Sequence[int]) -> tuple[str, str]:
+    """How a failure is reported to the parent; unexpected ones are logged with their trace."""
+    if isinstance(exc, NplError):
+        _errors.error("engine error: %s", exc, extra={"fields": {"batches": list(batch_ids)}})
+        return "engine", str(exc)
+    _errors.error(
+        "unhandled engine error", exc_info=exc, extra={"fields": {"batches": list(batch_ids)}}
+    )
+    return "internal", type(exc).__name__
+
+
+def _settle() -> None:
+    """What is loaded now lives as long as the process: keep it out of every collection."""
+    gc.collect()
+    gc.freeze()
+
+
 # -- the engine process ------------------------------------------------------------------
 
 
-def _engine_main(conn: Connection, settings: _Settings) -> None:
-    """Load the engine, then compute and record until told to stop."""
+def _engine_main(conn: Connection, outcomes: Connection, settings: _Settings) -> None:
+    """Load the models, then score until told to stop."""
     configure_logging()
     from npl_engine.service._scorer import Engine  # noqa: PLC0415 - heavy, child only
 
     try:
-        engine = Engine(settings.model_dir, settings.effects_dir, settings.audit_db)
-        engine.open_store()
+        engine = Engine(
+            settings.model_dir, settings.effects_dir, recording=settings.audit_db is not None
+        )
     except NplError as exc:
         conn.send(("error", str(exc)))
         return
@@ -354,32 +408,21 @@ def _engine_main(conn: Connection, settings: _Settings) -> None:
         conn.send(("error", f"the scoring engine could not start: {type(exc).__name__}"))
         return
     conn.send(("ready", engine.describe()))
-    # Models and imports live as long as the process: keep them out of every collection.
-    gc.collect()
-    gc.freeze()
-    sys.setswitchinterval(_SWITCH_SECONDS)
-    _EngineLoop(conn, engine).run()
+    _settle()
+    _Scoring(conn, outcomes, engine).run()
 
 
-class _EngineLoop:
-    """The engine process's threads: read the pipe, score (this thread), record and answer."""
+class _Scoring:
+    """The engine process's threads: read the pipe, and score (this thread)."""
 
-    def __init__(self, conn: Connection, engine: Any) -> None:
+    def __init__(self, conn: Connection, outcomes: Connection, engine: Any) -> None:
         self.conn = conn
+        self.outcomes = outcomes
         self.engine = engine
-        self.send_lock = threading.Lock()
         self.work: queue.Queue[tuple[str, int, list[Any]] | None] = queue.Queue()
-        self.scored: queue.Queue[tuple[int, Any] | None] = queue.Queue()
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        with self.send_lock:
-            self.conn.send(message)
 
     def run(self) -> None:
-        reader = threading.Thread(target=self.read, name="npl-read", daemon=True)
-        recorder = threading.Thread(target=self.record, name="npl-record")
-        reader.start()
-        recorder.start()
+        threading.Thread(target=self.read, name="npl-read", daemon=True).start()
         try:
             while (message := self.work.get()) is not None:
                 kind, batch_id, jobs = message
@@ -389,14 +432,14 @@ class _EngineLoop:
                     else:
                         outcome = self.engine.recommend(jobs[0])
                 except Exception as exc:
-                    self.send(("failed", batch_id, *_failure(exc, [batch_id])))
+                    self.conn.send(("failed", batch_id, *_failure(exc, [batch_id])))
                     continue
-                self.send(("scored", batch_id))
-                self.scored.put((batch_id, outcome))
+                self.conn.send(("scored", batch_id))
+                self.outcomes.send((batch_id, outcome))
         finally:
-            self.scored.put(None)
-            recorder.join()
-            self.engine.close_store()
+            with contextlib.suppress(OSError):
+                self.outcomes.send(None)
+            self.outcomes.close()
             self.conn.close()
 
     def read(self) -> None:
@@ -410,35 +453,86 @@ class _EngineLoop:
             if message is None:
                 return
 
-    def record(self) -> None:
-        """Commit every scored batch waiting, in one transaction; then send their answers."""
-        while True:
-            pending = [self.scored.get()]
-            while pending[-1] is not None:
-                try:
-                    pending.append(self.scored.get_nowait())
-                except queue.Empty:
-                    break
-            done = [p for p in pending if p is not None]
-            try:
-                self.engine.record([outcome for _, outcome in done])
-            except Exception as exc:  # nothing of the transaction was kept: no answers
-                kind, text = _failure(exc, [i for i, _ in done])
-                for batch_id, _ in done:
-                    self.send(("failed", batch_id, kind, text))
-            else:
-                for batch_id, outcome in done:
-                    self.send(("done", batch_id, outcome.bodies))
-            if len(done) < len(pending):  # told to stop: after the last commit
-                return
+
+# -- the recording process ---------------------------------------------------------------
 
 
-def _failure(exc: Exception, batch_ids: Sequence[int]) -> tuple[str, str]:
-    """How a failure is reported to the parent; unexpected ones are logged with their trace."""
-    if isinstance(exc, NplError):
-        _errors.error("engine error: %s", exc, extra={"fields": {"batches": list(batch_ids)}})
-        return "engine", str(exc)
-    _errors.error(
-        "unhandled engine error", exc_info=exc, extra={"fields": {"batches": list(batch_ids)}}
-    )
-    return "internal", type(exc).__name__
+def _recording_main(outcomes: Connection, answers: Connection, audit_db: Path | None) -> None:
+    """Open the audit database, then record and answer until the engine stops."""
+    configure_logging()
+    try:
+        store = AuditStore(audit_db) if audit_db is not None else None
+    except NplError as exc:
+        answers.send(("error", str(exc)))
+        return
+    except Exception as exc:
+        _errors.exception("the audit database could not be opened")
+        answers.send(("error", f"the audit database could not be opened: {type(exc).__name__}"))
+        return
+    answers.send(("ready", None))
+    _settle()
+    _Recording(outcomes, answers, store).run()
+
+
+class _Recording:
+    """Commit the records of every outcome waiting, in one transaction; then answer them all.
+
+    Parameters
+    ----------
+    outcomes
+        From the engine: ``(id, Outcome)``, then ``None``.
+    answers
+        To the HTTP process.
+    store
+        The open audit database (closed when the engine stops), or ``None`` to record nothing.
+    """
+
+    def __init__(self, outcomes: Connection, answers: Connection, store: AuditStore | None) -> None:
+        self.outcomes = outcomes
+        self.answers = answers
+        self.store = store
+
+    def run(self) -> None:
+        try:
+            while True:
+                pending = [self.next()]
+                while pending[-1] is not None and self.outcomes.poll():
+                    pending.append(self.next())
+                done = [p for p in pending if p is not None]
+                if done:
+                    self.commit(done)
+                if len(done) < len(pending):  # the engine has stopped: after the last commit
+                    return
+        finally:
+            if self.store is not None:
+                self.store.close()
+            self.answers.close()
+
+    def next(self) -> tuple[int, Outcome] | None:
+        """The next outcome, or ``None`` once the engine has stopped (or died)."""
+        try:
+            message: tuple[int, Outcome] | None = self.outcomes.recv()
+        except (EOFError, OSError):
+            return None
+        return message
+
+    def commit(self, done: list[tuple[int, Outcome]]) -> None:
+        try:
+            _append(self.store, [outcome for _, outcome in done])
+        except Exception as exc:  # nothing of the transaction was kept: no answers
+            kind, text = _failure(exc, [i for i, _ in done])
+            for batch_id, _ in done:
+                self.answers.send(("failed", batch_id, kind, text))
+        else:
+            for batch_id, outcome in done:
+                self.answers.send(("done", batch_id, outcome.bodies))
+
+
+def _append(store: AuditStore | None, outcomes: Sequence[Outcome]) -> None:
+    """Append the runs of outcomes to the audit database in one transaction."""
+    records = [r for o in outcomes for r in o.records]
+    if store is None or not records:
+        return
+    frames = [o.decisions for o in outcomes if o.records and o.decisions is not None]
+    decisions = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+    store.append_many(records, decisions)

@@ -1,6 +1,7 @@
 """The service's requests: the loan schema (from the data contract) and the engine's jobs.
 
-:class:`Job` is a validated request as the engine process receives it.
+:class:`Job` is a validated request as the engine process receives it; :class:`Outcome` is what
+the engine makes of it, as the recording process receives it.
 
 :data:`Loan` is a pydantic model with one field per column of
 :data:`npl_engine.data.contract.LOANS`: its type, whether it is required, its allowed values and
@@ -12,14 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from npl_engine.data.contract import LOANS, ColumnSpec
 
-__all__ = ["REASON_TOP", "Job", "Loan", "loans_frame"]
+if TYPE_CHECKING:
+    from npl_engine.audit import RunRecord
+
+__all__ = ["REASON_TOP", "Job", "Loan", "Outcome", "loans_frame"]
 
 _PYTHON_TYPES: dict[str, Any] = {"string": str, "date": date, "float": float, "int": int}
 
@@ -118,3 +122,23 @@ class Job:
     reasons: bool
     caller: str
     fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a computation answers: response bodies, and the records to commit before sending them.
+
+    Parameters
+    ----------
+    bodies
+        One response body per job, in job order.
+    records
+        The decision records of those jobs (empty when the service records nothing); their
+        per-loan rows are in ``decisions``, not in each record.
+    decisions
+        The records' decisions, in record order (see :meth:`AuditStore.append_many`).
+    """
+
+    bodies: list[dict[str, Any]]
+    records: list[RunRecord]
+    decisions: pl.DataFrame | None = None

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from npl_engine import __version__
-from npl_engine.audit import AuditStore, RunRecord, files_fingerprint, new_run_id
+from npl_engine.audit import RunRecord, files_fingerprint, new_run_id
 from npl_engine.data.contract import LOANS
 from npl_engine.errors import NplError
 from npl_engine.explain import (
@@ -33,40 +33,20 @@ from npl_engine.explain import (
 )
 from npl_engine.features import FeatureMatrix, build_features, feature_matrix
 from npl_engine.scoring import RecoveryModel
-from npl_engine.service._schema import REASON_TOP, Job, loans_frame
+from npl_engine.service._schema import REASON_TOP, Job, Outcome, loans_frame
 
-__all__ = ["Engine", "Outcome"]
+__all__ = ["Engine"]
 
 _OUTPUT_KEYS = ("p_recover", "expected_collections")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a computation answers: response bodies, and the records to commit before sending them.
-
-    Parameters
-    ----------
-    bodies
-        One response body per job, in job order.
-    records
-        The decision records of those jobs (empty when the service records nothing); their
-        per-loan rows are in ``decisions``, not in each record.
-    decisions
-        The records' decisions, in record order (see :meth:`AuditStore.append_many`).
-    """
-
-    bodies: list[dict[str, Any]]
-    records: list[RunRecord]
-    decisions: pl.DataFrame | None = None
-
-
 @dataclass
 class Engine:
-    """The loaded models and the audit store.
+    """The loaded models.
 
     Lives in the service's engine process (:mod:`._process`). ``score`` and ``recommend`` only
-    compute (the records they return name their run ids) and run on its main thread;
-    ``record`` runs on its recording thread, which alone writes to the audit database.
+    compute: the records they return name their run ids, and the recording process commits
+    them.
 
     Parameters
     ----------
@@ -74,19 +54,18 @@ class Engine:
         Recovery model folder (``npl train``).
     effects_dir
         Effect model folder (``npl effects``), or ``None``.
-    audit_db
-        Audit database, or ``None`` to record nothing.
+    recording
+        Whether to build decision records (``False`` when the service records nothing).
     """
 
     model_dir: Path
     effects_dir: Path | None = None
-    audit_db: Path | None = None
+    recording: bool = True
     model: RecoveryModel = field(init=False)
     model_fingerprint: str = field(init=False)
     effects: Any = field(init=False, default=None)
     effects_fingerprint: str | None = field(init=False, default=None)
     costs: Any = field(init=False, default=None)
-    store: AuditStore | None = field(init=False, default=None)
     _model_ids: dict[str, str | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,26 +101,6 @@ class Engine:
             "actions": list(self.effects.actions_) if self.effects is not None else None,
             "costs": self.costs.to_dict() if self.costs is not None else None,
         }
-
-    def open_store(self) -> None:
-        """Open the audit database (before the recording thread, which alone writes to it)."""
-        if self.audit_db is not None:
-            self.store = AuditStore(self.audit_db)
-
-    def close_store(self) -> None:
-        """Close the audit database, releasing the file."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-    def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Append the runs of outcomes to the audit database in one transaction."""
-        records = [r for o in outcomes for r in o.records]
-        if self.store is None or not records:
-            return
-        frames = [o.decisions for o in outcomes if o.records and o.decisions is not None]
-        decisions = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
-        self.store.append_many(records, decisions)
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -308,7 +267,7 @@ class Engine:
         command: str,
     ) -> tuple[list[RunRecord], pl.DataFrame | None]:
         """One run record per job, and the decisions of all (none when not recording)."""
-        if self.audit_db is None:
+        if not self.recording:
             return [], None
         recommending = command == "serve:recommend"
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
@@ -337,6 +296,7 @@ class Engine:
                     input_fingerprint=job.fingerprint,
                     engine_version=__version__,
                     parameters={"reasons": job.reasons},
+                    decisions=(),  # in ``rows``, for all records at once
                     n_loans=int(starts[i + 1] - starts[i]),
                 )
             )
