@@ -12,6 +12,7 @@ indicator per column (see :mod:`npl_engine.scoring._baselines`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,11 +202,16 @@ def build_features(loans: pl.LazyFrame) -> pl.LazyFrame:
     >>> build_features(loans.lazy()).collect().width
     34
     """
-    return loans.select(
-        pl.col("loan_id"),
-        *[expr.cast(pl.Float64).alias(name) for name, (_, expr) in _NUMERIC.items()],
-        *[pl.col(name).cast(pl.String) for name in _CATEGORICAL],
-    )
+    return loans.select(_FEATURES)
+
+
+#: The expressions of :func:`build_features`, built once: a service scoring small batches
+#: would otherwise spend more time building them than Polars spends computing them.
+_FEATURES: tuple[pl.Expr, ...] = (
+    pl.col("loan_id"),
+    *[expr.cast(pl.Float64).alias(name) for name, (_, expr) in _NUMERIC.items()],
+    *[pl.col(name).cast(pl.String) for name in _CATEGORICAL],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,17 +246,26 @@ def feature_matrix(
         Known values of each categorical feature; a value not in its vocabulary (e.g. a region
         never seen in training) is encoded as missing.
     """
-    codes = [
-        pl.col(name)
-        .replace_strict(list(vocab), list(range(len(vocab))), default=None, return_dtype=pl.Float64)
-        .alias(name)
-        for name, vocab in vocabularies.items()
-    ]
-    frame = features.select(*[pl.col(n) for n in NUMERIC_FEATURES], *codes)
+    frame = features.select(_encoders(tuple((k, tuple(v)) for k, v in vocabularies.items())))
     values = frame.to_numpy().astype(np.float64, copy=False)
     names = (*NUMERIC_FEATURES, *vocabularies)
     categorical = tuple(range(len(NUMERIC_FEATURES), len(names)))
     return FeatureMatrix(values=values, names=names, categorical=categorical)
+
+
+@functools.lru_cache(maxsize=8)
+def _encoders(vocabularies: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[pl.Expr, ...]:
+    """The columns of :func:`feature_matrix`: numeric features, then categorical codes.
+
+    Built once per vocabulary (a model has one), not on every call.
+    """
+    codes = [
+        pl.col(name)
+        .replace_strict(list(vocab), list(range(len(vocab))), default=None, return_dtype=pl.Float64)
+        .alias(name)
+        for name, vocab in vocabularies
+    ]
+    return (*[pl.col(n) for n in NUMERIC_FEATURES], *codes)
 
 
 def learn_vocabularies(features: pl.DataFrame) -> dict[str, tuple[str, ...]]:

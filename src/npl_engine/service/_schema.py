@@ -89,13 +89,13 @@ def loans_frame(loans: list[dict[str, Any]]) -> pl.DataFrame:
     The frame has every contract column in contract order with its contract dtype, as
     :func:`npl_engine.data.read_dataset` would give it.
     """
-    frame = pl.from_dicts(loans, schema={spec.name: spec.dtype for spec in LOANS.columns})
-    defaults = [
-        pl.col(spec.name).fill_null(spec.default)
-        for spec in LOANS.columns
-        if spec.default is not None
-    ]
-    return frame.with_columns(defaults)
+    return pl.from_dicts(loans, schema=_SCHEMA).with_columns(_DEFAULTS)
+
+
+_SCHEMA = {spec.name: spec.dtype for spec in LOANS.columns}
+_DEFAULTS = [
+    pl.col(spec.name).fill_null(spec.default) for spec in LOANS.columns if spec.default is not None
+]
 
 
 #: Reason codes returned per output and loan.
