@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from npl_engine.errors import NplError
-from npl_engine.service import ServiceSettings
+from npl_engine.service import ServiceSettings, _process
 from npl_engine.service._process import EngineProcess, _Recording, _Scoring
 from npl_engine.service._schema import Job, Outcome
 from service._server import as_json, start_server
@@ -211,6 +211,55 @@ def test_requests_queued_while_the_engine_scores_form_the_next_batch() -> None:
     assert [len(b) for b in batches] == [4, 4, 2]
     assert [loan for b in batches for loan in b] == [f"{p}{i}" for i in range(5) for p in "lm"]
     assert answers == [{"first": f"l{i}"} for i in range(5)]
+
+
+def test_the_next_batch_waits_a_moment_for_the_clients_of_the_last(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests that keep coming after a batch join the next one; a lone one is not held."""
+    monkeypatch.setattr(_process, "_GATHER_GAP_SECONDS", 0.2)  # generous: a busy machine
+    monkeypatch.setattr(_process, "_GATHER_SECONDS", 5.0)
+
+    async def scenario() -> list[list[str]]:
+        engine = EngineProcess(Path("unused"))
+        parent, child = multiprocessing.Pipe()
+        answers, recording = multiprocessing.Pipe(duplex=False)
+        engine._conn, engine._answers = parent, answers
+        await engine.attach()
+        batches: list[list[str]] = []
+
+        async def engine_side() -> None:
+            while not child.poll():
+                await asyncio.sleep(0.001)
+            _, batch_id, jobs = child.recv()
+            batches.append([loan["loan_id"] for job in jobs for loan in job.loans])
+            child.send(("scored", batch_id))
+            recording.send(("done", batch_id, [{} for _ in jobs]))
+
+        first = [asyncio.create_task(engine.score(_job(f"a{i}"))) for i in range(3)]
+        await engine_side()
+        await asyncio.gather(*first)
+        # Its three clients come back one by one, 20 ms apart: one batch, not three.
+        second = []
+        for i in range(3):
+            second.append(asyncio.create_task(engine.score(_job(f"b{i}"))))
+            await asyncio.sleep(0.02)
+        await engine_side()
+        assert batches[-1] == ["b0", "b1", "b2"]
+        await asyncio.gather(*second)
+        # One request and nobody else: sent after one silent gap, not the whole window.
+        lone = asyncio.create_task(engine.score(_job("c0")))
+        started = asyncio.get_running_loop().time()
+        await engine_side()
+        await lone
+        assert asyncio.get_running_loop().time() - started < 2.0
+        child.close()
+        recording.close()
+        await engine.stop(timeout=1)
+        return batches
+
+    batches = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert batches == [["a0", "a1", "a2"], ["b0", "b1", "b2"], ["c0"]]
 
 
 def test_a_model_folder_that_cannot_load_stops_the_start(tmp_path: Path) -> None:

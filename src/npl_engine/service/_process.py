@@ -9,7 +9,8 @@ on the 2-core machine, docs/service.md). Each process has a lock of its own.
 Three processes; the HTTP process (:class:`EngineProcess`) starts the other two:
 
 - **HTTP**: requests queue on the event loop; whenever the engine is free to score, everything
-  queued (up to ``max_loans`` loans) goes to it as one batch.
+  queued (up to ``max_loans`` loans) goes to it as one batch, once the clients of the last
+  batch have had a moment to come back (:meth:`EngineProcess._gather`).
 - **Engine** (:class:`_Scoring`): a reader thread takes messages off the pipe at once; the main
   thread scores batches one at a time, tells the HTTP process it is free for the next, and
   hands the outcome to the recording process.
@@ -64,6 +65,10 @@ START_SECONDS = 600.0
 #: The engine scores small batches: one thread each for LightGBM and Polars, whose thread
 #: pools otherwise hand tiny tasks between cores that the other processes need.
 _ENGINE_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
+#: Gathering a batch (see :meth:`EngineProcess._gather`): for this long at most, and only while
+#: requests keep arriving at least once per gap.
+_GATHER_SECONDS = 0.004
+_GATHER_GAP_SECONDS = 0.001
 
 
 class EngineFailure(RuntimeError):  # noqa: N818 - names what failed, as NplError does
@@ -116,6 +121,7 @@ class EngineProcess:
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[dict[str, Any]]]] | None = None
         self._free: asyncio.Event | None = None
         self._scoring: int | None = None
+        self._last_batch = 0  # requests in the last batch sent
         self._task: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._readers: list[threading.Thread] = []
@@ -259,6 +265,7 @@ class EngineProcess:
         while True:
             await self._free.wait()
             batch = [await self._queue.get()]
+            await self._gather(self._last_batch - 1)
             n = len(batch[0][0].loans)
             while n < self.max_loans and not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -268,9 +275,30 @@ class EngineProcess:
             if not live:
                 continue
             self._free.clear()
+            self._last_batch = len(live)
             task = asyncio.create_task(self._answer(live))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)
+
+    async def _gather(self, expected: int) -> None:
+        """Wait a moment for more requests while fewer than ``expected`` are queued.
+
+        Most clients of the last batch send their next request as soon as they have their
+        answer; a batch formed the instant the engine is free holds only the few requests that
+        came meanwhile, and the others wait a whole batch for it. A batch costs nearly the same
+        for 2 requests as for 50, so with 50 clients batches then alternate (2, 48, 2, 48, ...)
+        and half the engine's time is spent on a few requests. Waiting stops at the first gap
+        of ``_GATHER_GAP_SECONDS`` without a new request, after ``_GATHER_SECONDS`` at most, or
+        at once when the last batch held one request (a lone client never waits).
+        """
+        assert self._queue is not None
+        deadline = time.monotonic() + _GATHER_SECONDS
+        seen = self._queue.qsize()
+        while seen < expected and time.monotonic() < deadline:
+            await asyncio.sleep(_GATHER_GAP_SECONDS)
+            if self._queue.qsize() == seen:
+                return
+            seen = self._queue.qsize()
 
     async def _answer(self, live: list[tuple[Any, asyncio.Future[dict[str, Any]]]]) -> None:
         try:
