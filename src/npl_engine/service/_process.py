@@ -65,10 +65,11 @@ START_SECONDS = 600.0
 #: The engine scores small batches: one thread each for LightGBM and Polars, whose thread
 #: pools otherwise hand tiny tasks between cores that the other processes need.
 _ENGINE_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
-#: Gathering a batch (see :meth:`EngineProcess._gather`): for this long at most, and only while
-#: requests keep arriving at least once per gap.
+#: Gathering a batch (see :meth:`EngineProcess._gather`): for this long at most, only while
+#: requests keep arriving at least once per gap, and only after a batch scored this fast.
 _GATHER_SECONDS = 0.004
 _GATHER_GAP_SECONDS = 0.001
+_GATHER_AFTER_SECONDS = 0.02
 
 
 class EngineFailure(RuntimeError):  # noqa: N818 - names what failed, as NplError does
@@ -122,6 +123,8 @@ class EngineProcess:
         self._free: asyncio.Event | None = None
         self._scoring: int | None = None
         self._last_batch = 0  # requests in the last batch sent
+        self._sent_at = 0.0  # when the batch being scored was sent
+        self._last_seconds = 0.0  # how long the engine took to score the last batch
         self._task: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._readers: list[threading.Thread] = []
@@ -250,6 +253,7 @@ class EngineProcess:
         self._waiting[batch_id] = future
         if kind == "score":
             self._scoring = batch_id
+            self._sent_at = time.monotonic()
         try:
             self._conn.send((kind, batch_id, list(jobs)))
         except OSError as exc:
@@ -265,7 +269,8 @@ class EngineProcess:
         while True:
             await self._free.wait()
             batch = [await self._queue.get()]
-            await self._gather(self._last_batch - 1)
+            if self._last_seconds < _GATHER_AFTER_SECONDS:
+                await self._gather(self._last_batch - 1)
             n = len(batch[0][0].loans)
             while n < self.max_loans and not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -290,6 +295,10 @@ class EngineProcess:
         and half the engine's time is spent on a few requests. Waiting stops at the first gap
         of ``_GATHER_GAP_SECONDS`` without a new request, after ``_GATHER_SECONDS`` at most, or
         at once when the last batch held one request (a lone client never waits).
+
+        Only after a batch that scored in under ``_GATHER_AFTER_SECONDS``, when the fixed cost
+        of a batch dominates. Reason codes cost about 1.5 ms per loan (SHAP): there the engine
+        had better start on the first requests back while the others come.
         """
         assert self._queue is not None
         deadline = time.monotonic() + _GATHER_SECONDS
@@ -328,6 +337,7 @@ class EngineProcess:
         kind, batch_id = message[0], message[1]
         if kind in {"scored", "failed"} and batch_id == self._scoring:
             self._scoring = None
+            self._last_seconds = time.monotonic() - self._sent_at
             self._free.set()
         if kind == "scored":
             return
