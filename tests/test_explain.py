@@ -18,6 +18,7 @@ import pytest
 import shap
 
 from _explain_model import tape, trained_model
+from npl_engine import explain
 from npl_engine._treeshap import compile_booster, tree_shap
 from npl_engine.errors import NplError
 from npl_engine.explain import (
@@ -26,6 +27,7 @@ from npl_engine.explain import (
     format_value,
     global_importance,
     plot_importance,
+    prepare_explanations,
     reason_codes,
     reason_columns,
 )
@@ -192,6 +194,32 @@ def test_compiled_tables_match_lightgbm_pred_contrib(
         ref = booster.predict(x.values, pred_contrib=True, num_iteration=iterations)
         np.testing.assert_allclose(tree_shap(trees, x.values), ref[:, :-1], rtol=0, atol=1e-10)
         assert trees.expected_value == pytest.approx(ref[0, -1], abs=1e-12)
+
+
+def test_a_prepared_model_explains_a_few_loans_with_its_compiled_tables(
+    model: RecoveryModel,
+    loans: pl.DataFrame,
+    explained_few: LoanExplanations,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prepare_explanations (the service's): few loans through the tables, LightGBM's values."""
+    prepared = RecoveryModel.load(model.save(tmp_path / "model"))  # not the shared model
+    prepare_explanations(prepared)
+    rows: list[int] = []
+    compiled = explain.tree_shap
+    monkeypatch.setattr(
+        explain, "tree_shap", lambda trees, x: rows.append(x.shape[0]) or compiled(trees, x)
+    )
+    fast = explain_loans(prepared, loans, loan_ids=FEW)
+    assert len(rows) == len(_boosters(prepared))  # every booster through its tables
+    assert max(rows) <= len(FEW)
+    for target, reference in explained_few.attributions.items():
+        got = fast.attributions[target]
+        np.testing.assert_allclose(got.contributions, reference.contributions, atol=1e-8)
+        np.testing.assert_allclose(got.base, reference.base, rtol=1e-12)
+    texts = reason_codes(fast)["text"].to_list()
+    assert texts == reason_codes(explained_few)["text"].to_list()
 
 
 def test_values_agree_with_shap_tree_explainer(

@@ -28,6 +28,7 @@ rearranges the same sums into per-leaf tables and runs about four times faster.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine._treeshap import compile_booster, tree_shap
+from npl_engine._treeshap import CompiledTrees, compile_booster, tree_shap
 from npl_engine.errors import NplError
 from npl_engine.features import (
     CATEGORICAL_FEATURES,
@@ -57,6 +58,7 @@ __all__ = [
     "format_value",
     "global_importance",
     "plot_importance",
+    "prepare_explanations",
     "reason_codes",
     "reason_columns",
 ]
@@ -184,18 +186,54 @@ def _tree_shap(
 ) -> tuple[FloatArray, float]:
     """Exact TreeSHAP values (n, p) and the booster's expected raw output.
 
-    Many rows: the compiled per-leaf tables of :mod:`npl_engine._treeshap` (about 4 times
-    faster than LightGBM once built). Few rows, or a booster too deep to tabulate: LightGBM.
+    A booster prepared by :func:`prepare_explanations`, or many rows: the compiled per-leaf
+    tables of :mod:`npl_engine._treeshap` (about 4 times faster than LightGBM once built). Few
+    rows of another booster, or a booster too deep to tabulate: LightGBM.
     """
-    if values.shape[0] >= _COMPILE_FROM_ROWS:
+    n = values.shape[0]
+    prepared = _PREPARED.get(booster, {})
+    if n and num_iteration in prepared:
+        trees = prepared[num_iteration]
+    elif n >= _COMPILE_FROM_ROWS:
         trees = compile_booster(booster, num_iteration=num_iteration)
-        if trees is not None:
-            return tree_shap(trees, values), trees.expected_value
-    rows = values if values.shape[0] else np.full((1, values.shape[1]), np.nan)
+    else:
+        trees = None
+    if trees is not None:
+        return tree_shap(trees, values), trees.expected_value
+    rows = values if n else np.full((1, values.shape[1]), np.nan)
     contrib = np.asarray(
         booster.predict(rows, pred_contrib=True, num_iteration=num_iteration), dtype=np.float64
     )
-    return contrib[: values.shape[0], :-1], float(contrib[0, -1])
+    return contrib[:n, :-1], float(contrib[0, -1])
+
+
+#: Compiled tables of the boosters given to :func:`prepare_explanations`, per
+#: ``num_iteration`` (``None`` when a booster cannot be tabulated). Weak keys: the tables go
+#: with their model.
+_PREPARED: weakref.WeakKeyDictionary[lgb.Booster, dict[int | None, CompiledTrees | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def prepare_explanations(model: RecoveryModel) -> None:
+    """Compile the TreeSHAP tables of the boosters that explanations of ``model`` use.
+
+    For a process that explains a few loans at a time for a long while (the scoring service):
+    its explanations then all use the tables, about 4 times faster than LightGBM's TreeSHAP,
+    where otherwise only explanations of 2,000 loans or more compile them (each time). The
+    values are the same TreeSHAP values up to floating-point rounding (``atol`` 1e-10 in the
+    tests). Compiling a model takes about a second.
+    """
+
+    def prepare(booster: lgb.Booster, num_iteration: int | None) -> None:
+        tables = _PREPARED.setdefault(booster, {})
+        tables[num_iteration] = compile_booster(booster, num_iteration=num_iteration)
+
+    prepare(model.classifier_.booster_, None)
+    for channel in CHANNELS:
+        booster = model.collections_.totals_.get(channel)
+        if booster is not None:
+            prepare(booster, booster.best_iteration)
 
 
 def _share_out(link: FloatArray, change: FloatArray, *, slope_at_zero: FloatArray) -> FloatArray:

@@ -29,6 +29,7 @@ from npl_engine.explain import (
     LoanExplanations,
     _explain_collections,
     _explain_p_recover,
+    prepare_explanations,
     reason_codes,
 )
 from npl_engine.features import FeatureMatrix, build_features, feature_matrix
@@ -70,6 +71,8 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.model = RecoveryModel.load(self.model_dir)
+        # Reason codes explain a few loans per batch: compiled TreeSHAP tables, built once.
+        prepare_explanations(self.model)
         self.model_fingerprint = files_fingerprint(self.model_dir)
         if self.effects_dir is not None:
             self._load_effects(self.effects_dir)
