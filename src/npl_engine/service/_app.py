@@ -1,7 +1,8 @@
 """The FastAPI application: routes, API keys, limits, errors and access logs.
 
 Routes only parse, check and format; the numbers come from :class:`~._scorer.Engine` in the
-engine process (:mod:`._process`). Errors reach clients as JSON ``{"error": ...,
+engine process, and the decision records are committed by the recording process
+(:mod:`._process`). Errors reach clients as JSON ``{"error": ...,
 "request_id": ...}``: a 422 lists each broken rule with its table, field and loan; a 500 says
 only that something failed and gives the request id under which the traceback was logged.
 """
@@ -411,7 +412,7 @@ class _TooManyError(ValueError):
 
 
 def create_app(settings: ServiceSettings) -> Any:
-    """Build the ASGI application (the engine process loads the models here, before it serves).
+    """Build the ASGI application (its engine and recording processes start here, before it serves).
 
     Parameters
     ----------
@@ -494,7 +495,7 @@ def create_app(settings: ServiceSettings) -> Any:
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> JSONResponse:
-        """200 while the service and its engine process run; 503 once the engine has stopped."""
+        """200 while the service and both its child processes run; 503 once either stopped."""
         if engine.alive:
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "engine stopped"}, status_code=503)
