@@ -43,11 +43,11 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -59,6 +59,7 @@ from npl_engine.service._schema import Outcome
 __all__ = ["EngineFailure", "EngineProcess"]
 
 _errors = logging.getLogger(ERROR_LOGGER)
+_T = TypeVar("_T")
 
 #: How long the engine process may take to load the models and open the audit database.
 START_SECONDS = 600.0
@@ -420,6 +421,22 @@ def _failure(exc: Exception, batch_ids: Sequence[int]) -> tuple[str, str]:
     return "internal", type(exc).__name__
 
 
+def _open(conn: Connection, what: str, open_: Callable[[], _T]) -> tuple[_T] | None:
+    """Open what a child process needs, or tell the parent why not (``None``).
+
+    An :class:`NplError` (a model folder or audit database that cannot be opened) reaches the
+    parent with its message; anything else only with its type, the traceback being logged.
+    """
+    try:
+        return (open_(),)
+    except NplError as exc:
+        conn.send(("error", str(exc)))
+    except Exception as exc:
+        _errors.exception("%s could not start", what)
+        conn.send(("error", f"{what} could not start: {type(exc).__name__}"))
+    return None
+
+
 def _settle() -> None:
     """What is loaded now lives as long as the process: keep it out of every collection."""
     gc.collect()
@@ -434,17 +451,15 @@ def _engine_main(conn: Connection, outcomes: Connection, settings: _Settings) ->
     configure_logging()
     from npl_engine.service._scorer import Engine  # noqa: PLC0415 - heavy, child only
 
-    try:
-        engine = Engine(
-            settings.model_dir, settings.effects_dir, recording=settings.audit_db is not None
-        )
-    except NplError as exc:
-        conn.send(("error", str(exc)))
+    recording = settings.audit_db is not None
+    opened = _open(
+        conn,
+        "the scoring engine",
+        lambda: Engine(settings.model_dir, settings.effects_dir, recording=recording),
+    )
+    if opened is None:
         return
-    except Exception as exc:
-        _errors.exception("the scoring engine could not start")
-        conn.send(("error", f"the scoring engine could not start: {type(exc).__name__}"))
-        return
+    (engine,) = opened
     conn.send(("ready", engine.describe()))
     _settle()
     _Scoring(conn, outcomes, engine).run()
@@ -498,15 +513,14 @@ class _Scoring:
 def _recording_main(outcomes: Connection, answers: Connection, audit_db: Path | None) -> None:
     """Open the audit database, then record and answer until the engine stops."""
     configure_logging()
-    try:
-        store = AuditStore(audit_db) if audit_db is not None else None
-    except NplError as exc:
-        answers.send(("error", str(exc)))
+    opened = _open(
+        answers,
+        "the recording process",
+        lambda: AuditStore(audit_db) if audit_db is not None else None,
+    )
+    if opened is None:
         return
-    except Exception as exc:
-        _errors.exception("the audit database could not be opened")
-        answers.send(("error", f"the audit database could not be opened: {type(exc).__name__}"))
-        return
+    (store,) = opened
     answers.send(("ready", None))
     _settle()
     _Recording(outcomes, answers, store).run()
