@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -282,8 +283,11 @@ def test_access_logs_are_structured_and_keep_keys_out(
     """One access record per request with status, timing and key id; never the key itself."""
     with caplog.at_level(logging.INFO, logger="npl_engine.service"):
         response = _score(server, as_json(tape.head(1)), reasons=False)
+        # The record is written once the response is sent: the client may have it first.
+        deadline = time.monotonic() + 10
+        while not (access := _access_records(caplog)) and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert response.status_code == 200
-    access = [r for r in caplog.records if r.name == "npl_engine.service.access"]
     fields = access[-1].fields  # type: ignore[attr-defined]
     assert fields["status"] == 200
     assert fields["path"] == "/v1/score"
@@ -294,6 +298,10 @@ def test_access_logs_are_structured_and_keep_keys_out(
     for record in caplog.records:
         assert server.key not in record.getMessage()
         assert server.key not in json.dumps(getattr(record, "fields", {}), default=str)
+
+
+def _access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "npl_engine.service.access"]
 
 
 def test_recommend_gives_the_best_net_action(server: Server, tape: pl.DataFrame) -> None:
