@@ -183,7 +183,7 @@ class _Edge:
         except Exception as exc:
             fields = {"fields": {"request_id": request_id}}
             _errors.error("unhandled error", exc_info=exc, extra=fields)
-            return _fail(500, "internal error; quote the request id to the operator")
+            return _fail(500, _INTERNAL)
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or ``None`` as soon as it is known to be over the limit."""
@@ -301,7 +301,7 @@ class _Api:
                     reasons = _BOOL.validate_python(value)
                 except ValidationError as exc:
                     problem = {"field": "reasons", "message": exc.errors()[0]["msg"]}
-                    return _fail(422, "invalid request parameters", problems=[problem])
+                    return _fail(422, _BAD_PARAMETERS, problems=[problem])
         loans = self._loans(body, state, many=True)
         if isinstance(loans, _Reply):
             return loans
@@ -328,7 +328,10 @@ class _Api:
         return await self._compute(self.engine.recommend(job), state)
 
 
+#: Error messages of the scoring routes (_Api); the last two are also FastAPI handlers'.
 _BROKEN = "the request breaks the data contract"
+_BAD_PARAMETERS = "invalid request parameters"
+_INTERNAL = "internal error; quote the request id to the operator"
 
 
 def _replay(body: bytes) -> Receive:
@@ -478,13 +481,13 @@ def create_app(settings: ServiceSettings) -> Any:
             {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
             for e in exc.errors()
         ]
-        return _error(422, "invalid request parameters", request, problems=problems)
+        return _error(422, _BAD_PARAMETERS, request, problems=problems)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", None)
         _errors.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": request_id}})
-        return _error(500, "internal error; quote the request id to the operator", request)
+        return _error(500, _INTERNAL, request)
 
     card = _model_card(engine.info, settings)
 
