@@ -14,6 +14,7 @@ import polars as pl
 import uvicorn
 
 from npl_engine.service import ServiceSettings, create_app
+from npl_engine.service._http import server_config
 
 
 @dataclass
@@ -50,8 +51,7 @@ def start_server(settings: ServiceSettings, *, key: str = "", key_id: str = "") 
     """Start uvicorn on a free loopback port in a thread; return once it accepts requests."""
     app = create_app(settings)
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port))  # as `npl serve`
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from npl_engine.service._app import ServiceSettings, create_app
+from npl_engine.service._http import server_config
 from npl_engine.service._keys import (
     API_KEY_ENV,
     KEYS_FILE_ENV,
@@ -38,8 +39,8 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
     """Load the models and serve until interrupted (Ctrl-C or SIGTERM).
 
     Three processes: this one parses and answers requests on one event loop (uvloop,
-    httptools); the engine process it starts scores batches, and the recording process it
-    starts commits their decision records.
+    httptools, one write per answer: :mod:`._http`); the engine process it starts scores
+    batches, and the recording process it starts commits their decision records.
     """
     configure_logging()
     app: Any = create_app(settings)
@@ -47,15 +48,4 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
     # otherwise stalls a request now and then (p99 82 ms instead of 200 ms in the benchmark).
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, host=host, port=port)).run()
