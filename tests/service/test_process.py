@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import threading
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -269,6 +270,113 @@ def test_the_next_batch_waits_a_moment_for_the_clients_of_the_last(
         assert batches == [["a0", "a1", "a2"], ["b0", "b1", "b2"], ["c0"]]
     else:
         assert batches == [["a0", "a1", "a2"], ["b0"], ["b1", "b2"]]
+
+
+async def _attached(**kwargs: Any) -> tuple[EngineProcess, Connection, Connection]:
+    """A batching EngineProcess whose engine and recording ends the test plays."""
+    engine = EngineProcess(Path("unused"), **kwargs)
+    parent, child = multiprocessing.Pipe()
+    answers, recording = multiprocessing.Pipe(duplex=False)
+    engine._conn, engine._answers = parent, answers
+    await engine.attach()
+    return engine, child, recording
+
+
+async def _batch(child: Connection, seconds: float = 5.0) -> tuple[int, list[str]] | None:
+    """The next batch sent to the engine (id and loan ids), or None if none comes in time."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not child.poll():
+        if asyncio.get_running_loop().time() > deadline:
+            return None
+        await asyncio.sleep(0.001)
+    _, batch_id, jobs = child.recv()
+    return batch_id, [loan["loan_id"] for job in jobs for loan in job.loans]
+
+
+def test_after_a_fast_batch_the_next_waits_for_its_answer_and_its_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests queued while a fast batch is recorded wait for its clients: one batch, not two.
+
+    Sending them as soon as the batch is scored splits the clients into two groups that take
+    turns, each paying a batch's fixed costs.
+    """
+    monkeypatch.setattr(_process, "_GATHER_GAP_SECONDS", 0.2)  # generous: a busy machine
+    monkeypatch.setattr(_process, "_GATHER_SECONDS", 5.0)
+    monkeypatch.setattr(_process, "_GATHER_AFTER_SECONDS", 60.0)
+
+    async def scenario() -> tuple[list[str], bool, list[str] | None]:
+        engine, child, recording = await _attached()
+        first = [asyncio.create_task(engine.score(_job(f"a{i}"))) for i in range(3)]
+        sent = await _batch(child)
+        assert sent is not None
+        first_id, first_batch = sent
+        child.send(("scored", first_id))
+        # Two other clients ask while the first batch is being recorded.
+        others = [asyncio.create_task(engine.score(_job(f"b{i}"))) for i in range(2)]
+        early = await _batch(child, seconds=0.5)
+        recording.send(("done", first_id, [{} for _ in first]))
+        await asyncio.gather(*first)
+        # The three clients of the first batch come back one by one.
+        back = []
+        for i in range(3):
+            back.append(asyncio.create_task(engine.score(_job(f"c{i}"))))
+            await asyncio.sleep(0.02)
+        second = await _batch(child)
+        assert second is not None
+        child.send(("scored", second[0]))
+        recording.send(("done", second[0], [{} for _ in range(5)]))
+        await asyncio.gather(*others, *back)
+        child.close()
+        recording.close()
+        await engine.stop(timeout=1)
+        return first_batch, early is not None, second[1]
+
+    first, sent_early, second = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert first == ["a0", "a1", "a2"]
+    assert not sent_early
+    assert second == ["b0", "b1", "c0", "c1", "c2"]
+
+
+def test_a_gap_while_the_loop_was_busy_does_not_end_the_gathering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests read late because the loop was busy (writing answers) still join the batch."""
+    monkeypatch.setattr(_process, "_GATHER_GAP_SECONDS", 0.05)
+    monkeypatch.setattr(_process, "_GATHER_SECONDS", 5.0)
+    monkeypatch.setattr(_process, "_GATHER_AFTER_SECONDS", 60.0)
+
+    async def scenario() -> list[str] | None:
+        engine, child, recording = await _attached()
+        loop = asyncio.get_running_loop()
+        first = [asyncio.create_task(engine.score(_job(f"a{i}"))) for i in range(3)]
+        sent = await _batch(child)
+        assert sent is not None
+        child.send(("scored", sent[0]))
+        recording.send(("done", sent[0], [{} for _ in first]))
+        await asyncio.gather(*first)
+        back = [asyncio.create_task(engine.score(_job("c0")))]
+        # The gathering for c0 starts; 10 ms later the loop is busy for four gaps. The other
+        # two clients' requests are read after that, once the gathering's timer has fired
+        # with nothing new queued.
+        loop.call_later(0.01, time.sleep, 0.2)
+
+        def arrive() -> None:
+            back.extend(asyncio.create_task(engine.score(_job(f"c{i}"))) for i in (1, 2))
+
+        loop.call_later(0.1, arrive)
+        second = await _batch(child)
+        assert second is not None
+        child.send(("scored", second[0]))
+        recording.send(("done", second[0], [{} for _ in range(3)]))
+        await asyncio.gather(*back)
+        child.close()
+        recording.close()
+        await engine.stop(timeout=1)
+        return second[1]
+
+    second = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+    assert second == ["c0", "c1", "c2"]
 
 
 def test_a_model_folder_that_cannot_load_stops_the_start(tmp_path: Path) -> None:

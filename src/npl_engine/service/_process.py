@@ -9,8 +9,9 @@ on the 2-core machine, docs/service.md). Each process has a lock of its own.
 Three processes; the HTTP process (:class:`EngineProcess`) starts the other two:
 
 - **HTTP**: requests queue on the event loop; whenever the engine is free to score, everything
-  queued (up to ``max_loans`` loans) goes to it as one batch, once the clients of the last
-  batch have had a moment to come back (:meth:`EngineProcess._gather`).
+  queued (up to ``max_loans`` loans) goes to it as one batch. After a batch that scored fast,
+  the engine counts as free only once that batch is answered, and the clients of the last
+  batch get a moment to come back (:meth:`EngineProcess._gather`).
 - **Engine** (:class:`_Scoring`): a reader thread takes messages off the pipe at once; the main
   thread scores batches one at a time, tells the HTTP process it is free for the next, and
   hands the outcome to the recording process.
@@ -68,7 +69,7 @@ START_SECONDS = 600.0
 _ENGINE_ENV = {"OMP_NUM_THREADS": "1", "POLARS_MAX_THREADS": "1"}
 #: Gathering a batch (see :meth:`EngineProcess._gather`): for this long at most, only while
 #: requests keep arriving at least once per gap, and only after a batch scored this fast.
-_GATHER_SECONDS = 0.004
+_GATHER_SECONDS = 0.008
 _GATHER_GAP_SECONDS = 0.001
 _GATHER_AFTER_SECONDS = 0.02
 
@@ -124,6 +125,7 @@ class EngineProcess:
         self._free: asyncio.Event | None = None
         self._scoring: int | None = None
         self._last_batch = 0  # requests in the last batch sent
+        self._expected = 0  # requests likely to come soon: see _release
         self._sent_at = 0.0  # when the batch being scored was sent
         self._last_seconds = 0.0  # how long the engine took to score the last batch
         self._task: asyncio.Task[None] | None = None
@@ -271,7 +273,7 @@ class EngineProcess:
             await self._free.wait()
             batch = [await self._queue.get()]
             if self._last_seconds < _GATHER_AFTER_SECONDS:
-                await self._gather(self._last_batch - 1)
+                await self._gather(self._expected - 1)
             n = len(batch[0][0].loans)
             while n < self.max_loans and not self._queue.empty():
                 item = self._queue.get_nowait()
@@ -295,7 +297,11 @@ class EngineProcess:
         for 2 requests as for 50, so with 50 clients batches then alternate (2, 48, 2, 48, ...)
         and half the engine's time is spent on a few requests. Waiting stops at the first gap
         of ``_GATHER_GAP_SECONDS`` without a new request, after ``_GATHER_SECONDS`` at most, or
-        at once when the last batch held one request (a lone client never waits).
+        at once when only one request was expected (a lone client never waits).
+
+        A gap counts only if the loop was free to read requests during it: right after a batch
+        is answered the loop spends a few milliseconds writing the answers, and a request sent
+        meanwhile is read only after them.
 
         Only after a batch that scored in under ``_GATHER_AFTER_SECONDS``, when the fixed cost
         of a batch dominates. Reason codes cost about 1.5 ms per loan (SHAP): there the engine
@@ -305,8 +311,10 @@ class EngineProcess:
         deadline = time.monotonic() + _GATHER_SECONDS
         seen = self._queue.qsize()
         while seen < expected and time.monotonic() < deadline:
+            asked = time.monotonic()
             await asyncio.sleep(_GATHER_GAP_SECONDS)
-            if self._queue.qsize() == seen:
+            busy = time.monotonic() - asked > 2 * _GATHER_GAP_SECONDS
+            if self._queue.qsize() == seen and not busy:
                 return
             seen = self._queue.qsize()
 
@@ -334,12 +342,12 @@ class EngineProcess:
             loop.call_soon_threadsafe(self._handle, message)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
-        assert self._free is not None
         kind, batch_id = message[0], message[1]
-        if kind in {"scored", "failed"} and batch_id == self._scoring:
-            self._scoring = None
-            self._last_seconds = time.monotonic() - self._sent_at
-            self._free.set()
+        if batch_id == self._scoring:
+            if kind == "scored":
+                self._last_seconds = time.monotonic() - self._sent_at
+            if kind != "scored" or self._last_seconds >= _GATHER_AFTER_SECONDS:
+                self._release(answered=self._last_batch if kind == "done" else 0)
         if kind == "scored":
             return
         future = self._waiting.pop(batch_id, None)
@@ -351,6 +359,26 @@ class EngineProcess:
             future.set_exception(NplError(message[3]))
         else:
             future.set_exception(EngineFailure(f"engine batch {batch_id}: {message[3]}"))
+
+    def _release(self, answered: int) -> None:
+        """The engine is free for the next batch (``answered``: requests just answered).
+
+        After a slow batch (reason codes) the engine is free once it has scored, and scores
+        the next batch while this one is recorded. After a fast one it is free only once this
+        batch is answered: when scoring and recording both take a few milliseconds, doing them
+        side by side saves little on two cores shared by three processes, while the clients of
+        a batch that was answered come back together and are scored together. Otherwise the
+        clients can split into two groups that take turns, each paying a batch's fixed costs
+        (seen as batches of 25 and 25 instead of 50 once answers left faster, docs/service.md).
+
+        The next batch waits for the requests queued now and for the clients just answered
+        (:meth:`_gather`).
+        """
+        assert self._free is not None
+        assert self._queue is not None
+        self._scoring = None
+        self._expected = self._queue.qsize() + answered
+        self._free.set()
 
     def _on_death(self, exc: BaseException | None = None) -> None:
         if self._dead or self._stopping:
