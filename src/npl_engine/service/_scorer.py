@@ -111,7 +111,9 @@ class Engine:
         """Score a batch of requests: one response body and one run record per job."""
         sizes = [len(j.loans) for j in jobs]
         frame = loans_frame([loan for j in jobs for loan in j.loans])
-        features = build_features(frame.lazy()).collect()
+        # In-memory frames of up to a few hundred loans: optimising the plan costs more than it
+        # saves (0.80 -> 0.70 ms for 50 loans, 0.86 -> 0.78 ms for 1,000; same frame).
+        features = build_features(frame.lazy()).collect(optimizations=pl.QueryOptFlags.none())
         x = feature_matrix(features, self.model.vocabularies_)
         exposure = features["exposure"].to_numpy()
         p = self.model.predict_proba(x)
