@@ -31,6 +31,10 @@ class FakeTransport:
         """Close."""
         self.closed = True
 
+    def write_eof(self) -> None:
+        """Mark the end of the stream among the writes."""
+        self.writes.append(b"<eof>")
+
     def get_extra_info(self, name: str) -> Any:
         """Only the peer name."""
         return ("127.0.0.1", 1) if name == "peername" else None
@@ -57,6 +61,21 @@ def test_writes_of_one_turn_leave_together_in_order() -> None:
     assert before == []
     assert after == [b'HTTP/1.1 200 OK\r\n\r\n{"a": 1}']
     assert later == [*after, b"next"]
+
+
+def test_several_pieces_and_the_end_of_the_stream_keep_their_order() -> None:
+    """Pieces given together join the pending write; the end of the stream comes after them."""
+
+    async def scenario() -> list[bytes]:
+        inner = FakeTransport()
+        transport = CoalescingTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"head ")
+        transport.writelines([b"body ", b"more"])
+        transport.write_eof()
+        await asyncio.sleep(0)
+        return inner.writes
+
+    assert asyncio.run(scenario()) == [b"head body more", b"<eof>"]
 
 
 def test_close_sends_what_was_written_first_and_nothing_after() -> None:

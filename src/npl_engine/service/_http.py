@@ -11,6 +11,7 @@ loop writes to a connection and sends it with one call on the next turn.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import uvicorn
@@ -22,7 +23,7 @@ __all__ = ["CoalescingProtocol", "server_config"]
 class CoalescingTransport:
     """A transport that sends what is written to it in one turn of the loop with one call.
 
-    Everything but :meth:`write` and :meth:`close` is the wrapped transport's own.
+    Writing and closing go through it; everything else is the wrapped transport's own.
 
     Parameters
     ----------
@@ -55,6 +56,15 @@ class CoalescingTransport:
         self._pending.clear()
         if not self._transport.is_closing():
             self._transport.write(data)
+
+    def writelines(self, chunks: Iterable[bytes]) -> None:
+        """As :meth:`write`, for several pieces."""
+        self.write(b"".join(chunks))
+
+    def write_eof(self) -> None:
+        """Send what is kept, then end the stream."""
+        self.flush()
+        self._transport.write_eof()
 
     def close(self) -> None:
         """Send what is kept, then close (the transport still sends its own buffer first)."""
