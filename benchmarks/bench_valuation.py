@@ -22,18 +22,13 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios" / "eu_2026.toml
 
 
 def _model_dir(data_dir: Path) -> Path:
-    from npl_engine.data import Dataset
     from npl_engine.data.simulator import SimulationSettings, simulate
     from npl_engine.scoring import RecoveryModel
 
     folder = data_dir / "valuation_model_50k"
     if not (folder / "model.json").exists():
         sim = simulate(SimulationSettings(n_loans=50_000, seed=3))
-        assert sim.actions is not None
-        assert sim.payments is not None
-        book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-                       as_of_date=sim.settings.as_of_date)  # fmt: skip
-        RecoveryModel(baselines=False).fit(book).save(folder)
+        RecoveryModel(baselines=False).fit(sim.dataset()).save(folder)
     return folder
 
 

@@ -10,7 +10,6 @@ import functools
 
 from threadpoolctl import threadpool_limits
 
-from npl_engine.data import Dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 
@@ -35,14 +34,7 @@ def tape() -> Simulation:
 def trained_model() -> RecoveryModel:
     """The recovery model fitted on :func:`book` (one OpenMP thread: see tests/scoring)."""
     sim = book()
-    assert sim.actions is not None
-    assert sim.payments is not None
-    data = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    data = sim.dataset()
     with threadpool_limits(limits=1, user_api="openmp"):
         model = RecoveryModel(baselines=False, grid=GRID).fit(data)
     # Every booster must have something to explain, or the tests below prove little.

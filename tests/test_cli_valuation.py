@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from npl_engine.cli import main
-from npl_engine.data import Dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
 from npl_engine.scoring import RecoveryModel
 
@@ -22,14 +21,7 @@ def model_and_tape(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     """A small model trained on 6,000 loans and a 1,500-loan tape."""
     root = tmp_path_factory.mktemp("valuation_cli")
     sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
-    assert sim.actions is not None
-    assert sim.payments is not None
-    book = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
     model.fit(book).save(root / "model")
     write_simulation(

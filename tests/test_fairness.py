@@ -44,14 +44,7 @@ def _book(seed: int, n_loans: int, *, group_effect: float = 0.0) -> Dataset:
             n_loans=n_loans, seed=seed, group_effect=group_effect, regional_court_delays=False
         )
     )
-    assert sim.actions is not None
-    assert sim.payments is not None
-    return Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    return sim.dataset()
 
 
 def _model(book: Dataset) -> RecoveryModel:

@@ -361,11 +361,9 @@ def explain_loans(
 
     Examples
     --------
-    >>> from npl_engine.data import Dataset
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
-    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-    ...                as_of_date=sim.settings.as_of_date)
+    >>> book = sim.dataset()
     >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
     >>> ex = explain_loans(model, sim.loans.head(5), targets=("p_recover",))
     >>> a = ex.attributions["p_recover"]
@@ -509,11 +507,9 @@ def reason_codes(
 
     Examples
     --------
-    >>> from npl_engine.data import Dataset
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
-    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-    ...                as_of_date=sim.settings.as_of_date)
+    >>> book = sim.dataset()
     >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
     >>> codes = reason_codes(explain_loans(model, sim.loans.head(4)), top=2)
     >>> codes.columns[:4]

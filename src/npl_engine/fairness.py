@@ -255,8 +255,7 @@ def fairness_report(
     --------
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
-    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-    ...                as_of_date=sim.settings.as_of_date)
+    >>> book = sim.dataset()
     >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
     >>> report = fairness_report(model, book)
     >>> sorted(report.groups["attribute"].unique())

@@ -27,7 +27,7 @@ from npl_engine.audit import (
     record_run,
 )
 from npl_engine.cli import main
-from npl_engine.data import Dataset, read_dataset
+from npl_engine.data import read_dataset
 from npl_engine.data.contract import LOANS
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
 from npl_engine.errors import NplError
@@ -45,14 +45,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small trained model and a 400-loan tape."""
     root = tmp_path_factory.mktemp("audit")
     sim = simulate(SimulationSettings(n_loans=2500, seed=31))
-    assert sim.actions is not None
-    assert sim.payments is not None
-    book = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
     write_simulation(simulate(SimulationSettings(n_loans=400, seed=32, kind="tape")), root / "tape")
     return root

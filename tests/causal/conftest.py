@@ -5,18 +5,6 @@ from npl_engine.data import Dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 
 
-def as_book(sim: Simulation) -> Dataset:
-    """The simulated book as a Dataset, as_of the simulator's extraction date."""
-    assert sim.actions is not None
-    assert sim.payments is not None
-    return Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
-
-
 def true_effects(sim: Simulation, loan_ids: pl.Series, action: str) -> pl.Series:
     """True per-loan effect of an action on the 60-month recovery rate, for these loans."""
     truth = pl.DataFrame({"loan_id": loan_ids}).join(sim.truth, on="loan_id", how="left")
@@ -34,4 +22,4 @@ def small_sim() -> Simulation:
 @pytest.fixture(scope="session")
 def small_book(small_sim: Simulation) -> Dataset:
     """The 6,000-loan simulator book as a Dataset."""
-    return as_book(small_sim)
+    return small_sim.dataset()

@@ -11,17 +11,6 @@ from npl_engine.data import Dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 
 
-def _book(sim: Simulation) -> Dataset:
-    assert sim.actions is not None
-    assert sim.payments is not None
-    return Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
-
-
 def _truth(model: ActionEffectModel, sim: Simulation, action: str) -> np.ndarray:  # type: ignore[type-arg]
     ids = pl.DataFrame({"loan_id": model.data_.frame["loan_id"]})
     t = ids.join(sim.truth, on="loan_id", how="left", maintain_order="left")
@@ -93,7 +82,7 @@ def test_effects_and_policy_match_truth_on_20000_loans() -> None:
     misses the truth (docs/causal.md); the per-loan and policy checks pass there too.
     """
     sim = simulate(SimulationSettings(n_loans=20_000, seed=4, kind="book"))
-    book = _book(sim)
+    book = sim.dataset()
     model = ActionEffectModel(seed=0, n_jobs=2).fit(book)
     cate = model.effect(model.data_.covariates.values)
     truths = []

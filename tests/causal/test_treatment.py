@@ -9,12 +9,7 @@ from npl_engine.features import build_features, learn_vocabularies
 
 
 def _data(sim: Simulation, **kw: object) -> CausalData:
-    book = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy() if sim.actions is not None else None,
-        sim.payments.lazy() if sim.payments is not None else None,
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     vocab = learn_vocabularies(build_features(book.loans).collect())
     return build_causal_data(book, CausalSettings(**kw), vocab)  # type: ignore[arg-type]
 

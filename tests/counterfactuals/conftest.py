@@ -11,7 +11,7 @@ import pytest
 from npl_engine.causal import ActionEffectModel, CausalSettings
 from npl_engine.causal._policy import estimate_costs
 from npl_engine.counterfactuals import StrategyModel
-from npl_engine.data import Dataset, write_dataset
+from npl_engine.data import write_dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 
@@ -33,14 +33,7 @@ def tape_sim() -> Simulation:
 @pytest.fixture(scope="package")
 def strategy(book_sim: Simulation, one_openmp_thread: None) -> StrategyModel:
     """Scoring model plus effects on recovered and on the recovery rate, fitted on the book."""
-    assert book_sim.actions is not None
-    assert book_sim.payments is not None
-    book = Dataset(
-        book_sim.loans.lazy(),
-        book_sim.actions.lazy(),
-        book_sim.payments.lazy(),
-        as_of_date=book_sim.settings.as_of_date,
-    )
+    book = book_sim.dataset()
     recovery = RecoveryModel(baselines=False, grid=GRID).fit(book)
     on_recovered = ActionEffectModel(
         settings=CausalSettings(outcome="recovered"), n_estimators=60, n_trees=40

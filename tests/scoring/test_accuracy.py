@@ -14,7 +14,6 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from npl_engine.data import Dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate, true_outcomes
 from npl_engine.scoring import RecoveryModel
 
@@ -30,14 +29,7 @@ SHOCK = -0.2
 def model() -> RecoveryModel:
     """The recovery model trained on a 100,000-loan book with the default settings."""
     sim = simulate(SimulationSettings(n_loans=BOOK_LOANS, seed=1))
-    assert sim.actions is not None
-    assert sim.payments is not None
-    book = Dataset(
-        loans=sim.loans.lazy(),
-        actions=sim.actions.lazy(),
-        payments=sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     return RecoveryModel(seed=0).fit(book)
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from npl_engine.causal import ActionEffectModel
 from npl_engine.causal._policy import estimate_costs
-from npl_engine.data import Dataset
 from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 from npl_engine.service import ApiKeys, ServiceSettings, create_key
@@ -23,14 +22,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A recovery model and an effect model (with costs) trained on a 3,000-loan book."""
     root = tmp_path_factory.mktemp("service_models")
     sim = simulate(SimulationSettings(n_loans=3000, seed=41))
-    assert sim.actions is not None
-    assert sim.payments is not None
-    book = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
     effects = root / "effects"
     effects.mkdir()

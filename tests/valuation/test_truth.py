@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from npl_engine.data import Dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate, true_outcomes
 from npl_engine.scoring import RecoveryModel
 from npl_engine.valuation import Portfolio, build_portfolio, discount_factors, value_portfolio
@@ -21,14 +20,7 @@ H = 60
 def setting() -> tuple[Simulation, Portfolio]:
     """A model trained on a 100,000-loan book and a 20,000-loan tape from another seed."""
     sim = simulate(SimulationSettings(n_loans=100_000, seed=21))
-    assert sim.actions is not None
-    assert sim.payments is not None
-    book = Dataset(
-        sim.loans.lazy(),
-        sim.actions.lazy(),
-        sim.payments.lazy(),
-        as_of_date=sim.settings.as_of_date,
-    )
+    book = sim.dataset()
     model = RecoveryModel(baselines=False).fit(book)
     tape = simulate(SimulationSettings(n_loans=20_000, seed=22, kind="tape"))
     return tape, build_portfolio(model, tape.loans)

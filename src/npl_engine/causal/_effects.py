@@ -257,10 +257,8 @@ class ActionEffectModel:
     Examples
     --------
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
-    >>> from npl_engine.data import Dataset
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
-    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-    ...                as_of_date=sim.settings.as_of_date)
+    >>> book = sim.dataset()
     >>> model = ActionEffectModel(n_estimators=30).fit(book)
     >>> [e.action for e in model.effects_]
     ['letter', 'call', 'settlement_offer', 'legal_action']

@@ -152,10 +152,8 @@ class RecoveryModel:
     Examples
     --------
     >>> from npl_engine.data.simulator import SimulationSettings, simulate
-    >>> from npl_engine.data import Dataset
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
-    >>> book = Dataset(sim.loans.lazy(), sim.actions.lazy(), sim.payments.lazy(),
-    ...                as_of_date=sim.settings.as_of_date)
+    >>> book = sim.dataset()
     >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
     >>> model.score(sim.loans.lazy()).scores["p_recover"].is_between(0, 1).all()
     True

@@ -11,6 +11,7 @@ import numpy.typing as npt
 import polars as pl
 
 from npl_engine.data.contract import ACTIONS, PAYMENTS
+from npl_engine.data.dataset import Dataset
 from npl_engine.data.simulator._process import (
     ACTION_COST_FIXED,
     REGIMES,
@@ -123,6 +124,29 @@ class Simulation:
     truth: pl.DataFrame
     curves: pl.DataFrame
     settings: SimulationSettings = field(repr=False)
+
+    def dataset(self) -> Dataset:
+        """The simulated tables as the engine takes them (the truth left out).
+
+        Returns
+        -------
+        Dataset
+            Lazy ``loans``, ``actions`` and ``payments``; a book's ``as_of_date`` is the
+            simulated one, a tape has none.
+
+        Examples
+        --------
+        >>> sim = simulate(SimulationSettings(n_loans=200, seed=1))
+        >>> book = sim.dataset()
+        >>> book.as_of_date == sim.settings.as_of_date, book.loans.collect().height
+        (True, 200)
+        """
+        return Dataset(
+            self.loans.lazy(),
+            self.actions.lazy() if self.actions is not None else None,
+            self.payments.lazy() if self.payments is not None else None,
+            as_of_date=self.settings.as_of_date if self.settings.kind == "book" else None,
+        )
 
 
 def true_outcomes(
