@@ -180,7 +180,12 @@ def effects(
 )
 @data_option("Loans to plan for: a tape, or a book (only its loans table is read).")
 @click.option("--budget", required=True, type=click.FloatRange(0.0), help="Total action cost.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Plan file (.parquet).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Plan file to write (.parquet).",
+)
 @click.option(
     "--costs",
     "costs_file",

@@ -143,7 +143,7 @@ _COSTS_OPTION = click.option(
 @click.option(
     "--out",
     default=None,
-    type=click.Path(path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Write the results: FILE.json (settings, summary, loans, counterfactuals) or "
     "FILE.parquet (counterfactual rows).",
 )

@@ -99,7 +99,12 @@ def audit_show(*, record_id: str, audit_db: Path | None, limit: int) -> None:
 
 
 @audit.command("export")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Parquet file to write: one row per decision, with its run's fields.",
+)
 @click.option("--run", "run_id", default=None, help="Only this run. Default: every run.")
 @_audit_db_option
 @_user_errors
