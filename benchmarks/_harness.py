@@ -344,6 +344,33 @@ def measure(
     return Measurement(**body)
 
 
+def npl_cli(*args: str) -> None:
+    """Run ``npl ARGS`` in this process, through click (an error raises instead of exiting)."""
+    from npl_engine.cli import main
+
+    main.main(args=list(args), standalone_mode=False)
+
+
+def _write_simulation(folder: str, n: int, seed: int, kind: str) -> None:
+    from npl_engine.data import write_dataset
+    from npl_engine.data.simulator import SimulationSettings, simulate
+
+    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
+    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
+
+
+def simulated_dataset(config: BenchConfig, prefix: str, n: int, seed: int, kind: str) -> Path:
+    """A simulated book or tape (contract tables only, no truth), cached between runs.
+
+    Written once, in a child process, to ``data_dir/PREFIX_KIND_N_seedSEED``; the simulator
+    is deterministic by seed, so a cached folder holds the same data.
+    """
+    folder = config.data_dir / f"{prefix}_{kind}_{n}_seed{seed}"
+    if not (folder / "loans.parquet").is_file():
+        measure(_write_simulation, str(folder), n, seed, kind, timeout=3600.0)
+    return folder
+
+
 def _qualname(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 

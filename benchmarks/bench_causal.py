@@ -19,31 +19,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from _harness import MIB, BenchConfig, BenchResult, at_most, measure, npl_command
+from _harness import (
+    MIB,
+    BenchConfig,
+    BenchResult,
+    at_most,
+    measure,
+    npl_cli,
+    npl_command,
+    simulated_dataset,
+)
 
 BOOK_FULL, BOOK_QUICK = 50_000, 8_000
 TAPE_FULL, TAPE_QUICK = 1_000_000, 20_000
-
-
-def _cli(*args: str) -> None:
-    from npl_engine.cli import main
-
-    main.main(args=list(args), standalone_mode=False)
-
-
-def _simulate(folder: str, n: int, seed: int, kind: str) -> None:
-    from npl_engine.data import write_dataset
-    from npl_engine.data.simulator import SimulationSettings, simulate
-
-    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
-    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
-
-
-def _dataset(config: BenchConfig, n: int, seed: int, kind: str) -> Path:
-    folder = config.data_dir / f"causal_{kind}_{n}_seed{seed}"
-    if not (folder / "loans.parquet").is_file():
-        measure(_simulate, str(folder), n, seed, kind, timeout=3600.0)
-    return folder
 
 
 def _effects(book: str, out: str) -> int:
@@ -52,7 +40,7 @@ def _effects(book: str, out: str) -> int:
 
 
 def _policy(effects: str, tape: str, out: str) -> None:
-    _cli("policy", "--effects", effects, "--data", tape, "--budget", "1000000", "--out", out)
+    npl_cli("policy", "--effects", effects, "--data", tape, "--budget", "1000000", "--out", out)
 
 
 def _causal_arrays(book: str) -> tuple[Any, Any]:
@@ -84,8 +72,8 @@ def causal(config: BenchConfig) -> list[BenchResult]:
     """`npl effects` on a simulated book, then `npl policy` on a large tape."""
     n_book = BOOK_QUICK if config.quick else BOOK_FULL
     n_tape = TAPE_QUICK if config.quick else TAPE_FULL
-    book = _dataset(config, n_book, 5, "book")
-    tape = _dataset(config, n_tape, 9, "tape")
+    book = simulated_dataset(config, "causal", n_book, 5, "book")
+    tape = simulated_dataset(config, "causal", n_tape, 9, "tape")
     effects_dir = config.data_dir / f"causal_effects_{n_book}"
     shutil.rmtree(effects_dir, ignore_errors=True)
     fit = measure(_effects, str(book), str(effects_dir), timeout=7200.0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _harness import BenchConfig, BenchResult, at_most, measure
+from _harness import BenchConfig, BenchResult, at_most, measure, npl_cli
 
 BOOK_FULL, BOOK_QUICK = 100_000, 5_000
 BATCH_FULL, BATCH_QUICK = 1_000, 40
@@ -26,26 +26,20 @@ SINGLE_FULL, SINGLE_QUICK = 20, 5
 TAPE_LOANS = 10_000
 
 
-def _cli(*args: str) -> None:
-    from npl_engine.cli import main
-
-    main.main(args=list(args), standalone_mode=False)
-
-
 def _prepare(root: str, n_book: int) -> None:
     """Simulate, train and estimate effects once (not measured)."""
     base = Path(root)
     book, tape = base / "book", base / "tape"
     if not (book / "loans.parquet").is_file():
-        _cli("simulate", "--out", str(book), "--loans", str(n_book), "--seed", "31")
+        npl_cli("simulate", "--out", str(book), "--loans", str(n_book), "--seed", "31")
     if not (base / "model" / "model.json").is_file():
-        _cli("train", "--data", str(book), "--out", str(base / "model"), "--no-baselines")
+        npl_cli("train", "--data", str(book), "--out", str(base / "model"), "--no-baselines")
     for name, outcome in (("effects", "recovered"), ("rate", "recovery_rate")):
         if not (base / name / "effect_model.joblib").is_file():
-            _cli("effects", "--data", str(book), "--out", str(base / name),
+            npl_cli("effects", "--data", str(book), "--out", str(base / name),
                  "--outcome", outcome, "--no-refutations")  # fmt: skip
     if not (tape / "loans.parquet").is_file():
-        _cli("simulate", "--out", str(tape), "--loans", str(TAPE_LOANS), "--seed", "32",
+        npl_cli("simulate", "--out", str(tape), "--loans", str(TAPE_LOANS), "--seed", "32",
              "--kind", "tape")  # fmt: skip
 
 

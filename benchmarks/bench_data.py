@@ -16,24 +16,18 @@ from pathlib import Path
 
 import polars as pl
 
-from _harness import BenchConfig, BenchResult, at_most, measure
+from _harness import BenchConfig, BenchResult, at_most, measure, npl_cli
 
 N_FULL = 1_000_000
 N_QUICK = 20_000
 
 
-def _cli(*args: str) -> None:
-    from npl_engine.cli import main
-
-    main.main(args=list(args), standalone_mode=False)
-
-
 def _simulate(out: str, n: int) -> None:
-    _cli("simulate", "--out", out, "--loans", str(n), "--seed", "7", "--kind", "tape")
+    npl_cli("simulate", "--out", out, "--loans", str(n), "--seed", "7", "--kind", "tape")
 
 
 def _validate(folder: str) -> None:
-    _cli("validate", folder, "--kind", "tape")
+    npl_cli("validate", folder, "--kind", "tape")
 
 
 def _write_loans(folder: str) -> None:

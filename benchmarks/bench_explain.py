@@ -25,17 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _harness import BenchConfig, BenchResult, at_most, measure
+from _harness import BenchConfig, BenchResult, at_most, measure, npl_cli
 
 BOOK_FULL, TAPE_FULL = 100_000, 10_000
 BOOK_QUICK, TAPE_QUICK = 5_000, 1_000
 TARGET_SECONDS = 30.0
-
-
-def _cli(*args: str) -> None:
-    from npl_engine.cli import main
-
-    main.main(args=list(args), standalone_mode=False)
 
 
 def _model_loads(folder: Path) -> bool:
@@ -52,12 +46,12 @@ def _model_loads(folder: Path) -> bool:
 def _prepare_model(book: str, model: str, n_loans: int) -> None:
     """Simulate the book and train the model (not measured; run once, then cached)."""
     if not Path(book, "loans.parquet").is_file():
-        _cli("simulate", "--out", book, "--loans", str(n_loans), "--seed", "11")
-    _cli("train", "--data", book, "--out", model, "--no-baselines")
+        npl_cli("simulate", "--out", book, "--loans", str(n_loans), "--seed", "11")
+    npl_cli("train", "--data", book, "--out", model, "--no-baselines")
 
 
 def _prepare_tape(tape: str, n_loans: int) -> None:
-    _cli("simulate", "--out", tape, "--loans", str(n_loans), "--seed", "5", "--kind", "tape")
+    npl_cli("simulate", "--out", tape, "--loans", str(n_loans), "--seed", "5", "--kind", "tape")
 
 
 def _warm_numba(model_dir: str, tape: str) -> None:
@@ -75,11 +69,11 @@ def _warm_numba(model_dir: str, tape: str) -> None:
 
 
 def _score_cli(model_dir: str, tape: str, out: str, *flags: str) -> None:
-    _cli("score", "--model", model_dir, "--data", tape, "--out", out, *flags)
+    npl_cli("score", "--model", model_dir, "--data", tape, "--out", out, *flags)
 
 
 def _explain_one_cli(model_dir: str, tape: str, loan_id: str) -> None:
-    _cli("explain", "--model", model_dir, "--data", tape, "--loan-id", loan_id)
+    npl_cli("explain", "--model", model_dir, "--data", tape, "--loan-id", loan_id)
 
 
 def _load(model_dir: str, tape: str, *, lightgbm_only: bool = False) -> tuple[Any, Any]:

@@ -23,33 +23,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from _harness import MIB, BenchConfig, BenchResult, at_most, measure, npl_command
+from _harness import (
+    MIB,
+    BenchConfig,
+    BenchResult,
+    at_most,
+    measure,
+    npl_cli,
+    npl_command,
+    simulated_dataset,
+)
 
 BOOK_FULL, TAPE_FULL = 200_000, 1_000_000
 BOOK_QUICK, TAPE_QUICK = 20_000, 20_000
 BOOK_SEED, TAPE_SEED = 1, 8
-
-
-def _cli(*args: str) -> None:
-    from npl_engine.cli import main
-
-    main.main(args=list(args), standalone_mode=False)
-
-
-def _simulate(folder: str, n: int, seed: int, kind: str) -> None:
-    """Simulate a dataset and write its contract tables only (no truth: not needed here)."""
-    from npl_engine.data import write_dataset
-    from npl_engine.data.simulator import SimulationSettings, simulate
-
-    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
-    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
-
-
-def _ensure_dataset(config: BenchConfig, n: int, seed: int, kind: str) -> Path:
-    folder = config.data_dir / f"scoring_{kind}_{n}_seed{seed}"
-    if not (folder / "loans.parquet").is_file():
-        measure(_simulate, str(folder), n, seed, kind, timeout=3600.0)
-    return folder
 
 
 def _train(book: str, out: str) -> int:
@@ -58,7 +45,7 @@ def _train(book: str, out: str) -> int:
 
 
 def _score(model: str, tape: str, out: str) -> None:
-    _cli("score", "--model", model, "--data", tape, "--out", out)
+    npl_cli("score", "--model", model, "--data", tape, "--out", out)
 
 
 def _book_features(book: str) -> tuple[Any, Any]:
@@ -113,7 +100,7 @@ def _model_folder(config: BenchConfig, n_book: int) -> Path:
 def train(config: BenchConfig) -> list[BenchResult]:
     """`npl train` on a simulated book against one default LightGBM fit on its features."""
     n = BOOK_QUICK if config.quick else BOOK_FULL
-    book = _ensure_dataset(config, n, BOOK_SEED, "book")
+    book = simulated_dataset(config, "scoring", n, BOOK_SEED, "book")
     out = _model_folder(config, n)
     fit = measure(_train, str(book), str(out), timeout=7200.0)
     base = measure(
@@ -137,10 +124,12 @@ def score(config: BenchConfig) -> list[BenchResult]:
     """`npl score` of a simulated tape, curves included, against polars reading the tape."""
     n_book = BOOK_QUICK if config.quick else BOOK_FULL
     n = TAPE_QUICK if config.quick else TAPE_FULL
-    tape = _ensure_dataset(config, n, TAPE_SEED, "tape")
+    tape = simulated_dataset(config, "scoring", n, TAPE_SEED, "tape")
     model = _model_folder(config, n_book)
     if not (model / "model.json").is_file():  # `--only ...score`: train it, unmeasured
-        measure(_train, str(_ensure_dataset(config, n_book, BOOK_SEED, "book")), str(model))
+        measure(
+            _train, str(simulated_dataset(config, "scoring", n_book, BOOK_SEED, "book")), str(model)
+        )
     out = config.data_dir / "scoring_scores"
     shutil.rmtree(out, ignore_errors=True)
     cli = measure(_score, str(model), str(tape), str(out), timeout=3600.0)

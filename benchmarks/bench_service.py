@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import BenchConfig, BenchResult, at_most, measure, npl_env
+from _harness import BenchConfig, BenchResult, at_most, npl_env, simulated_dataset
 from _loadgen import request_bytes, run_load
 
 CLIENTS = 50
@@ -52,25 +52,13 @@ def _npl(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def _simulate(folder: str, n: int, seed: int, kind: str) -> None:
-    from npl_engine.data import write_dataset
-    from npl_engine.data.simulator import SimulationSettings, simulate
-
-    sim = simulate(SimulationSettings(n_loans=n, seed=seed, kind=kind))
-    write_dataset(folder, loans=sim.loans, actions=sim.actions, payments=sim.payments)
-
-
 def _ensure(config: BenchConfig) -> tuple[Path, Path]:
     """The model folder and the tape, made once and cached."""
-    book = config.data_dir / f"scoring_book_{BOOK}_seed{BOOK_SEED}"
-    if not (book / "loans.parquet").is_file():
-        measure(_simulate, str(book), BOOK, BOOK_SEED, "book", timeout=3600.0)
+    book = simulated_dataset(config, "scoring", BOOK, BOOK_SEED, "book")
     model = config.data_dir / f"service_model_{BOOK}"
     if not (model / "model.json").is_file():
         _npl("train", "--data", str(book), "--out", str(model), "--no-baselines")
-    tape = config.data_dir / f"service_tape_{TAPE}_seed{TAPE_SEED}"
-    if not (tape / "loans.parquet").is_file():
-        measure(_simulate, str(tape), TAPE, TAPE_SEED, "tape")
+    tape = simulated_dataset(config, "service", TAPE, TAPE_SEED, "tape")
     return model, tape
 
 
