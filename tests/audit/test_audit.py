@@ -22,9 +22,11 @@ from npl_engine.audit import (
     AuditStore,
     RunRecord,
     decision_frame,
+    decision_rows,
     files_fingerprint,
     new_run_id,
     record_run,
+    run_rows,
 )
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
@@ -318,7 +320,7 @@ def test_a_killed_npl_score_leaves_a_whole_record_or_none(
 
 
 def test_many_small_runs_in_one_frame_read_back_as_separate_runs(tmp_path: Path) -> None:
-    """append_many (the service's batches): each run gets its own rows, seq from 1."""
+    """Rows built for many runs at once (the service's batches): each run's own, seq from 1."""
     loans = simulate(SimulationSettings(n_loans=6, seed=34, kind="tape")).loans
     outputs = loans.select("loan_id", p_recover=pl.col("outstanding_principal") / 1e6)
     rows = decision_frame(loans, outputs, None)
@@ -338,11 +340,15 @@ def test_many_small_runs_in_one_frame_read_back_as_separate_runs(tmp_path: Path)
         )
         for i, n in enumerate((1, 3, 2))
     ]
+    ids = [r.run_id for r in records]
+    with pytest.raises(ValueError, match="5 decision rows for runs of 6 loans"):
+        decision_rows(rows.head(5), ids, [1, 3, 2])
     db = tmp_path / "audit.duckdb"
     with AuditStore(db) as store:
         with pytest.raises(ValueError, match="5 decision rows for runs of 6 loans"):
-            store.append_many(records, rows.head(5))
-        store.append_many(records, rows)
+            store.append_rows(run_rows(records), decision_rows(rows, ids, [1, 3, 2]).head(5))
+        assert store.runs().is_empty()
+        store.append_rows(run_rows(records), decision_rows(rows, ids, [1, 3, 2]))
         second = store.decisions(records[1].run_id)
         counts = [store.run(r.run_id)["n_loans"] for r in records]  # type: ignore[index]
     assert counts == [1, 3, 2]

@@ -29,17 +29,27 @@ class FakeEngine:
     fail_score: Exception | None = None
 
     def score(self, jobs: list[Job]) -> Outcome:
-        """One body per job (its loan ids) and one record per job."""
+        """One body per job (its loan ids) and one run per job, with a decision per loan."""
         if self.fail_score is not None:
             raise self.fail_score
         bodies = [{"results": [loan["loan_id"] for loan in job.loans]} for job in jobs]
-        records = [f"record of {b['results']}" for b in bodies]
-        return Outcome(bodies, records, pl.DataFrame({"n": [len(records)]}))  # type: ignore[arg-type]
+        return _outcome(bodies, [f"record of {b['results']}" for b in bodies], jobs)
 
     def recommend(self, job: Job) -> Outcome:
         """Always a call."""
         body = {"action": "call", "loan_id": job.loans[0]["loan_id"]}
-        return Outcome([body], ["record of a call"], pl.DataFrame({"n": [1]}))  # type: ignore[list-item]
+        return _outcome([body], ["record of a call"], [job])
+
+
+def _outcome(bodies: list[dict[str, Any]], runs: list[str], jobs: list[Job]) -> Outcome:
+    """Runs named by what they record, and one decision row per loan of each job."""
+    decisions = [loan["loan_id"] for job in jobs for loan in job.loans]
+    sizes = [len(job.loans) for job in jobs]
+    return Outcome(
+        bodies,
+        pl.DataFrame({"run": runs, "n_loans": sizes}),
+        pl.DataFrame({"loan_id": decisions}),
+    )
 
 
 @dataclass
@@ -52,15 +62,15 @@ class FakeStore:
     transactions: list[list[Any]] = field(default_factory=list)
     closed: bool = False
 
-    def append_many(self, records: list[Any], decisions: pl.DataFrame) -> None:
-        """One transaction: all records at once, with their decisions in one frame."""
+    def append_rows(self, runs: pl.DataFrame, decisions: pl.DataFrame) -> None:
+        """One transaction: all runs at once, with their decisions in one frame."""
         self.committing.set()
         if self.hold is not None:
             self.hold.wait(timeout=30)
         if self.fail is not None:
             raise self.fail
-        assert decisions["n"].sum() == len(records)
-        self.transactions.append(records)
+        assert runs["n_loans"].sum() == decisions.height
+        self.transactions.append(runs["run"].to_list())
 
     def close(self) -> None:
         """Remember that the store was closed."""

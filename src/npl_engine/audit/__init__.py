@@ -17,7 +17,9 @@ from npl_engine.audit._store import (
     SCHEMA_VERSION,
     AuditStore,
     RunRecord,
+    decision_rows,
     default_audit_path,
+    run_rows,
 )
 
 __all__ = [
@@ -27,9 +29,11 @@ __all__ = [
     "RunRecord",
     "bytes_fingerprint",
     "decision_frame",
+    "decision_rows",
     "default_audit_path",
     "files_fingerprint",
     "new_run_id",
     "os_caller",
     "record_run",
+    "run_rows",
 ]

@@ -36,7 +36,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "AuditStore",
     "RunRecord",
+    "decision_rows",
     "default_audit_path",
+    "run_rows",
 ]
 
 #: Environment variable naming the audit database (overridden by ``--audit-db``).
@@ -172,18 +174,40 @@ def _decision_rows(runs: Sequence[tuple[str, pl.DataFrame]], offset: int) -> pl.
     """The ``decisions`` rows of runs' frames, seq counted from ``offset + 1``."""
     frame = runs[0][1] if len(runs) == 1 else pl.concat([f for _, f in runs], how="vertical")
     sizes = np.array([f.height for _, f in runs], dtype=np.int64)
-    return _rows_of(frame, [r for r, _ in runs], sizes, offset)
+    return decision_rows(frame, [r for r, _ in runs], sizes, first_seq=offset + 1)
 
 
-def _rows_of(
-    frame: pl.DataFrame, run_ids: Sequence[str], sizes: npt.NDArray[np.int64], offset: int
+def decision_rows(
+    frame: pl.DataFrame,
+    run_ids: Sequence[str],
+    sizes: npt.ArrayLike,
+    *,
+    first_seq: int = 1,
 ) -> pl.DataFrame:
-    """The ``decisions`` rows of consecutive runs held in one frame (``sizes`` rows each).
+    """Rows of the ``decisions`` table for consecutive runs whose loans are held in one frame.
 
-    Columns: run id, seq, outputs, reasons, then the contract loans columns (enums as text).
+    Parameters
+    ----------
+    frame
+        Per-loan rows in the form :attr:`RunRecord.decisions` takes (contract loans columns,
+        ``outputs``, ``reasons``), the loans of ``run_ids[0]`` first.
+    run_ids, sizes
+        Each run's id and number of rows, in frame order.
+    first_seq
+        ``seq`` of each run's first row.
+
+    Returns
+    -------
+    pl.DataFrame
+        Run id, seq, outputs, reasons, then the contract loans columns (enums as text): what
+        :meth:`AuditStore.append_rows` inserts.
     """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if int(sizes.sum()) != frame.height:
+        msg = f"{frame.height} decision rows for runs of {int(sizes.sum())} loans"
+        raise ValueError(msg)
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    seq = np.arange(frame.height, dtype=np.int64) - starts + offset + 1
+    seq = np.arange(frame.height, dtype=np.int64) - starts + first_seq
     ids = np.repeat(np.array(run_ids, dtype=object), sizes)
     text = {n: pl.col(n) if n in frame.columns else pl.lit(None, pl.String)
             for n in ("outputs", "reasons")}  # fmt: skip
@@ -198,6 +222,11 @@ def _rows_of(
             if c in frame.columns
         ],
     )
+
+
+def run_rows(records: Sequence[RunRecord]) -> pl.DataFrame:
+    """Rows of the ``runs`` table for records (each record's :meth:`RunRecord.run_row`)."""
+    return pl.DataFrame([r.run_row() for r in records], schema_overrides=_RUN_TYPES)
 
 
 class AuditStore:
@@ -328,32 +357,30 @@ class AuditStore:
 
         self._transaction(write)
 
-    def append_many(self, records: Sequence[RunRecord], decisions: pl.DataFrame) -> None:
-        """Append many small runs whose decisions come as one frame, in one transaction.
+    def append_rows(self, runs: pl.DataFrame, decisions: pl.DataFrame) -> None:
+        """Append runs and decisions given as table rows, all in one transaction.
 
-        The service's batches hold one run per request: ``decisions`` has the rows of every
-        record, in record order, ``records[i].n_loans`` rows each, in the form
-        :attr:`RunRecord.decisions` takes (the records' own ``decisions`` are not read). One
-        frame instead of one per run saves cutting the batch into pieces and gluing them back.
+        For many small runs at once (the service's batches hold one run per request): the
+        rows are built where the runs are computed (:func:`run_rows`, :func:`decision_rows`),
+        and only inserted here.
 
         Raises
         ------
         NplError
             As :meth:`append`.
         ValueError
-            If the records' ``n_loans`` do not add up to the rows of ``decisions``.
+            If the runs' ``n_loans`` do not add up to the rows of ``decisions``.
         """
-        if not records:
+        if runs.is_empty():
             return
-        sizes = np.array([r.n_loans or 0 for r in records], dtype=np.int64)
-        if int(sizes.sum()) != decisions.height:
-            msg = f"{decisions.height} decision rows for runs of {int(sizes.sum())} loans"
+        expected = int(runs["n_loans"].sum())
+        if expected != decisions.height:
+            msg = f"{decisions.height} decision rows for runs of {expected} loans"
             raise ValueError(msg)
 
         def write() -> None:
-            self._insert("decisions", _rows_of(decisions, [r.run_id for r in records], sizes, 0))
-            rows = [r.run_row() for r in records]
-            self._insert("runs", pl.DataFrame(rows, schema_overrides=_RUN_TYPES))
+            self._insert("decisions", decisions)
+            self._insert("runs", runs)
 
         self._transaction(write)
 

@@ -610,9 +610,9 @@ class _Recording:
 
 def _append(store: AuditStore | None, outcomes: Sequence[Outcome]) -> None:
     """Append the runs of outcomes to the audit database in one transaction."""
-    records = [r for o in outcomes for r in o.records]
-    if store is None or not records:
+    rows = [(o.runs, o.decisions) for o in outcomes if o.runs is not None]
+    if store is None or not rows:
         return
-    frames = [o.decisions for o in outcomes if o.records and o.decisions is not None]
-    decisions = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
-    store.append_many(records, decisions)
+    runs = pl.concat([r for r, _ in rows], how="vertical")
+    decisions = pl.concat([d for _, d in rows if d is not None], how="vertical")
+    store.append_rows(runs, decisions)

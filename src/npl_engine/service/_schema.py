@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from npl_engine.data.contract import LOANS, ColumnSpec
-
-if TYPE_CHECKING:
-    from npl_engine.audit import RunRecord
 
 __all__ = ["REASON_TOP", "Job", "Loan", "Outcome", "loans_frame"]
 
@@ -132,13 +129,12 @@ class Outcome:
     ----------
     bodies
         One response body per job, in job order.
-    records
-        The decision records of those jobs (empty when the service records nothing); their
-        per-loan rows are in ``decisions``, not in each record.
-    decisions
-        The records' decisions, in record order (see :meth:`AuditStore.append_many`).
+    runs, decisions
+        The decision records of those jobs, one run per job, as rows of the audit tables
+        (:meth:`~npl_engine.audit.AuditStore.append_rows`); ``None`` when the service records
+        nothing.
     """
 
     bodies: list[dict[str, Any]]
-    records: list[RunRecord]
+    runs: pl.DataFrame | None = None
     decisions: pl.DataFrame | None = None

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from npl_engine import __version__
-from npl_engine.audit import RunRecord, files_fingerprint, new_run_id
+from npl_engine.audit import RunRecord, decision_rows, files_fingerprint, new_run_id, run_rows
 from npl_engine.data.contract import LOANS
 from npl_engine.errors import NplError
 from npl_engine.explain import (
@@ -135,10 +135,9 @@ class Engine:
                 "expected_recovery_rate": rate,
             }
         )
-        records, decisions = self._records(
+        run_ids, runs, decisions = self._records(
             jobs, starts, frame, outputs, reasons, command="serve:score"
         )
-        run_ids = [r.run_id for r in records] if records else [None] * len(jobs)
         loan_ids = frame["loan_id"].to_list()
         bodies = []
         for i, job in enumerate(jobs):
@@ -154,10 +153,10 @@ class Engine:
                 }
                 if job.reasons:
                     item["reasons"] = reasons[r]
-                item["decision_id"] = f"{run_ids[i]}:{seq}" if run_ids[i] else None
+                item["decision_id"] = f"{run_ids[i]}:{seq}" if run_ids else None
                 results.append(item)
-            bodies.append({"run_id": run_ids[i], "results": results})
-        return Outcome(bodies, records, decisions)
+            bodies.append({"run_id": run_ids[i] if run_ids else None, "results": results})
+        return Outcome(bodies, runs, decisions)
 
     def _reasons(
         self,
@@ -253,11 +252,11 @@ class Engine:
                 "cost": [result["cost"]],
             }
         )
-        records, decisions = self._records(
+        run_ids, runs, decisions = self._records(
             [job], np.array([0, 1]), frame, outputs, [None], command="serve:recommend"
         )
-        result["decision_id"] = f"{records[0].run_id}:1" if records else None
-        return Outcome([result], records, decisions)
+        result["decision_id"] = f"{run_ids[0]}:1" if run_ids else None
+        return Outcome([result], runs, decisions)
 
     # -- decision records ----------------------------------------------------------------
 
@@ -270,10 +269,16 @@ class Engine:
         reasons: Sequence[dict[str, list[str]] | None],
         *,
         command: str,
-    ) -> tuple[list[RunRecord], pl.DataFrame | None]:
-        """One run record per job, and the decisions of all (none when not recording)."""
+    ) -> tuple[list[str], pl.DataFrame | None, pl.DataFrame | None]:
+        """Run ids, and the ``runs`` and ``decisions`` rows to append: one run per job.
+
+        The rows are built here, in the table layout (:func:`~npl_engine.audit.run_rows`,
+        :func:`~npl_engine.audit.decision_rows`), so that the recording process only inserts
+        them: what travels between the processes is two frames, and the commit that every
+        answer waits for starts at once. Nothing when not recording.
+        """
         if not self.recording:
-            return [], None
+            return [], None, None
         recommending = command == "serve:recommend"
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
         # Row by row, not joined on loan_id: two requests of a batch may hold the same loan.
@@ -305,7 +310,8 @@ class Engine:
                     n_loans=int(starts[i + 1] - starts[i]),
                 )
             )
-        return records, rows
+        run_ids = [r.run_id for r in records]
+        return run_ids, run_rows(records), decision_rows(rows, run_ids, np.diff(starts))
 
 
 def _rows(attribution: Attribution, rows: Any) -> Attribution:
