@@ -277,19 +277,7 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
     >>> s.names  # doctest: +SKIP
     ('base', 'adverse', 'severe')
     """
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        msg = f"{source}: cannot read the scenario file: {reason}"
-        raise SettingsError(msg) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        msg = f"{source}: not UTF-8 text (TOML files are UTF-8): byte {exc.start} is invalid"
-        raise SettingsError(msg) from exc
-    return parse_scenarios(text, source=source)
+    return parse_scenarios(_read_settings(path, "scenario file"), source=str(path))
 
 
 def parse_scenarios(text: str, *, source: str = "<string>") -> ScenarioSet:
@@ -329,18 +317,9 @@ def parse_scenarios(text: str, *, source: str = "<string>") -> ScenarioSet:
     >>> parse_scenarios(text).scenarios == (BASE_SCENARIO,)
     True
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(_toml_syntax_message(source, text, exc)) from exc
-    # Unknown top-level keys are caught here rather than by the model, which also accepts its
-    # Python field name ``scenarios``: a file must spell the array ``[[scenario]]``.
-    problems = [
-        f"{source}: {key}: {_unknown_key(key, _TOP_LEVEL_KEYS)}"
-        for key in data
-        if key not in _TOP_LEVEL_KEYS
-    ]
-    known = {key: value for key, value in data.items() if key in _TOP_LEVEL_KEYS}
+    # The model also accepts its Python field name ``scenarios``: a file must spell the array
+    # ``[[scenario]]``, so unknown top-level keys are caught before it.
+    known, problems = _top_level(text, source, _TOP_LEVEL_KEYS)
     try:
         scenario_set = ScenarioSet.model_validate(known)
     except ValidationError as exc:
@@ -407,6 +386,40 @@ def _toml_string(value: str) -> str:
             out.append(f"\\U{ord(ch):08X}")
     out.append('"')
     return "".join(out)
+
+
+def _read_settings(path: str | Path, what: str) -> str:
+    """The text of a settings file; SettingsError naming it if it cannot be read or decoded."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        msg = f"{source}: cannot read the {what}: {reason}"
+        raise SettingsError(msg) from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"{source}: not UTF-8 text (TOML files are UTF-8): byte {exc.start} is invalid"
+        raise SettingsError(msg) from exc
+
+
+def _top_level(text: str, source: str, allowed: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Parse a settings file's TOML: its allowed top-level tables, and a problem per other key.
+
+    Raises
+    ------
+    SettingsError
+        If the text is not valid TOML (with the line and its text).
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(_toml_syntax_message(source, text, exc)) from exc
+    problems = [
+        f"{source}: {key}: {_unknown_key(key, allowed)}" for key in data if key not in allowed
+    ]
+    return {key: value for key, value in data.items() if key in allowed}, problems
 
 
 def _toml_syntax_message(source: str, text: str, exc: tomllib.TOMLDecodeError) -> str:

@@ -17,7 +17,6 @@ in file order.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,8 @@ from npl_engine.scenarios import (
     _describe_error,
     _describe_value,
     _key_path,
-    _toml_syntax_message,
+    _read_settings,
+    _top_level,
     _unknown_key,
 )
 from npl_engine.valuation._finance import annual_irr, moic, weighted_average_life
@@ -386,19 +386,7 @@ def load_tranches(path: str | Path) -> TrancheStructure:
     >>> s.names  # doctest: +SKIP
     ('senior', 'mezzanine', 'junior')
     """
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        msg = f"{source}: cannot read the tranche file: {reason}"
-        raise SettingsError(msg) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        msg = f"{source}: not UTF-8 text (TOML files are UTF-8): byte {exc.start} is invalid"
-        raise SettingsError(msg) from exc
-    return parse_tranches(text, source=source)
+    return parse_tranches(_read_settings(path, "tranche file"), source=str(path))
 
 
 def parse_tranches(text: str, *, source: str = "<string>") -> TrancheStructure:
@@ -439,18 +427,9 @@ def parse_tranches(text: str, *, source: str = "<string>") -> TrancheStructure:
     >>> parse_tranches(text).names
     ('senior', 'junior')
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(_toml_syntax_message(source, text, exc)) from exc
     # The model also accepts its Python field names (terms, tranches); a file must use the
-    # table names, so unknown top-level keys are caught here.
-    problems = [
-        f"{source}: {key}: {_unknown_key(key, _TOP_LEVEL_KEYS)}"
-        for key in data
-        if key not in _TOP_LEVEL_KEYS
-    ]
-    known = {key: value for key, value in data.items() if key in _TOP_LEVEL_KEYS}
+    # table names, so unknown top-level keys are caught before it.
+    known, problems = _top_level(text, source, _TOP_LEVEL_KEYS)
     try:
         structure = TrancheStructure.model_validate(known)
     except ValidationError as exc:
