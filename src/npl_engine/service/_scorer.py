@@ -22,7 +22,6 @@ import polars as pl
 
 from npl_engine import __version__
 from npl_engine.audit import RunRecord, decision_rows, files_fingerprint, new_run_id, run_rows
-from npl_engine.data.contract import LOANS
 from npl_engine.errors import NplError
 from npl_engine.explain import (
     Attribution,
@@ -282,7 +281,9 @@ class Engine:
         recommending = command == "serve:recommend"
         fingerprint = self.effects_fingerprint if recommending else self.model_fingerprint
         # Row by row, not joined on loan_id: two requests of a batch may hold the same loan.
-        rows = frame.select(LOANS.names).with_columns(
+        # ``frame`` holds the contract loans columns only (loans_frame); decision_rows keeps
+        # them in contract order.
+        rows = frame.with_columns(
             outputs.select(pl.struct(pl.exclude("loan_id")).struct.json_encode())
             .to_series()
             .alias("outputs"),
