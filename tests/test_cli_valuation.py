@@ -97,16 +97,53 @@ def test_value_refuses_a_horizon_beyond_the_model(
 def test_expected_loss_writes_loans_and_summaries(
     model_and_tape: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """EL per loan is LGD × EAD with LGD in [0, 1]; summaries by segment and legal stage."""
+    """EL = LGD × EAD per loan; per scenario and by five groupings; CSV, Excel and a record."""
     model, tape = model_and_tape
     out = tmp_path / "el"
-    result = _npl("expected-loss", "--model", model, "--data", tape,
+    db = tmp_path / "audit.duckdb"
+    result = _npl("expected-loss", "--model", model, "--data", tape, "--audit-db", db,
                   "--scenarios", SCENARIOS / "eu_2026.toml", "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
     el = pl.read_parquet(out / "expected_loss.parquet")
     assert el.height == 1_500
     assert el["lgd"].is_between(0, 1).all()
     assert ((el["el"] - el["lgd"] * el["ead"]).abs() < 1e-6).all()
+    for column in ("region", "default_vintage", "months_since_default", "el_base", "el_adverse"):
+        assert column in el.columns
+    assert pl.read_csv(out / "expected_loss.csv").height == 1_500
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["by_segment"][-1]["segment"] == "total"
-    assert summary["by_legal_stage"][-1]["legal_stage"] == "total"
+    for key in ("segment", "legal_stage", "region", "default_vintage", "months_since_default_band"):
+        assert summary[f"by_{key}"][-1][key] == "total"
+        assert summary[f"by_{key}"][-1]["el"] == pytest.approx(el["el"].sum(), rel=1e-9)
+    weighted = summary["by_scenario"][-1]
+    assert weighted["scenario"] == "weighted"
+    assert weighted["el"] == pytest.approx(
+        sum(r["weight"] * r["el"] for r in summary["by_scenario"][:-1]), rel=1e-9
+    )
+    assert summary["discounting"] == {"basis": "contractual", "rate": None}
+    sheets = pl.read_excel(out / "expected_loss.xlsx", sheet_id=0)
+    assert list(sheets)[:3] == ["by_scenario", "segment", "legal_stage"]
+    assert sheets["loans"].height == 1_500
+    assert sheets["by_scenario"]["el"].to_list() == pytest.approx(
+        [r["el"] for r in summary["by_scenario"]], rel=1e-12
+    )
+    listed = _npl("audit", "list", "--audit-db", db)
+    assert listed.exit_code == 0, listed.output
+    assert "expected-loss" in listed.output
+
+
+def test_expected_loss_basel_rate_raises_lgd_of_low_rate_loans(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--discount-rate 0.5 (far above every contractual rate) gives a higher EL, basis stated."""
+    model, tape = model_and_tape
+    runs = {}
+    for name, extra in (("ifrs", []), ("basel", ["--discount-rate", "0.5"])):
+        result = _npl("expected-loss", "--model", model, "--data", tape, "--no-audit",
+                      "--scenarios", SCENARIOS / "eu_2026.toml", "--out", tmp_path / name,
+                      *extra)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads((tmp_path / name / "summary.json").read_text())
+    assert runs["basel"]["discounting"] == {"basis": "basel_workout", "rate": 0.5}
+    assert runs["basel"]["by_scenario"][-1]["el"] > runs["ifrs"]["by_scenario"][-1]["el"]
+    assert "Basel workout" in result.output

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
+import polars as pl
 import pytest
 
 from npl_engine.valuation import (
     MonteCarloSettings,
     expected_loss,
     present_value,
+    risk_attributes,
     simulate_paths,
     value_portfolio,
 )
@@ -107,3 +111,47 @@ def test_lgd_is_bounded_and_discounted_at_each_loans_rate() -> None:
     assert lgd[0] == 0.0
     assert lgd[1] < lgd[2]
     assert lgd[1] == pytest.approx(1 - float(present_value(borrower[1], 0.02)) / 1000)
+
+
+def test_expected_loss_per_scenario_weights_to_the_weighted_figure() -> None:
+    """Each scenario's EL, weighted by the file's weights, equals the weighted EL (1e-9)."""
+    pf = _portfolio()
+    sc = scenario_set(base("up", 0.6), base("down", 0.4, collections_multiplier=0.7))
+    el = expected_loss(pf, sc)  # type: ignore[arg-type]
+    rows = {r["scenario"]: r for r in el.by_scenario.iter_rows(named=True)}
+    assert rows["weighted"]["el"] == pytest.approx(
+        0.6 * rows["up"]["el"] + 0.4 * rows["down"]["el"], rel=1e-9
+    )
+    assert rows["weighted"]["el"] == pytest.approx(el.loans["el"].sum(), rel=1e-9)
+    assert rows["down"]["el"] > rows["up"]["el"]
+    segment_total = el.by_segment.filter(segment="total").row(0, named=True)
+    assert segment_total["el_down"] == pytest.approx(rows["down"]["el"], rel=1e-9)
+
+
+def test_basel_workout_lgd_discounts_every_loan_at_the_stated_rate() -> None:
+    """At a stated 8 %, 600 collected in month 12 on EAD 1000 gives LGD 1 - 600 / 1.08 / 1000."""
+    borrower = np.zeros((2, H))
+    borrower[:, 11] = 600.0
+    pf = make_portfolio(borrower, interest_rate=np.array([0.01, 0.20]))
+    el = expected_loss(pf, scenario_set(), discount_rate=0.08)
+    assert el.loans["lgd"].to_list() == pytest.approx([1 - 600 / 1.08 / 1000] * 2, rel=1e-12)
+    assert el.discount_basis == "basel_workout"
+    assert el.summary()["discounting"] == {"basis": "basel_workout", "rate": 0.08}
+
+
+def test_risk_attributes_band_months_since_default() -> None:
+    """Vintage is the default year; 0, 11, 12, 40 and 61 months fall in their bands."""
+    cutoff = dt.date(2026, 9, 30)
+    days = [0, 11 * 30.4375 + 3, 12 * 30.4375 + 3, 40 * 30.4375 + 3, 61 * 30.4375 + 3]
+    loans = pl.DataFrame(
+        {
+            "loan_id": [f"L{i}" for i in range(5)],
+            "region": ["Lazio"] * 5,
+            "cutoff_date": [cutoff] * 5,
+            "default_date": [cutoff - dt.timedelta(days=int(d)) for d in days],
+        }
+    )
+    out = risk_attributes(loans)
+    assert out["months_since_default"].to_list() == [0, 11, 12, 40, 61]
+    assert out["months_since_default_band"].to_list() == ["0-6", "6-12", "12-24", "36-60", "60+"]
+    assert out["default_vintage"].to_list() == [2026, 2025, 2025, 2023, 2021]

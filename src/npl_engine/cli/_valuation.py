@@ -31,7 +31,9 @@ from npl_engine.errors import NplError
 #: Files `npl value` writes (an existing folder holding only these may be replaced).
 VALUE_FILES = frozenset({"valuation.json", "cashflows.parquet", "paths.parquet"})
 #: Files `npl expected-loss` writes.
-EL_FILES = frozenset({"expected_loss.parquet", "summary.json"})
+EL_FILES = frozenset(
+    {"expected_loss.parquet", "expected_loss.csv", "expected_loss.xlsx", "summary.json"}
+)
 
 
 def _load_portfolio(
@@ -252,48 +254,111 @@ def _print_valuation(result: dict[str, Any]) -> None:
     "--out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder for expected_loss.parquet and summary.json.",
+    help="Folder for expected_loss.parquet / .csv / .xlsx and summary.json.",
 )
+@click.option(
+    "--discount-rate",
+    type=click.FloatRange(-0.99),
+    default=None,
+    help="Basel workout LGD: discount every loan at this annual rate (EBA GL/2017/16: an "
+    "interbank rate + 0.05) instead of its contractual rate (IFRS 9, the default).",
+)
+@_audit_options
 @_user_errors
 def expected_loss_command(
-    *, model_dir: Path, data_dir: Path, scenarios_file: Path, out: Path
+    *,
+    model_dir: Path,
+    data_dir: Path,
+    scenarios_file: Path,
+    out: Path,
+    discount_rate: float | None,
+    audit_db: Path | None = None,
+    no_audit: bool = False,
 ) -> None:
-    """Expected loss per loan (workout LGD × EAD), scenario-weighted, by segment and stage.
+    """Expected loss per loan (workout LGD × EAD), per scenario and weighted, for a risk file.
 
-    LGD = 1 − PV(net collections) / EAD, discounted at each loan's contractual rate.
+    LGD = 1 − PV(net collections) / EAD, discounted at each loan's contractual rate (IFRS 9
+    stage 3, lifetime ECL; the contractual rate stands in for the effective interest rate) or,
+    with --discount-rate, at one stated rate (Basel workout LGD). Summaries by scenario,
+    segment, legal stage, region, default vintage and months since default; per-loan rows with
+    those columns; Parquet, CSV, Excel and summary.json; a decision record (docs/valuation.md).
     """
-    from npl_engine.data.writers import atomic_folder
+    from npl_engine.data.writers import atomic_folder, write_workbook
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import collateral_grid_for, expected_loss
+    from npl_engine.valuation import collateral_grid_for, expected_loss, risk_attributes
 
     console = _console(stderr=True)
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
     _, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    loans = read_dataset(data_dir).loans.collect()
     say("discounting each loan's net collections under each scenario")
     try:
-        el = expected_loss(portfolio, scenario_set)
+        el = expected_loss(
+            portfolio,
+            scenario_set,
+            attributes=risk_attributes(loans),
+            discount_rate=discount_rate,
+        )
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     say(f"writing {out}")
-    summary = {
-        "scenarios": [{"name": s.name, "weight": s.weight} for s in scenario_set.scenarios],
-        "by_segment": el.by_segment.to_dicts(),
-        "by_legal_stage": el.by_legal_stage.to_dicts(),
-    }
+    rates = frozenset({"el_rate", "lgd", *(f"lgd_{n}" for n in el.scenario_names)})
     with atomic_folder(out, allowed=EL_FILES) as staging:
         el.loans.write_parquet(staging / "expected_loss.parquet")
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        el.loans.write_csv(staging / "expected_loss.csv")
+        (staging / "summary.json").write_text(json.dumps(el.summary(), indent=2) + "\n")
+        sheets = {"by_scenario": el.by_scenario, **el.groups, "loans": el.loans}
+        skipped = write_workbook(staging / "expected_loss.xlsx", sheets, percent_columns=rates)
+        _record_decisions(
+            audit_db,
+            no_audit=no_audit,
+            command="expected-loss",
+            loans=loans,
+            outputs=el.loans.select("loan_id", exposure="ead", lgd="lgd", expected_loss="el"),
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters={
+                "scenarios": _file_ref(scenarios_file),
+                "discount_basis": el.discount_basis,
+                "discount_rate": discount_rate,
+                "weighted_el": el.by_scenario.filter(scenario="weighted")["el"].item(),
+            },
+        )
+    _print_expected_loss(el)
+    if skipped:
+        click.echo(
+            f"note: the workbook leaves out sheet(s) {', '.join(skipped)}: more rows than Excel "
+            "holds; every loan is in expected_loss.parquet and expected_loss.csv",
+            err=True,
+        )
+    click.echo(f"wrote {out / 'expected_loss.parquet'}, .csv, .xlsx and {out / 'summary.json'}")
+
+
+def _print_expected_loss(el: Any) -> None:
+    """Print the per-scenario totals and each grouping's table."""
     out_console = _console()
-    for title, frame in (("segment", el.by_segment), ("legal stage", el.by_legal_stage)):
-        key = frame.columns[0]
+    basis = (
+        "each loan's contractual rate (IFRS 9)"
+        if el.discount_rate is None
+        else f"{el.discount_rate:.2%} for every loan (Basel workout LGD)"
+    )
+    out_console.print(f"Expected loss, discounted at {basis}")
+    rows = [
+        [r["scenario"], f"{r['weight']:.2f}", _money(r["ead"]), _money(r["el"]),
+         _pct(r["el_rate"])]
+        for r in el.by_scenario.iter_rows(named=True)
+    ]  # fmt: skip
+    out_console.print(_table(["scenario", "weight>", "EAD>", "expected loss>", "EL / EAD>"], rows))
+    for key, frame in el.groups.items():
         rows = [
-            [str(r[key]), f"{r['loans']:,}", _money(r["ead"]), _money(r["el"]), _pct(r["el_rate"])]
+            [str(r[key]), f"{r['loans']:,}", _money(r["ead"]), _money(r["el"]),
+             _pct(r["el_rate"])]
             for r in frame.iter_rows(named=True)
-        ]
+        ]  # fmt: skip
+        title = key.replace("_", " ")
         out_console.print(_table([title, "loans>", "EAD>", "expected loss>", "EL / EAD>"], rows))
-    click.echo(f"wrote {out / 'expected_loss.parquet'} and {out / 'summary.json'}")
 
 
 def _load_tranches(path: Path | None) -> Any:

@@ -4,7 +4,13 @@ Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md`
 """
 
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
-from npl_engine.valuation._expected_loss import ExpectedLoss, expected_loss
+from npl_engine.valuation._expected_loss import (
+    EL_GROUPS,
+    MONTHS_SINCE_DEFAULT_BANDS,
+    ExpectedLoss,
+    expected_loss,
+    risk_attributes,
+)
 from npl_engine.valuation._finance import (
     annual_irr,
     discount_factors,
@@ -34,6 +40,8 @@ from npl_engine.valuation._tranches import (
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
+    "EL_GROUPS",
+    "MONTHS_SINCE_DEFAULT_BANDS",
     "ExpectedLoss",
     "MonteCarloResult",
     "MonteCarloSettings",
@@ -56,6 +64,7 @@ __all__ = [
     "moic",
     "parse_tranches",
     "present_value",
+    "risk_attributes",
     "scenario_cash_flows",
     "simulate_paths",
     "tranche_report",
