@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from threadpoolctl import threadpool_limits
+
+from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.scoring import RecoveryModel
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,3 +38,20 @@ def one_openmp_thread() -> Iterator[None]:
     """
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
+
+
+@pytest.fixture(scope="session")
+def small_model_and_tape(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small model trained on a 6,000-loan book (seed 31) and a 1,500-loan tape (seed 32).
+
+    One trained model for the tests of every command that reads one; trained once per pytest
+    worker.
+    """
+    root = tmp_path_factory.mktemp("small_model")
+    sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
+    model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
+    model.fit(sim.dataset()).save(root / "model")
+    write_simulation(
+        simulate(SimulationSettings(n_loans=1_500, seed=32, kind="tape")), root / "tape"
+    )
+    return root / "model", root / "tape"

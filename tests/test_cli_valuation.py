@@ -10,24 +10,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from npl_engine.cli import main
-from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
-from npl_engine.scoring import RecoveryModel
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 @pytest.fixture(scope="module")
-def model_and_tape(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small model trained on 6,000 loans and a 1,500-loan tape."""
-    root = tmp_path_factory.mktemp("valuation_cli")
-    sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
-    book = sim.dataset()
-    model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
-    model.fit(book).save(root / "model")
-    write_simulation(
-        simulate(SimulationSettings(n_loans=1_500, seed=32, kind="tape")), root / "tape"
-    )
-    return root / "model", root / "tape"
+def model_and_tape(small_model_and_tape: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The shared small model (6,000-loan book) and its 1,500-loan tape."""
+    return small_model_and_tape
 
 
 def _npl(*args: str | Path) -> Result:

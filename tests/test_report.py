@@ -33,12 +33,16 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
 
 @pytest.fixture(scope="module")
 def report(folders: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The report of the tape, with fairness checked on the book and 200 Monte Carlo paths."""
+    """The report of the tape: fairness checked on the book, 200 Monte Carlo paths, monitoring."""
     model, book, tape = folders
     out = tmp_path_factory.mktemp("report_out") / "report.html"
+    monitored = _npl("monitor", "--model", model, "--data", tape, "--no-audit",
+                     "--out", out.parent / "monitor")  # fmt: skip
+    assert monitored.exit_code == 0, monitored.output
     result = _npl(
         "report", "--model", model, "--data", tape, "--scenarios", SCENARIOS / "eu_2026.toml",
         "--fairness-book", book, "--simulations", "200", "--out", out,
+        "--monitor", out.parent / "monitor",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert str(out) in result.output
@@ -57,9 +61,11 @@ def test_report_is_one_file_that_refers_to_nothing_outside(report: Path) -> None
     assert all(r.startswith(("data:", "#")) for r in refs), [r[:40] for r in refs]
     assert "<script" not in html
     assert "default-src 'none'" in html
-    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 5
-    for anchor in ("portfolio", "collections", "price", "drivers", "effects", "fairness", "model"):
+    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 6
+    for anchor in ("portfolio", "collections", "price", "drivers", "effects", "fairness",
+                   "monitoring", "model"):  # fmt: skip
         assert f'<section id="{anchor}">' in html
+    assert "No flags: the book looks like the one the model learned from." in html
     # Without --effects the section says so; fairness is there; so is the model card.
     assert "Not included: this report was built without <code>--effects" in html
     assert "No flag raised" in html or "four-fifths rule" in html

@@ -476,6 +476,13 @@ def _print_fairness(report: Any) -> None:
     help="Monte Carlo paths (0 = none).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--monitor",
+    "monitor_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl monitor`: adds the monitoring section.",
+)
 @click.option("--title", default="NPL portfolio report", show_default=True)
 @_user_errors
 def report_command(
@@ -489,6 +496,7 @@ def report_command(
     budget: float | None,
     simulations: int,
     seed: int,
+    monitor_dir: Path | None,
     title: str,
 ) -> None:
     """Write one self-contained HTML report: charts of the portfolio, prices, drivers and more.
@@ -529,6 +537,7 @@ def report_command(
         simulations=simulations,
         budget=budget,
         seed=seed,
+        monitor_dir=monitor_dir,
         progress=say,
     )
     say(f"writing {out}")

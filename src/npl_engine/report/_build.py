@@ -16,9 +16,11 @@ import polars as pl
 from npl_engine import __version__
 from npl_engine.data import Dataset
 from npl_engine.errors import NplError
+from npl_engine.monitoring import MonitorReport
 from npl_engine.report import _plots
 from npl_engine.scenarios import ScenarioSet
 from npl_engine.scoring import RecoveryModel
+from npl_engine.stability import PSI_SHIFT, PSI_WATCH
 
 __all__ = ["ReportData", "gather"]
 
@@ -39,6 +41,7 @@ class ReportData:
     fairness: dict[str, Any] | None
     fairness_groups: pl.DataFrame | None
     model: dict[str, Any]
+    monitoring: dict[str, Any] | None = None
 
 
 def _composition(loans: pl.DataFrame, exposure: np.ndarray[Any, Any]) -> dict[str, pl.DataFrame]:
@@ -128,6 +131,7 @@ def gather(
     simulations: int = 500,
     budget: float | None = None,
     seed: int = 0,
+    monitor_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> ReportData:
     """Compute every section of the report.
@@ -152,6 +156,8 @@ def gather(
         Action budget of the plan (``None``: no limit).
     seed
         Seed of the Monte Carlo and of the SHAP sample.
+    monitor_dir
+        A folder written by ``npl monitor``; ``None`` leaves the monitoring section empty.
     progress
         Called with a short description before each step.
     """
@@ -214,6 +220,14 @@ def gather(
         fairness, groups = fair.to_dict(), fair.groups
         charts["calibration"] = _plots.calibration_by_group(groups, ATTRIBUTES)
 
+    monitoring = None
+    if monitor_dir is not None:
+        say(f"reading the monitoring folder {monitor_dir}")
+        monitoring = MonitorReport.load(monitor_dir).summary()
+        charts["stability"] = _plots.stability(
+            pl.DataFrame(monitoring["stability"]), watch=PSI_WATCH, shift=PSI_SHIFT
+        )
+
     exposure = portfolio.exposure
     expected = float(portfolio.borrower.sum() + portfolio.collateral.sum())
     facts = {
@@ -246,4 +260,5 @@ def gather(
         fairness=fairness,
         fairness_groups=groups,
         model=meta_model,
+        monitoring=monitoring,
     )

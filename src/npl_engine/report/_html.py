@@ -247,6 +247,45 @@ def _fairness(d: ReportData) -> str:
     return _section("fairness", "Fairness", lead, body)
 
 
+def _monitoring(d: ReportData) -> str:
+    lead = (
+        "Is the tape still the kind of book the model learned from? Population stability of "
+        "each feature and of p_recover against the training book and, where outcomes have "
+        "since been realised, realised against expected collections."
+    )
+    m = d.monitoring
+    if m is None:
+        note = (
+            '<p class="note">Not included: this report was built without a monitoring folder '
+            "(<code>--monitor DIR</code>, written by <code>npl monitor</code>).</p>"
+        )
+        return _section("monitoring", "Monitoring", lead, note)
+    if m["flags"]:
+        items = "".join(f"<li>{escape(flag)}</li>" for flag in m["flags"])
+        flags = f'<ul class="flags">{items}</ul>'
+    else:
+        flags = '<p class="ok">No flags: the book looks like the one the model learned from.</p>'
+    mix = _table(
+        ["segment", "training>", "now>", "change (pp)>"],
+        [
+            [r["segment"], _pct(r["reference_share"]), _pct(r["current_share"]),
+             f"{r['change_pp']:+.1f}"]
+            for r in m["segment_mix"]
+        ],
+    )  # fmt: skip
+    body = flags + _img(d.charts["stability"], "population stability index") + mix
+    if m["collections_calibration"]:
+        body += _table(
+            ["by month", "loans>", "expected>", "realised>", "ratio>"],
+            [
+                [str(r["month"]), f"{r['loans']:,}", _money(r["expected"]),
+                 _money(r["realised"]), _pct(r["ratio"])]
+                for r in m["collections_calibration"]
+            ],
+        )  # fmt: skip
+    return _section("monitoring", "Monitoring", lead, body)
+
+
 def _model_card(d: ReportData) -> str:
     m, info, definition = d.model["metrics"], d.model["info"], d.model["definition"]
     rows = [
@@ -343,13 +382,15 @@ def render(d: ReportData) -> str:
         ),
         _effects(d),
         _fairness(d),
+        _monitoring(d),
         _model_card(d),
     ]
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (("portfolio", "Portfolio"), ("collections", "Collections"),
                      ("price", "Price"), ("drivers", "Drivers"), ("effects", "Actions"),
-                     ("fairness", "Fairness"), ("model", "Model card"))
+                     ("fairness", "Fairness"), ("monitoring", "Monitoring"),
+                     ("model", "Model card"))
     )  # fmt: skip
     subtitle = (
         f"{f['n_loans']:,} loans · cut-off {f['cutoff']} · source {f['source']} · "

@@ -262,3 +262,20 @@ def calibration_by_group(groups: pl.DataFrame, attributes: Sequence[str]) -> str
             fontsize=10,
         )
         return _svg(fig)
+
+
+def stability(frame: pl.DataFrame, *, watch: float, shift: float, top: int = 15) -> str:
+    """PSI of the variables that moved most, with the watch and shift thresholds marked."""
+    with rc_context(_STYLE):
+        best = frame.sort("psi", descending=True).head(top).reverse()
+        fig, (ax,) = _figure(8, 0.9 + 0.28 * best.height)
+        psi = best["psi"].to_numpy()
+        colours = [WARN if p >= shift else PALETTE[1] if p >= watch else ACCENT for p in psi]
+        ax.barh(best["variable"].to_list(), psi, color=colours)
+        for level, label in ((watch, "watch"), (shift, "shift")):
+            ax.axvline(level, color=MUTED, linewidth=1, linestyle="--")
+            ax.text(level, best.height - 0.4, f" {label}", color=MUTED, fontsize=8, va="bottom")
+        ax.set_title("Population stability index against the training book")
+        ax.grid(axis="y", visible=False)
+        ax.tick_params(axis="y", labelsize=9)
+        return _svg(fig)

@@ -5,5 +5,6 @@ See ``docs/models.md`` for the design and its checks against the simulator's tru
 
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
+from npl_engine.scoring._targets import build_targets
 
-__all__ = ["MODEL_FORMAT", "RecoveryDefinition", "RecoveryModel", "Scores"]
+__all__ = ["MODEL_FORMAT", "RecoveryDefinition", "RecoveryModel", "Scores", "build_targets"]

@@ -36,6 +36,7 @@ from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._folds import cutoff_folds
 from npl_engine.scoring._metrics import classification_metrics
 from npl_engine.scoring._targets import build_targets
+from npl_engine.stability import ReferenceProfile
 
 __all__ = ["MODEL_FORMAT", "RecoveryModel", "Scores"]
 
@@ -170,6 +171,7 @@ class RecoveryModel:
     metrics_: dict[str, Any] = field(init=False, repr=False)
     info_: dict[str, Any] = field(init=False, repr=False)
     used_columns_: tuple[str, ...] = field(init=False, repr=False)
+    reference_: ReferenceProfile | None = field(init=False, repr=False, default=None)
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -237,6 +239,7 @@ class RecoveryModel:
             msg = f"cannot learn collections from this book's payments table: {exc}"
             raise NplError(msg) from exc
 
+        self.reference_ = ReferenceProfile.from_features(features, self.predict_proba(x))
         calibrated = _cross_fitted_calibration(self.classifier_.oof_raw_, y, fl)
         models = {
             "lightgbm (calibrated)": calibrated,
@@ -463,6 +466,7 @@ class RecoveryModel:
             },
             "metrics": self.metrics_,
             "settings": {"n_folds": self.n_folds, "seed": self.seed, "grid": list(self.grid)},
+            "reference": None if self.reference_ is None else self.reference_.to_dict(),
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         (folder / "model_card.md").write_text(model_card(meta))
@@ -521,4 +525,6 @@ class RecoveryModel:
         model.used_columns_ = tuple(meta["used_columns"])
         model.metrics_ = meta["metrics"]
         model.info_ = info
+        reference = meta.get("reference")
+        model.reference_ = None if reference is None else ReferenceProfile.from_dict(reference)
         return model
