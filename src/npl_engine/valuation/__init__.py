@@ -20,6 +20,12 @@ from npl_engine.valuation._portfolio import (
     collateral_grid_for,
 )
 from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
+from npl_engine.valuation._sensitivity import (
+    SensitivitySettings,
+    irr_grid,
+    price_grid,
+    sensitivities,
+)
 from npl_engine.valuation._tranches import (
     StructureTerms,
     Tranche,
@@ -31,6 +37,7 @@ from npl_engine.valuation._tranches import (
     tranche_report,
     waterfall,
 )
+from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
@@ -40,6 +47,7 @@ __all__ = [
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
+    "SensitivitySettings",
     "StructureTerms",
     "Tranche",
     "TrancheFlows",
@@ -51,15 +59,21 @@ __all__ = [
     "collateral_grid_for",
     "discount_factors",
     "expected_loss",
+    "grid_table",
+    "irr_grid",
     "load_tranches",
     "loan_cash_flows",
     "moic",
     "parse_tranches",
     "present_value",
+    "price_grid",
     "scenario_cash_flows",
+    "sensitivities",
     "simulate_paths",
     "tranche_report",
+    "tranche_table",
     "value_portfolio",
     "waterfall",
     "weighted_average_life",
+    "write_valuation_workbook",
 ]
