@@ -57,9 +57,14 @@ def test_report_is_one_file_that_refers_to_nothing_outside(report: Path) -> None
     assert all(r.startswith(("data:", "#")) for r in refs), [r[:40] for r in refs]
     assert "<script" not in html
     assert "default-src 'none'" in html
-    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 5
-    for anchor in ("portfolio", "collections", "price", "drivers", "effects", "fairness", "model"):
+    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 7
+    for anchor in ("portfolio", "collections", "price", "bid", "drivers", "effects", "fairness",
+                   "model"):  # fmt: skip
         assert f'<section id="{anchor}">' in html
+    # The bid grid and the tornado, with its table of the ten shocks.
+    assert "Bid grid and sensitivities" in html
+    assert "servicing fee" in html
+    assert "+6 months" in html
     # Without --effects the section says so; fairness is there; so is the model card.
     assert "Not included: this report was built without <code>--effects" in html
     assert "No flag raised" in html or "four-fifths rule" in html

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +128,7 @@ def gather(
     simulations: int = 500,
     budget: float | None = None,
     seed: int = 0,
+    irr_grid: Sequence[float] | None = None,
     progress: Progress | None = None,
 ) -> ReportData:
     """Compute every section of the report.
@@ -152,6 +153,8 @@ def gather(
         Action budget of the plan (``None``: no limit).
     seed
         Seed of the Monte Carlo and of the SHAP sample.
+    irr_grid
+        Target IRRs of the bid grid; default: the target IRR ± 4 pp in 1 pp steps.
     progress
         Called with a short description before each step.
     """
@@ -159,8 +162,11 @@ def gather(
     from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
     from npl_engine.valuation import (  # noqa: PLC0415
         MonteCarloSettings,
+        SensitivitySettings,
         build_portfolio,
         collateral_grid_for,
+        price_grid,
+        sensitivities,
         simulate_paths,
         value_portfolio,
     )
@@ -168,11 +174,19 @@ def gather(
     say = progress or (lambda _: None)
     loans = tape.loans.collect()
     say(f"scoring {loans.height:,} loans")
+    shocks = SensitivitySettings()
     grid = collateral_grid_for(scenarios, monte_carlo=simulations > 0)
+    grid = tuple(sorted({*grid, *shocks.collateral_changes(scenarios)}))
     portfolio = build_portfolio(model, loans, collateral_grid=grid)
-    say("valuing the scenarios")
+    say("valuing the scenarios, the bid grid and the sensitivities")
+    target = scenarios.pricing.target_irr
+    rates = irr_grid or tuple(
+        r for r in (round(target + k / 100, 10) for k in range(-4, 5)) if r > -1
+    )
     try:
         valuation = value_portfolio(portfolio, scenarios)
+        bids = price_grid(portfolio, scenarios, rates)
+        tornado = sensitivities(portfolio, scenarios, settings=shocks)
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     paths = None
@@ -201,6 +215,8 @@ def gather(
         None if paths is None else paths.price,
         None if sim is None else sim["percentiles"]["price"],
     )
+    charts["bid_grid"] = _plots.bid_grid(bids, target_irr=target)
+    charts["tornado"] = _plots.tornado(tornado, base_price=valuation.weighted.price)
     charts["importance"] = _plots.importance(importance)
 
     effects = None
@@ -240,7 +256,7 @@ def gather(
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         facts=facts,
         charts=charts,
-        valuation=v,
+        valuation=v | {"price_grid": bids.to_dicts(), "sensitivities": tornado.to_dicts()},
         simulation=sim,
         effects=effects,
         fairness=fairness,
