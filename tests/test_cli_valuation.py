@@ -165,7 +165,7 @@ def test_value_bid_grid_sensitivities_tranches_and_workbook(
 def test_value_refuses_a_repeated_target_irr_and_a_bad_grid(
     model_and_tape: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """Two --target-irr, a malformed --irr-grid or a non-.xlsx workbook: exit 2, nothing written."""
+    """Two --target-irr, a bad --irr-grid or --xlsx, an unwritable workbook: exit 2, no output."""
     model, tape = model_and_tape
     common = ["value", "--model", model, "--data", tape, "--scenarios",
               SCENARIOS / "eu_2026.toml", "--out", tmp_path / "v", "--no-audit"]  # fmt: skip
@@ -179,6 +179,13 @@ def test_value_refuses_a_repeated_target_irr_and_a_bad_grid(
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert not (tmp_path / "v").exists()
+    # A workbook that cannot be written (its folder is a file) fails the run: no folder either.
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    result = _npl(*common, "--xlsx", blocker / "bid.xlsx")
+    assert result.exit_code == 2, result.output
+    assert "cannot write the workbook" in result.output
+    assert not (tmp_path / "v").exists()
 
 
 def test_strats_with_a_model_adds_expected_recovery(

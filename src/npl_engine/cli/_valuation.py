@@ -86,15 +86,15 @@ def _load_portfolio(
     "irr_grid_text",
     default=None,
     metavar="START:STOP:STEP|R1,R2,...",
-    help="Bid grid: price and %% GBV per scenario at each target IRR, e.g. 0.08:0.20:0.01 "
+    help="Bid grid: price and % GBV per scenario at each target IRR, e.g. 0.08:0.20:0.01 "
     "(stop included) or 0.10,0.12,0.15.",
 )
 @click.option(
     "--sensitivities",
     "with_sensitivities",
     is_flag=True,
-    help="Tornado of the weighted price: collections ±10 %%, delay ±6 months, collateral "
-    "±20 %%, servicing fee ±1 pp, discount rate ±2 pp.",
+    help="Tornado of the weighted price: collections ±10 %, delay ±6 months, collateral "
+    "±20 %, servicing fee ±1 pp, discount rate ±2 pp.",
 )
 @click.option(
     "--xlsx",
@@ -208,6 +208,18 @@ def value(
                     "irr_at_price": paths.irr_at_price,
                 }
             ).write_parquet(staging / "paths.parquet")
+        # Inside the staging block: a workbook that cannot be written leaves no folder either.
+        if xlsx is not None:
+            say(f"writing {xlsx}")
+            _write_workbook(
+                xlsx,
+                valuation=valuation,
+                portfolio=portfolio,
+                data_dir=data_dir,
+                result=result,
+                grid_frame=grid_frame,
+                tornado=tornado,
+            )
         _record_decisions(
             audit_db,
             no_audit=no_audit,
@@ -235,17 +247,6 @@ def value(
                 "seed": seed,
                 "weighted_price": result["weighted"]["price"],
             },
-        )
-    if xlsx is not None:
-        say(f"writing {xlsx}")
-        _write_workbook(
-            xlsx,
-            valuation=valuation,
-            portfolio=portfolio,
-            data_dir=data_dir,
-            result=result,
-            grid_frame=grid_frame,
-            tornado=tornado,
         )
     _print_valuation(result, grid_frame=grid_frame, tornado=tornado)
     written = f"{out / 'valuation.json'} and {out / 'cashflows.parquet'}"
@@ -298,15 +299,19 @@ def _write_workbook(
             + portfolio.collateral.sum(axis=1),
         }
     )
-    write_valuation_workbook(
-        xlsx,
-        valuation,
-        price_grid=grid_frame,
-        sensitivities=tornado,
-        strats=stratify(read_dataset(data_dir).loans, scores=scores),
-        tranches=result.get("tranches"),
-        simulation=result.get("simulation"),
-    )
+    try:
+        write_valuation_workbook(
+            xlsx,
+            valuation,
+            price_grid=grid_frame,
+            sensitivities=tornado,
+            strats=stratify(read_dataset(data_dir).loans, scores=scores),
+            tranches=result.get("tranches"),
+            simulation=result.get("simulation"),
+        )
+    except OSError as exc:
+        msg = f"--xlsx {xlsx}: cannot write the workbook: {exc.strerror or exc}"
+        raise NplError(msg) from exc
 
 
 def _check_bid_options(
