@@ -24,8 +24,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 #: Files `npl value` writes (an existing folder holding only these may be replaced).
@@ -44,7 +44,7 @@ def _load_portfolio(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     say(f"scoring {loans.height:,} loans and measuring their collateral response")
     return model, build_portfolio(model, loans, collateral_grid=grid)
 
@@ -173,7 +173,7 @@ def value(
             audit_db,
             no_audit=no_audit,
             command="value",
-            loans=read_dataset(data_dir).loans.collect(),
+            loans=read_data(data_dir).loans.collect(),
             outputs=pl.DataFrame(
                 {
                     "loan_id": portfolio.loan_id,
