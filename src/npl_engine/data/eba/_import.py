@@ -309,9 +309,7 @@ class _Fields:
 
 def _ids(table: TemplateTable) -> pl.Series:
     """What an example row is called: its first identifier field, else its row number."""
-    key = table.template.fields[0].label
-    if key == COUNTERPARTY.field("1.00").label:
-        key = COUNTERPARTY.field("1.02").label
+    key = table.template.key_field.label
     rows = pl.Series([f"{table.source} row {i + 2}" for i in range(table.frame.height)])
     if key not in table.frame.columns:
         return rows
@@ -799,6 +797,14 @@ def _legal_stage() -> pl.Expr:
     )
 
 
+def _month_day(day: pl.Expr) -> pl.Expr:
+    """Month and day as one comparable number (930 for 30 September).
+
+    Polars gives both as Int8, which ``month * 100`` would overflow: they are widened first.
+    """
+    return day.dt.month().cast(pl.Int32) * 100 + day.dt.day().cast(pl.Int32)
+
+
 def _assemble(
     loans: pl.DataFrame, borrowers: pl.DataFrame, collateral: pl.DataFrame
 ) -> pl.DataFrame:
@@ -817,9 +823,7 @@ def _assemble(
         .otherwise(asset.replace_strict(_SEGMENT_OF_ASSET_CLASS, default=None))
     )
     cutoff, birth = pl.col("cutoff_date"), pl.col("birth_date")
-    before_birthday = (cutoff.dt.month() * 100 + cutoff.dt.day()) < (
-        birth.dt.month() * 100 + birth.dt.day()
-    )
+    before_birthday = _month_day(cutoff) < _month_day(birth)
     age = cutoff.dt.year() - birth.dt.year() - before_birthday.cast(pl.Int32)
     exprs = {
         "loan_id": pl.col("loan_id"),

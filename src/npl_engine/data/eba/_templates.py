@@ -100,12 +100,21 @@ def code_position(fld: Field, value: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """One template (one sheet of a workbook, or one CSV file of a folder)."""
+    """One template (one sheet of a workbook, or one CSV file of a folder).
+
+    ``key`` is the number of the field that identifies a row (its first field by default).
+    """
 
     name: str
     title: str
     fields: tuple[Field, ...]
     aliases: tuple[str, ...] = ()
+    key: str = ""
+
+    @property
+    def key_field(self) -> Field:
+        """The field that identifies a row, as messages quote it."""
+        return self.field(self.key) if self.key else self.fields[0]
 
     def field(self, number_or_label: str) -> Field:
         """The field with this number (``"3.09"``) or label."""
@@ -156,6 +165,7 @@ COUNTERPARTY = Template(
         Field("", "Geographic Region of Registered Location", aliases=("Geographic Region",)),
     ),
     aliases=("template 1", "counterparties"),
+    key="1.02",
 )
 
 RELATIONSHIP_BORROWER_LOAN = Template(
@@ -231,6 +241,7 @@ LOAN = Template(
         Field("", "Origination Amount", "number", aliases=("Original Principal Balance",)),
     ),
     aliases=("template 3", "loans"),
+    key="3.01",
 )
 
 COLLATERAL = Template(
