@@ -217,7 +217,8 @@ class _Fields:
         n_rows, examples = 0, ()
         if mask is not None:
             n_rows = int(mask.sum())
-            examples = tuple(_ids(table).filter(mask).head(_MAX_EXAMPLES).to_list())
+            ids = _ids(table).filter(mask).unique(maintain_order=True)
+            examples = tuple(ids.head(_MAX_EXAMPLES).to_list())
         self.problems.append(
             TemplateProblem(table.template.title, fld.name, rule, n_rows, examples)
         )
@@ -397,8 +398,6 @@ def import_eba(path: str | Path, *, borrower_id: BorrowerKey = "counterparty") -
     protections = _collateral_fields(coll, fields) if coll is not None else None
     secured = _pairs(rel_lp, "2.01", "2.03", fields) if rel_lp is not None else None
     auctions = _enforcement_fields(enf, fields) if enf is not None else None
-    fields.raise_if_any()
-
     _check_links(fields, loan=loan, cpty=cpty, rel_bl=rel_bl, coll=coll, rel_lp=rel_lp, enf=enf)
     _check_codes(fields, loan, loans)
     _check_currency(fields, loan=loan, coll=coll, loans=loans, protections=protections)
@@ -543,54 +542,46 @@ def _check_links(
     rel_lp: TemplateTable | None,
     enf: TemplateTable | None,
 ) -> None:
-    """Orphans: links to identifiers that do not exist, collateral that secures no loan."""
-    loan_ids = loan.frame[LOAN.field("3.01").label]
-    cpty_ids = cpty.frame[COUNTERPARTY.field("1.02").label]
-    rel = rel_bl.frame
-    fields.orphans(
-        rel_bl,
-        rel[RELATIONSHIP_BORROWER_LOAN.field("2.00").label],
-        cpty_ids,
-        rule=f"orphan link: no row of {COUNTERPARTY.title} has this Counterparty Identifier",
-    )
-    fields.orphans(
-        rel_bl,
-        rel[RELATIONSHIP_BORROWER_LOAN.field("2.01").label],
-        loan_ids,
-        rule=f"orphan link: no row of {LOAN.title} has this Loan Identifier",
-    )
+    """Orphans: links to identifiers that do not exist, collateral that secures no loan.
+
+    A check is skipped where one of its identifier fields is missing: that is reported already.
+    """
+    loan_ids = _column(loan, "3.01")
+    cpty_ids = _column(cpty, "1.02")
+    linked_cpty, linked_loan = _column(rel_bl, "2.00"), _column(rel_bl, "2.01")
+    if linked_cpty is not None and cpty_ids is not None:
+        rule = f"orphan link: no row of {COUNTERPARTY.title} has this Counterparty Identifier"
+        fields.orphans(rel_bl, linked_cpty, cpty_ids, rule=rule)
+    if linked_loan is not None and loan_ids is not None:
+        rule = f"orphan link: no row of {LOAN.title} has this Loan Identifier"
+        fields.orphans(rel_bl, linked_loan, loan_ids, rule=rule)
     if coll is None:
         return
-    protection_ids = coll.frame[COLLATERAL.field("4.00").label]
-    linked = pl.Series(dtype=pl.String)
+    protection_ids = _column(coll, "4.00")
+    linked: pl.Series | None = pl.Series(dtype=pl.String)
     if rel_lp is not None:
-        lp = rel_lp.frame
-        linked = lp[RELATIONSHIP_LOAN_PROTECTION.field("2.03").label]
-        fields.orphans(
-            rel_lp,
-            lp[RELATIONSHIP_LOAN_PROTECTION.field("2.01").label],
-            loan_ids,
-            rule=f"orphan link: no row of {LOAN.title} has this Loan Identifier",
-        )
-        fields.orphans(
-            rel_lp,
-            linked,
-            protection_ids,
-            rule=f"orphan link: no row of {COLLATERAL.title} has this Protection Identifier",
-        )
-    fields.orphans(
-        coll,
-        protection_ids.alias(COLLATERAL.field("4.00").number),
-        linked,
-        rule=f"orphan collateral: {RELATIONSHIP_LOAN_PROTECTION.title} links it to no loan",
-    )
-    if enf is not None:
-        fields.orphans(
-            enf,
-            enf.frame[ENFORCEMENT.field("4.00").label].alias("4.00"),
-            protection_ids,
-            rule=f"orphan enforcement: no row of {COLLATERAL.title} has this Protection Identifier",
-        )
+        secured_loan, linked = _column(rel_lp, "2.01"), _column(rel_lp, "2.03")
+        if secured_loan is not None and loan_ids is not None:
+            rule = f"orphan link: no row of {LOAN.title} has this Loan Identifier"
+            fields.orphans(rel_lp, secured_loan, loan_ids, rule=rule)
+        if linked is not None and protection_ids is not None:
+            rule = f"orphan link: no row of {COLLATERAL.title} has this Protection Identifier"
+            fields.orphans(rel_lp, linked, protection_ids, rule=rule)
+    if protection_ids is None:
+        return
+    if linked is not None:
+        rule = f"orphan collateral: {RELATIONSHIP_LOAN_PROTECTION.title} links it to no loan"
+        fields.orphans(coll, protection_ids, linked, rule=rule)
+    enforced = None if enf is None else _column(enf, "4.00")
+    if enf is not None and enforced is not None:
+        rule = f"orphan enforcement: no row of {COLLATERAL.title} has this Protection Identifier"
+        fields.orphans(enf, enforced, protection_ids, rule=rule)
+
+
+def _column(table: TemplateTable, number: str) -> pl.Series | None:
+    """A field's raw column, ``None`` when the template lacks it."""
+    label = table.template.field(number).label
+    return table.frame[label] if label in table.frame.columns else None
 
 
 def _check_codes(fields: _Fields, loan: TemplateTable, loans: pl.DataFrame) -> None:
