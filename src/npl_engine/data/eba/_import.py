@@ -380,7 +380,17 @@ def import_eba(path: str | Path, *, borrower_id: BorrowerKey = "counterparty") -
     -----
     Interest rates in the templates are percentages (4.5 = 4.5 %); the contract's are
     decimals. Amounts are in the loans' currency; a set with several currencies is refused.
-    """
+
+    Examples
+    --------
+    The hand-made set of the tests (run from the repository's root):
+
+    >>> result = import_eba("tests/data/eba_templates")
+    >>> result.loans.select("loan_id", "segment", "legal_stage").head(3).rows()
+    [('L1', 'residential_mortgage', 'proceedings'), ('L2', 'commercial_real_estate', 'auction'), ('L3', 'sme_secured', 'insolvency')]
+    >>> result.report.not_mapped["gender"]
+    'no field in the EBA templates'
+    """  # noqa: E501 - doctest output is one line
     templates = read_template_set(path)
     fields = _Fields()
     _required(templates, fields)
@@ -414,7 +424,7 @@ def import_eba(path: str | Path, *, borrower_id: BorrowerKey = "counterparty") -
     _validate(frame)
 
     report = _report(
-        path, templates, frame, loans=loans, parties=parties, borrower_id=borrower_id,
+        path, templates, frame, loans=loans, borrowers=borrowers, borrower_id=borrower_id,
         passed=passed, notes=notes + coll_notes,
     )  # fmt: skip
     return EbaImport(loans=frame, report=report)
@@ -916,7 +926,7 @@ def _report(
     frame: pl.DataFrame,
     *,
     loans: pl.DataFrame,
-    parties: pl.DataFrame,
+    borrowers: pl.DataFrame,
     borrower_id: BorrowerKey,
     passed: list[str],
     notes: list[str],
@@ -924,7 +934,7 @@ def _report(
     """Say where every contract column came from and what could not be mapped."""
     derived_principal = _count(loans["origination_amount"].is_null())
     zero_interest = _count(loans["accrued_interest"].is_null())
-    from_country = _count(parties["geographic_region"].is_null())
+    from_country = _count(borrowers["geographic_region"].is_null())
     if borrower_id == "group":
         borrower = ColumnMapping(
             "borrower_id",
