@@ -10,14 +10,13 @@ code lists read are in :data:`TEMPLATES`; docs/import.md shows them field by fie
 
 from npl_engine.data.eba._import import (
     REPORT_FILES,
-    ColumnMapping,
     EbaImport,
-    ImportReport,
     TemplateError,
     TemplateProblem,
     import_eba,
 )
 from npl_engine.data.eba._read import TemplateSet, TemplateTable, read_template_set
+from npl_engine.data.eba._report import ColumnMapping, ImportReport
 from npl_engine.data.eba._templates import TEMPLATES, Field, Template, field_key
 from npl_engine.data.eba._write import TEMPLATE_FILES, template_frames, write_template_files
 
