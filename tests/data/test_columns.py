@@ -148,3 +148,44 @@ def test_mapped_column_missing_from_the_file_is_named(tmp_path: Path) -> None:
         p.column == "loan_id" and "'Loan Number'" in p.rule and "loans.csv" in p.rule
         for p in problems
     )
+
+
+@pytest.mark.parametrize(
+    ("decimal", "thousands", "text", "value"),
+    [
+        (".", ",", "20,820.27", 20_820.27),
+        (",", ".", "20.820,27", 20_820.27),
+        (",", " ", "1 234 567,5", 1_234_567.5),
+        (".", "'", "1'234.5", 1_234.5),
+        (".", "", "-80", -80.0),
+    ],
+)
+def test_number_formats_read_to_known_values(
+    tmp_path: Path, decimal: str, thousands: str, text: str, value: float
+) -> None:
+    """Each separator pair reads the seller's text as the number it writes."""
+    folder = tmp_path / "tape"
+    loans = make_loans(1).with_columns(pl.col(pl.Float64).cast(pl.Int64).cast(pl.String))
+    folder.mkdir()
+    loans.with_columns(pl.lit(text).alias("accrued_interest")).write_csv(folder / "loans.csv")
+    column_map = parse_column_map(f'decimal = "{decimal}"\nthousands = "{thousands}"')
+    problems = validate_dataset(folder, columns=column_map)
+    read = read_dataset(folder, columns=column_map) if not problems else None
+    if value < 0:
+        assert [p.column for p in problems] == ["accrued_interest"]  # ≥ 0 in the contract
+        assert "must be ≥ 0" in problems[0].rule
+    else:
+        assert read is not None
+        assert read.loans.collect()["accrued_interest"].to_list() == [value]
+
+
+def test_misgrouped_number_is_refused_not_misread(tmp_path: Path) -> None:
+    """With '.' as thousands separator, '100000.0' is an error naming the map, not a million."""
+    folder = tmp_path / "tape"
+    folder.mkdir()
+    make_loans(1).write_csv(folder / "loans.csv")  # floats written as 100000.0
+    column_map = parse_column_map('decimal = ","\nthousands = "."', source="m.toml")
+    problems = validate_dataset(folder, columns=column_map)
+    bad = next(p for p in problems if p.column == "original_principal")
+    assert "decimal ',' and thousands '.' of m.toml" in bad.rule
+    assert "'100000.0'" in bad.rule

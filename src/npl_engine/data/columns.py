@@ -23,6 +23,7 @@ data through one path.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +318,13 @@ def _conversion(
         key = f"date_format {column_map.date_format!r}{where}"
         return _Conversion(col.name, parsed, raw, key)
     if col.kind in {"float", "int"} and (column_map.decimal != "." or column_map.thousands):
-        text = raw
+        # Digits grouped by threes, or not grouped at all: with "." as thousands separator,
+        # "100000.0" is a mistake to report, not one million.
+        digits = r"\d+"
+        if column_map.thousands:
+            digits = rf"(?:\d{{1,3}}(?:{re.escape(column_map.thousands)}\d{{3}})+|\d+)"
+        pattern = rf"^[+-]?{digits}(?:{re.escape(column_map.decimal)}\d+)?$"
+        text = pl.when(raw.str.contains(pattern)).then(raw)
         if column_map.thousands:
             text = text.str.replace_all(column_map.thousands, "", literal=True)
         if column_map.decimal != ".":
