@@ -324,7 +324,7 @@ def _conversion(
         if column_map.thousands:
             digits = rf"(?:\d{{1,3}}(?:{re.escape(column_map.thousands)}\d{{3}})+|\d+)"
         pattern = rf"^[+-]?{digits}(?:{re.escape(column_map.decimal)}\d+)?$"
-        text = pl.when(raw.str.contains(pattern)).then(raw)
+        text: pl.Expr = pl.when(raw.str.contains(pattern)).then(raw)
         if column_map.thousands:
             text = text.str.replace_all(column_map.thousands, "", literal=True)
         if column_map.decimal != ".":
