@@ -400,7 +400,6 @@ def _collateral_fields(table: TemplateTable, fields: _Fields) -> pl.DataFrame:
         "movable": get(table, "4.02", required=False),
         "higher_ranking": get(table, "4.10", required=False),
         "building_area": get(table, "4.13", required=False),
-        "land_area": get(table, "4.14", required=False),
         "currency": get(table, "4.18", required=False),
         "internal_value": get(table, "4.19", required=False),
         "internal_date": get(table, "4.20", required=False),

@@ -280,7 +280,6 @@ COLLATERAL = Template(
         ),
         Field("4.10", "Higher ranking loan", "number"),
         Field("4.13", "Building area (m2)", "number", aliases=("Building area m2",)),
-        Field("4.14", "Land area (m2)", "number", aliases=("Land area m2",)),
         Field(
             "4.18",
             "Currency of the collateral or guarantee",
