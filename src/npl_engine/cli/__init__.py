@@ -9,6 +9,7 @@ from npl_engine.cli import (  # noqa: F401 - importing a module registers its co
     _counterfactuals,
     _data,
     _demo,
+    _import,
     _monitoring,
     _operations,
     _scoring,

@@ -13,8 +13,9 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import polars as pl
@@ -23,6 +24,9 @@ from rich.table import Table
 
 from npl_engine import __version__
 from npl_engine.errors import NplError
+
+if TYPE_CHECKING:
+    from npl_engine.data import Dataset, DatasetKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,14 +98,52 @@ MODEL_OPTION = click.option(
 )
 
 
-def data_option(help_text: str) -> Callable[[F], F]:
-    """``--data DATA_DIR``, the same option on every command that reads a dataset.
+def _remember_columns(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta[_COLUMNS_KEY] = value
 
-    ``help_text`` says which tables of it the command reads.
+
+_COLUMNS_KEY = "npl_engine.columns"
+
+#: ``--columns MAP.toml``, on every command that reads a dataset; :func:`read_data` applies it.
+COLUMNS_OPTION = click.option(
+    "--columns",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    expose_value=False,
+    callback=_remember_columns,
+    help="Column map for data in the seller's own spelling: column names, date format, "
+    "decimal and thousands separators, code translations (see docs/import.md).",
+)
+
+
+def data_option(help_text: str) -> Callable[[F], F]:
+    """``--data DATA_DIR`` and ``--columns MAP.toml``, on every command that reads a dataset.
+
+    ``help_text`` says which tables of it the command reads. Read the dataset with
+    :func:`read_data`, which applies the column map.
     """
-    return click.option(
+    data = click.option(
         "--data", "data_dir", required=True, type=click.Path(path_type=Path), help=help_text
     )
+
+    def decorate(func: F) -> F:
+        return data(COLUMNS_OPTION(func))
+
+    return decorate
+
+
+def read_data(
+    path: Path, *, kind: DatasetKind | None = None, as_of_date: date | None = None
+) -> Dataset:
+    """Read a dataset with the command's ``--columns`` map, if one was given."""
+    from npl_engine.data import read_dataset
+    from npl_engine.data.columns import load_column_map
+
+    context = click.get_current_context(silent=True)
+    map_path = None if context is None else context.find_root().meta.get(_COLUMNS_KEY)
+    columns = None if map_path is None else load_column_map(map_path)
+    return read_dataset(path, kind=kind, as_of_date=as_of_date, columns=columns)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -19,8 +19,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 #: Files `npl effects` writes (an existing folder holding only these may be replaced).
@@ -92,7 +92,7 @@ def effects(
         treatment_window_days=treatment_window_days,
     )
     say(f"reading and validating {data_dir}")
-    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
     model = ActionEffectModel(settings=settings, seed=seed).fit(book, progress=say)
     data = model.data_
     refuted: dict[str, Any] = {}
@@ -227,7 +227,7 @@ def policy(
     say(f"loading {effects_dir}")
     model = ActionEffectModel.load(effects_dir)
     say(f"reading and validating {data_dir}")
-    data = read_dataset(data_dir)
+    data = read_data(data_dir)
     say("predicting effects and solving the budgeted plan")
     ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
     result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)

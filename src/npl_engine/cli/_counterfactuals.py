@@ -24,9 +24,9 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
 from npl_engine.cli._scoring import _effect
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 
@@ -206,7 +206,7 @@ def counterfactual_command(
     say(f"loading {model_dir}" + "".join(f" and {e}" for e in effects_dirs))
     model = _strategy_model(model_dir, effects_dirs, costs_file)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     say(f"searching counterfactuals for {len(ids):,} loan(s)")
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=len(ids) == 1) as bar:
@@ -351,7 +351,7 @@ def what_if_command(
     say(f"loading {model_dir}")
     model = _strategy_model(model_dir, effects_dirs, costs_file)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     if loans.filter(pl.col("loan_id") == loan_id).height == 0:
         msg = f"loans: column loan_id has no row {loan_id!r}"
         raise NplError(msg)

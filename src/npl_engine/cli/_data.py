@@ -9,8 +9,9 @@ from typing import cast
 import click
 from rich.console import Console
 
-from npl_engine.cli._base import _console, _table, _user_errors, main
-from npl_engine.data import DatasetKind, DatasetSummary, infer_kind, read_dataset, summarize
+from npl_engine.cli._base import COLUMNS_OPTION, _console, _table, _user_errors, main, read_data
+from npl_engine.data import DatasetKind, DatasetSummary, infer_kind, summarize
+from npl_engine.errors import NplError
 
 
 @main.command()
@@ -29,6 +30,7 @@ from npl_engine.data import DatasetKind, DatasetSummary, infer_kind, read_datase
     default=None,
     help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
 )
+@COLUMNS_OPTION
 @_user_errors
 def validate(dataset: Path, kind: str | None, as_of: datetime | None) -> None:
     """Check DATASET against the data contract and summarise it.
@@ -41,7 +43,7 @@ def validate(dataset: Path, kind: str | None, as_of: datetime | None) -> None:
         kind = infer_kind(dataset)
         why = "actions or payments files present" if kind == "book" else "loans only"
         console.print(f"kind: {kind} (assumed: {why}; choose with --kind)")
-    data = read_dataset(
+    data = read_data(
         dataset,
         kind=cast("DatasetKind | None", kind),
         as_of_date=as_of.date() if as_of is not None else None,
@@ -95,10 +97,11 @@ def _print_summary(console: Console, summary: DatasetSummary) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet", "csv"]),
+    type=click.Choice(["parquet", "csv", "eba"]),
     default="parquet",
     show_default=True,
-    help="File format of the dataset's tables (the truth is always Parquet).",
+    help="File format of the dataset's tables (the truth is always Parquet); eba writes a "
+    "tape as an EBA NPL template set, for `npl import eba` (docs/import.md).",
 )
 @click.option(
     "--missing-rate",
@@ -119,6 +122,9 @@ def simulate(
     from npl_engine.data.simulator import SimulationSettings, write_simulation
     from npl_engine.data.simulator import simulate as run_simulation
 
+    if fmt == "eba" and kind != "tape":
+        msg = "--format eba writes a tape as an EBA template set: add --kind tape"
+        raise NplError(msg)
     console = _console(stderr=True)
     settings = SimulationSettings(
         n_loans=n_loans, seed=seed, kind=cast("DatasetKind", kind), missing_rate=missing_rate

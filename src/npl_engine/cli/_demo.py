@@ -10,6 +10,7 @@ import click
 from npl_engine.cli._base import _console, _user_errors, main
 from npl_engine.cli._causal import effects, policy
 from npl_engine.cli._data import simulate, validate
+from npl_engine.cli._import import eba
 from npl_engine.cli._operations import fairness, report_command
 from npl_engine.cli._scoring import score, train
 from npl_engine.cli._valuation import value
@@ -59,9 +60,10 @@ def demo(
 ) -> None:
     """Run the end-to-end demo on a built-in simulated portfolio.
 
-    Simulates a historical book and a tape offered for sale, validates the tape, trains the
-    recovery model on the book, scores the tape and values it under the scenario file (with a
-    Monte Carlo and the tranche waterfall): the same commands a user runs, in order.
+    Simulates a historical book and a tape offered for sale in the EBA NPL templates, imports
+    and validates the tape, trains the recovery model on the book, scores the tape and values
+    it under the scenario file (with a Monte Carlo and the tranche waterfall): the same
+    commands a user runs, in order.
     """
     console = _console()
     book, tape, model_dir = out / "book", out / "tape", out / "model"
@@ -69,8 +71,11 @@ def demo(
     steps: list[tuple[str, click.Command, dict[str, Any]]] = [
         ("simulate a historical book", simulate,
          {"out": book, "n_loans": n_loans, "seed": seed, "kind": "book"}),
-        ("simulate a tape offered for sale", simulate,
-         {"out": tape, "n_loans": max(n_loans // 4, 250), "seed": seed + 1, "kind": "tape"}),
+        ("simulate a tape offered for sale, in the EBA NPL templates", simulate,
+         {"out": out / "tape_eba", "n_loans": max(n_loans // 4, 250), "seed": seed + 1,
+          "kind": "tape", "fmt": "eba"}),
+        ("import the EBA template tape into the data contract", eba,
+         {"source": out / "tape_eba", "out": tape, "borrower_id": "group"}),
         ("validate the tape", validate, {"dataset": tape, "kind": "tape", "as_of": None}),
         ("train the recovery model on the book", train,
          {"data_dir": book, "out": model_dir, "as_of": None}),

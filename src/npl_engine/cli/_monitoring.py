@@ -21,8 +21,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 
 
 @main.command()
@@ -76,11 +76,11 @@ def monitor(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    dataset = read_dataset(data_dir, as_of_date=as_of.date() if as_of else None)
+    dataset = read_data(data_dir, as_of_date=as_of.date() if as_of else None)
     reference = None
     if reference_dir is not None:
         say(f"profiling the reference book {reference_dir}")
-        reference = reference_profile(model, read_dataset(reference_dir).loans)
+        reference = reference_profile(model, read_data(reference_dir).loans)
     say("comparing distributions and realised outcomes")
     report = run_monitor(model, dataset, reference=reference)
     say(f"writing {out}")

@@ -21,8 +21,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 
@@ -360,7 +360,7 @@ def fairness(
 
         effects_model = ActionEffectModel.load(effects_dir)
     say(f"reading and validating {data_dir}")
-    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
     decisions = None
     if effects_model is not None:
         say("planning actions (the decisions compared between groups)")
@@ -522,11 +522,11 @@ def report_command(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    tape = read_dataset(data_dir)
+    tape = read_data(data_dir)
     book = None
     if fairness_dir is not None:
         say(f"reading and validating {fairness_dir}")
-        book = read_dataset(fairness_dir, kind="book")
+        book = read_data(fairness_dir, kind="book")
     data = gather(
         model,
         tape,

@@ -19,8 +19,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 #: Files `npl score` writes (an existing folder holding only these may be replaced).
@@ -83,7 +83,7 @@ def train(
     console = _console(stderr=True)
     say = _steps(console)
     say(f"reading and validating {data_dir}")
-    book = read_dataset(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
     definition = RecoveryDefinition(
         horizon_months=horizon_months,
         threshold=threshold,
@@ -150,7 +150,7 @@ def score(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    data = read_dataset(data_dir)
+    data = read_data(data_dir)
     say("scoring")
     result = model.score(data.loans)
     scores = result.scores
@@ -309,7 +309,7 @@ def explain_command(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     if loan_id is not None:
         _explain_loan(model, loans, loan_id, top=top)
     else:

@@ -8,19 +8,22 @@ from typing import Any
 import click
 import polars as pl
 
-from npl_engine.cli._base import _console, _money, _pct, _steps, _table, _user_errors, main
-from npl_engine.data import read_dataset
+from npl_engine.cli._base import (
+    _console,
+    _money,
+    _pct,
+    _steps,
+    _table,
+    _user_errors,
+    data_option,
+    main,
+    read_data,
+)
 from npl_engine.strats import STANDARD_STRATS
 
 
 @main.command()
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The tape (or book) to stratify (its loans table).",
-)
+@data_option("The tape (or book) to stratify (its loans table).")
 @click.option(
     "--out",
     required=True,
@@ -56,7 +59,7 @@ def strats(*, data_dir: Path, out: Path, by: tuple[str, ...], model_dir: Path | 
     console = _console(stderr=True)
     say = _steps(console)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans
+    loans = read_data(data_dir).loans
     scores = None
     if model_dir is not None:
         from npl_engine.scoring import RecoveryModel

@@ -26,8 +26,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
 from npl_engine.errors import NplError
 
 #: Files `npl value` writes (an existing folder holding only these may be replaced).
@@ -48,7 +48,7 @@ def _load_portfolio(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     say(f"scoring {loans.height:,} loans and measuring their collateral response")
     return model, build_portfolio(model, loans, collateral_grid=grid)
 
@@ -226,7 +226,7 @@ def value(
             audit_db,
             no_audit=no_audit,
             command="value",
-            loans=read_dataset(data_dir).loans.collect(),
+            loans=read_data(data_dir).loans.collect(),
             outputs=pl.DataFrame(
                 {
                     "loan_id": portfolio.loan_id,
@@ -307,7 +307,7 @@ def _write_workbook(
             valuation,
             price_grid=grid_frame,
             sensitivities=tornado,
-            strats=stratify(read_dataset(data_dir).loans, scores=scores),
+            strats=stratify(read_data(data_dir).loans, scores=scores),
             tranches=result.get("tranches"),
             simulation=result.get("simulation"),
         )
@@ -546,7 +546,7 @@ def expected_loss_command(
     scenario_set = load_scenarios(scenarios_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
     _, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
-    loans = read_dataset(data_dir).loans.collect()
+    loans = read_data(data_dir).loans.collect()
     say("discounting each loan's net collections under each scenario")
     try:
         el = expected_loss(

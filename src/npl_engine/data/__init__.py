@@ -4,17 +4,20 @@ The contract itself (tables, columns, types, allowed values) lives in
 :mod:`npl_engine.data.contract`; everything here derives from it.
 """
 
+from npl_engine.data.columns import ColumnMap, load_column_map
 from npl_engine.data.dataset import Dataset, DatasetKind
 from npl_engine.data.readers import infer_kind, read_dataset, validate_dataset
 from npl_engine.data.summary import DatasetSummary, SegmentSummary, summarize
 from npl_engine.data.writers import write_dataset
 
 __all__ = [
+    "ColumnMap",
     "Dataset",
     "DatasetKind",
     "DatasetSummary",
     "SegmentSummary",
     "infer_kind",
+    "load_column_map",
     "read_dataset",
     "summarize",
     "validate_dataset",

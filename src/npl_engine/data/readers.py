@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from npl_engine.data.columns import ColumnMap, map_columns
 from npl_engine.data.contract import TABLES
 from npl_engine.data.dataset import Dataset, DatasetKind
 from npl_engine.data.validation import RawTable, _table_order, validate_tables
@@ -71,8 +72,10 @@ def infer_kind(folder: str | Path) -> DatasetKind:
     return "book" if files["actions"] or files["payments"] else "tape"
 
 
-def _open(name: str, path: Path) -> tuple[RawTable | None, list[Problem]]:
-    """Scan one table file and read its header; problems if it cannot be read."""
+def _open(
+    name: str, path: Path, *, columns: ColumnMap | None = None
+) -> tuple[RawTable | None, list[Problem]]:
+    """Scan one table file, read its header and apply the column map; problems if it cannot."""
     try:
         if path.suffix == ".parquet":
             frame = pl.scan_parquet(path)
@@ -101,11 +104,24 @@ def _open(name: str, path: Path) -> tuple[RawTable | None, list[Problem]]:
         if match and match["base"] in schema:
             rule = f"appears more than once in the header of {path.name}"
             problems.append(Problem(name, match["base"], rule))
+    if columns is not None:
+        try:
+            frame, schema, unread = map_columns(
+                frame, schema, table=name, column_map=columns, file_name=path.name
+            )
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return None, [Problem(name, None, f"cannot read {path.name}: {first}")]
+        problems += unread
     return RawTable(frame=frame, schema=schema, source=path.name), problems
 
 
 def _load(
-    path: str | Path, *, kind: DatasetKind | None, as_of_date: date | None
+    path: str | Path,
+    *,
+    kind: DatasetKind | None,
+    as_of_date: date | None,
+    columns: ColumnMap | None = None,
 ) -> tuple[Dataset | None, list[Problem]]:
     """Read and validate a dataset folder; the dataset is ``None`` when it has problems."""
     folder = Path(path)
@@ -131,7 +147,7 @@ def _load(
             rule = f"both {paths[0].name} and {paths[1].name} are present; keep only one"
             problems.append(Problem(name, None, rule))
         elif paths:
-            table, found = _open(name, paths[0])
+            table, found = _open(name, paths[0], columns=columns)
             problems += found
             if table is not None:
                 tables[name] = table
@@ -144,7 +160,9 @@ def _load(
             problems.append(Problem(name, None, rule))
 
     result = validate_tables(tables, kind=kind, as_of_date=as_of_date)
-    problems += result.problems
+    # A value the column map cannot read is reported once, by the map, not again as empty.
+    mapped = {(p.table, p.column) for p in problems if p.column is not None}
+    problems += [p for p in result.problems if (p.table, p.column) not in mapped]
     if problems:
         return None, sorted(problems, key=_table_order)
     dataset = Dataset(
@@ -162,6 +180,7 @@ def validate_dataset(
     *,
     kind: DatasetKind | None = None,
     as_of_date: date | None = None,
+    columns: ColumnMap | None = None,
 ) -> list[Problem]:
     """Every way a dataset folder breaks the data contract, without raising.
 
@@ -174,6 +193,9 @@ def validate_dataset(
         ``cutoff_date``); ``None`` to infer it with :func:`infer_kind`.
     as_of_date
         The day the history was extracted; ``None`` for the latest payment or action date.
+    columns
+        The seller's spelling of the tables (see :mod:`npl_engine.data.columns`); ``None``
+        when the files use the contract's names and formats.
 
     Returns
     -------
@@ -185,7 +207,7 @@ def validate_dataset(
     >>> validate_dataset("no/such/folder")
     [Problem(table='dataset', column=None, rule='folder no/such/folder does not exist', n_rows=0, examples=())]
     """  # noqa: E501 - doctest output is one line
-    return _load(path, kind=kind, as_of_date=as_of_date)[1]
+    return _load(path, kind=kind, as_of_date=as_of_date, columns=columns)[1]
 
 
 def read_dataset(
@@ -193,6 +215,7 @@ def read_dataset(
     *,
     kind: DatasetKind | None = None,
     as_of_date: date | None = None,
+    columns: ColumnMap | None = None,
 ) -> Dataset:
     """Read a dataset folder, check it against the data contract and type it.
 
@@ -207,6 +230,10 @@ def read_dataset(
     as_of_date
         The day the history was extracted. ``None`` takes the latest date in ``payments`` and
         ``actions`` (``None`` when there are none, as for most tapes).
+    columns
+        The seller's spelling of the tables: column names, date and number formats, code
+        translations (see :mod:`npl_engine.data.columns`); ``None`` when the files use the
+        contract's.
 
     Returns
     -------
@@ -235,7 +262,7 @@ def read_dataset(
     npl_engine.errors.ContractError: the dataset breaks the data contract (1 problem(s)):
       - dataset: folder no/such/folder does not exist
     """
-    dataset, problems = _load(path, kind=kind, as_of_date=as_of_date)
+    dataset, problems = _load(path, kind=kind, as_of_date=as_of_date, columns=columns)
     if dataset is None:
         raise ContractError(problems)
     return dataset

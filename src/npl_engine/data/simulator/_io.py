@@ -6,8 +6,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from npl_engine.data.eba import TEMPLATE_FILES, write_template_files
 from npl_engine.data.simulator._simulate import SIMULATOR_VERSION, Simulation
 from npl_engine.data.writers import atomic_folder, write_tables
+from npl_engine.errors import NplError
 
 TRUTH_FOLDER = "truth"
 
@@ -22,7 +24,9 @@ def write_simulation(sim: Simulation, folder: str | Path, *, fmt: str = "parquet
     folder
         Output folder; replaced as a whole if it holds only a previous simulation.
     fmt
-        ``parquet`` or ``csv`` for the contract tables (the truth is always Parquet).
+        ``parquet`` or ``csv`` for the contract tables (the truth is always Parquet); ``eba``
+        writes a tape's loans as an EBA NPL template set instead (one CSV file per template,
+        see :func:`npl_engine.data.eba.write_template_files`).
 
     Returns
     -------
@@ -37,8 +41,16 @@ def write_simulation(sim: Simulation, folder: str | Path, *, fmt: str = "parquet
     into a staging folder first: an interrupted run leaves nothing behind.
     """
     folder = Path(folder)
-    with atomic_folder(folder, allowed=frozenset({TRUTH_FOLDER})) as staging:
-        write_tables(staging, loans=sim.loans, actions=sim.actions, payments=sim.payments, fmt=fmt)
+    if fmt == "eba" and sim.settings.kind != "tape":
+        msg = "the EBA templates describe a tape (loans at one cut-off): simulate with kind 'tape'"
+        raise NplError(msg)
+    with atomic_folder(folder, allowed=frozenset({TRUTH_FOLDER, *TEMPLATE_FILES})) as staging:
+        if fmt == "eba":
+            write_template_files(sim.loans, staging)
+        else:
+            write_tables(
+                staging, loans=sim.loans, actions=sim.actions, payments=sim.payments, fmt=fmt
+            )
         truth = staging / TRUTH_FOLDER
         truth.mkdir()
         sim.truth.write_parquet(truth / "loans.parquet")
