@@ -137,3 +137,95 @@ def test_expected_loss_basel_rate_raises_lgd_of_low_rate_loans(
     assert runs["basel"]["discounting"] == {"basis": "basel_workout", "rate": 0.5}
     assert runs["basel"]["by_scenario"][-1]["el"] > runs["ifrs"]["by_scenario"][-1]["el"]
     assert "Basel workout" in result.output
+
+
+def test_value_bid_grid_sensitivities_tranches_and_workbook(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The grid falls with the IRR and its 15 % point is `npl value --target-irr 0.15`.
+
+    valuation.json gains price_grid and sensitivities; the tornado and the tranches are
+    printed; the workbook opens and holds every sheet.
+    """
+    model, tape = model_and_tape
+    out, xlsx = tmp_path / "v", tmp_path / "bid.xlsx"
+    result = _npl(
+        "value", "--model", model, "--data", tape, "--scenarios", SCENARIOS / "eu_2026.toml",
+        "--out", out, "--irr-grid", "0.08:0.20:0.01", "--sensitivities", "--xlsx", xlsx,
+        "--tranches", SCENARIOS / "gacs_tranches.toml", "--no-audit",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    v = json.loads((out / "valuation.json").read_text())
+    grid = pl.DataFrame(v["price_grid"])
+    assert grid["target_irr"].unique().len() == 13
+    for name in ("base", "adverse", "severe", "weighted"):
+        prices = grid.filter(pl.col("scenario") == name).sort("target_irr")["price"]
+        assert (prices.diff().drop_nulls() < 0).all()
+    single = tmp_path / "single"
+    again = _npl("value", "--model", model, "--data", tape, "--scenarios",
+                 SCENARIOS / "eu_2026.toml", "--out", single, "--target-irr", "0.15",
+                 "--no-audit")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    at_15 = json.loads((single / "valuation.json").read_text())
+    point = grid.filter(pl.col("target_irr") == 0.15)
+    assert point["price"].to_list() == [s["price"] for s in at_15["scenarios"]] + [
+        at_15["weighted"]["price"]
+    ]
+    shocks = {(s["driver"], s["direction"]): s["change"] for s in v["sensitivities"]["shocks"]}
+    assert len(shocks) == 10
+    assert shocks[("collections", "down")] < 0 < shocks[("collections", "up")]
+    assert shocks[("discount_rate", "down")] > 0 > shocks[("discount_rate", "up")]
+    assert shocks[("delay", "down")] > 0 > shocks[("delay", "up")]
+    assert shocks[("servicing_fee", "down")] > 0 > shocks[("servicing_fee", "up")]
+    assert "Bid grid" in result.output
+    assert "Sensitivities" in result.output
+    assert "mezzanine" in result.output  # the tranche table
+    assert "WAL" in result.output
+    sheets = pl.read_excel(xlsx, sheet_id=0)
+    assert set(sheets) == {"valuation", "price_grid", "sensitivities", "cash_flows", "strats",
+                           "tranches"}  # fmt: skip
+    assert sheets["price_grid"].height == 13
+    assert sheets["tranches"].height == 3 * 4  # three classes × (3 scenarios + weighted)
+    assert sheets["cash_flows"].height == 4 * 60
+
+
+def test_value_refuses_a_repeated_target_irr_and_a_bad_grid(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two --target-irr, a bad --irr-grid or --xlsx, an unwritable workbook: exit 2, no output."""
+    model, tape = model_and_tape
+    common = ["value", "--model", model, "--data", tape, "--scenarios",
+              SCENARIOS / "eu_2026.toml", "--out", tmp_path / "v", "--no-audit"]  # fmt: skip
+    for extra, message in (
+        (["--target-irr", "0.1", "--target-irr", "0.12"], "--irr-grid 0.1,0.12"),
+        (["--irr-grid", "0.2:0.1:0.01"], "stop >= start"),
+        (["--irr-grid", "ten"], "START:STOP:STEP"),
+        (["--xlsx", tmp_path / "bid.csv"], ".xlsx"),
+    ):
+        result = _npl(*common, *extra)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / "v").exists()
+    # A workbook that cannot be written (its folder is a file) fails the run: no folder either.
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    result = _npl(*common, "--xlsx", blocker / "bid.xlsx")
+    assert result.exit_code == 2, result.output
+    assert "cannot write the workbook" in result.output
+    assert not (tmp_path / "v").exists()
+
+
+def test_strats_with_a_model_adds_expected_recovery(
+    model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`npl strats --model` adds p_recover and expected collections that add up to the tape's."""
+    model, tape = model_and_tape
+    out = tmp_path / "s"
+    result = _npl("strats", "--data", tape, "--out", out, "--model", model, "--by", "segment")
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out / "segment.parquet")
+    groups, total = table.head(-1), table.row(-1, named=True)
+    assert groups["expected_collections"].sum() == pytest.approx(total["expected_collections"])
+    assert 0 < total["expected_recovery"] < 1
+    assert table["p_recover"].is_between(0, 1).all()
+    assert "exp. recovery" in result.output

@@ -61,11 +61,15 @@ def test_report_is_one_file_that_refers_to_nothing_outside(report: Path) -> None
     assert all(r.startswith(("data:", "#")) for r in refs), [r[:40] for r in refs]
     assert "<script" not in html
     assert "default-src 'none'" in html
-    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 6
-    for anchor in ("portfolio", "collections", "price", "drivers", "effects", "fairness",
+    assert len(re.findall(r'<img class="chart" src="data:image/svg\+xml;base64,', html)) == 8
+    for anchor in ("portfolio", "collections", "price", "bid", "drivers", "effects", "fairness",
                    "monitoring", "model"):  # fmt: skip
         assert f'<section id="{anchor}">' in html
     assert "No flags: the book looks like the one the model learned from." in html
+    # The bid grid and the tornado, with its table of the ten shocks.
+    assert "Bid grid and sensitivities" in html
+    assert "servicing fee" in html
+    assert "+6 months" in html
     # Without --effects the section says so; fairness is there; so is the model card.
     assert "Not included: this report was built without <code>--effects" in html
     assert "No flag raised" in html or "four-fifths rule" in html

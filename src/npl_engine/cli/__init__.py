@@ -12,6 +12,7 @@ from npl_engine.cli import (  # noqa: F401 - importing a module registers its co
     _monitoring,
     _operations,
     _scoring,
+    _strats,
     _valuation,
 )
 from npl_engine.cli._base import main

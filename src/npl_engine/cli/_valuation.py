@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from npl_engine.cli._base import (
     _money,
     _pct,
     _record_decisions,
+    _signed_money,
     _steps,
     _table,
     _user_errors,
@@ -75,9 +77,34 @@ def _load_portfolio(
 )
 @click.option(
     "--target-irr",
+    "target_irrs",
     type=click.FloatRange(-1.0, min_open=True),
+    multiple=True,
+    help="Annual discount rate; overrides the scenario file's target_irr. Give it once "
+    "(for prices at several rates use --irr-grid).",
+)
+@click.option(
+    "--irr-grid",
+    "irr_grid_text",
     default=None,
-    help="Annual discount rate; overrides the scenario file's target_irr.",
+    metavar="START:STOP:STEP|R1,R2,...",
+    help="Bid grid: price and % GBV per scenario at each target IRR, e.g. 0.08:0.20:0.01 "
+    "(stop included) or 0.10,0.12,0.15.",
+)
+@click.option(
+    "--sensitivities",
+    "with_sensitivities",
+    is_flag=True,
+    help="Tornado of the weighted price: collections ±10 %, delay ±6 months, collateral "
+    "±20 %, servicing fee ±1 pp, discount rate ±2 pp.",
+)
+@click.option(
+    "--xlsx",
+    "xlsx",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write an Excel workbook: valuation, bid grid, sensitivities, cash flows, "
+    "strats and tranches.",
 )
 @click.option(
     "--tranches",
@@ -103,7 +130,10 @@ def value(
     scenarios_file: Path,
     out: Path,
     price: float | None,
-    target_irr: float | None,
+    target_irrs: tuple[float, ...],
+    irr_grid_text: str | None,
+    with_sensitivities: bool,
+    xlsx: Path | None,
     tranches_file: Path | None,
     simulations: int,
     seed: int,
@@ -113,7 +143,9 @@ def value(
     """Price a tape under weighted scenarios: present value at the target IRR, IRR at a price.
 
     Writes OUT/valuation.json and OUT/cashflows.parquet (scenario, month, gross, costs, net,
-    discount factor, present value); with --simulations, the Monte Carlo percentiles too.
+    discount factor, present value); with --simulations, the Monte Carlo percentiles too;
+    with --irr-grid and --sensitivities, the bid grid and the price tornado (see
+    docs/valuation.md).
     """
     from rich.progress import Progress
 
@@ -121,6 +153,7 @@ def value(
     from npl_engine.scenarios import load_scenarios
     from npl_engine.valuation import (
         MonteCarloSettings,
+        SensitivitySettings,
         collateral_grid_for,
         simulate_paths,
         value_portfolio,
@@ -128,16 +161,22 @@ def value(
 
     console = _console(stderr=True)
     say = _steps(console)
+    target_irr, grid_rates = _check_bid_options(target_irrs, irr_grid_text, xlsx)
     scenario_set = load_scenarios(scenarios_file)
     tranche_structure = _load_tranches(tranches_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=bool(simulations))
+    shocks = SensitivitySettings()
+    if with_sensitivities:
+        grid = tuple(sorted({*grid, *shocks.collateral_changes(scenario_set)}))
     model, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
     say("valuing scenarios")
     try:
         valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
+        grid_frame, tornado, extra = _grid_and_tornado(
+            portfolio, scenario_set, valuation, grid_rates, shocks if with_sensitivities else None
+        )
     except ValueError as exc:
         raise NplError(str(exc)) from exc
-    extra: dict[str, Any] = {}
     paths = None
     if simulations:
         settings = MonteCarloSettings(n_paths=simulations, seed=seed)
@@ -171,6 +210,18 @@ def value(
                     "irr_at_price": paths.irr_at_price,
                 }
             ).write_parquet(staging / "paths.parquet")
+        # Inside the staging block: a workbook that cannot be written leaves no folder either.
+        if xlsx is not None:
+            say(f"writing {xlsx}")
+            _write_workbook(
+                xlsx,
+                valuation=valuation,
+                portfolio=portfolio,
+                data_dir=data_dir,
+                result=result,
+                grid_frame=grid_frame,
+                tornado=tornado,
+            )
         _record_decisions(
             audit_db,
             no_audit=no_audit,
@@ -192,17 +243,214 @@ def value(
                 "tranches": _file_ref(tranches_file),
                 "price": price,
                 "target_irr": target_irr,
+                "irr_grid": list(grid_rates) or None,
+                "sensitivities": with_sensitivities,
                 "simulations": simulations,
                 "seed": seed,
                 "weighted_price": result["weighted"]["price"],
             },
         )
-    _print_valuation(result)
-    click.echo(f"wrote {out / 'valuation.json'} and {out / 'cashflows.parquet'}")
+    _print_valuation(result, grid_frame=grid_frame, tornado=tornado)
+    written = f"{out / 'valuation.json'} and {out / 'cashflows.parquet'}"
+    click.echo(f"wrote {written}" + (f"; workbook {xlsx}" if xlsx is not None else ""))
 
 
-def _print_valuation(result: dict[str, Any]) -> None:
-    """Print the price table (and the Monte Carlo percentiles, if any)."""
+def _grid_and_tornado(
+    portfolio: Any, scenario_set: Any, valuation: Any, rates: tuple[float, ...], shocks: Any
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, dict[str, Any]]:
+    """The bid grid and the sensitivities asked for, and their valuation.json entries."""
+    from npl_engine.valuation import price_grid, sensitivities
+
+    extra: dict[str, Any] = {}
+    grid_frame = tornado = None
+    if rates:
+        grid_frame = price_grid(portfolio, scenario_set, rates)
+        extra["price_grid"] = grid_frame.to_dicts()
+    if shocks is not None:
+        tornado = sensitivities(
+            portfolio, scenario_set, target_irr=valuation.target_irr, settings=shocks
+        )
+        extra["sensitivities"] = {
+            "base_price": valuation.weighted.price,
+            "target_irr": valuation.target_irr,
+            "settings": asdict(shocks),
+            "shocks": tornado.to_dicts(),
+        }
+    return grid_frame, tornado, extra
+
+
+def _write_workbook(
+    xlsx: Path,
+    *,
+    valuation: Any,
+    portfolio: Any,
+    data_dir: Path,
+    result: dict[str, Any],
+    grid_frame: pl.DataFrame | None,
+    tornado: pl.DataFrame | None,
+) -> None:
+    """The valuation workbook, with the tape's strats and the model's expected recovery."""
+    from npl_engine.strats import stratify
+    from npl_engine.valuation import write_valuation_workbook
+
+    scores = pl.DataFrame(
+        {
+            "loan_id": portfolio.loan_id,
+            "p_recover": portfolio.p_recover,
+            "expected_collections": portfolio.borrower.sum(axis=1)
+            + portfolio.collateral.sum(axis=1),
+        }
+    )
+    try:
+        write_valuation_workbook(
+            xlsx,
+            valuation,
+            price_grid=grid_frame,
+            sensitivities=tornado,
+            strats=stratify(read_dataset(data_dir).loans, scores=scores),
+            tranches=result.get("tranches"),
+            simulation=result.get("simulation"),
+        )
+    except OSError as exc:
+        msg = f"--xlsx {xlsx}: cannot write the workbook: {exc.strerror or exc}"
+        raise NplError(msg) from exc
+
+
+def _check_bid_options(
+    target_irrs: tuple[float, ...], irr_grid_text: str | None, xlsx: Path | None
+) -> tuple[float | None, tuple[float, ...]]:
+    """The one --target-irr, the --irr-grid rates; refuse a workbook name not ending .xlsx."""
+    if xlsx is not None and xlsx.suffix.lower() != ".xlsx":
+        msg = f"--xlsx {xlsx}: an Excel workbook's name ends in .xlsx"
+        raise NplError(msg)
+    return _one_target_irr(target_irrs), _parse_irr_grid(irr_grid_text)
+
+
+def _one_target_irr(values: tuple[float, ...]) -> float | None:
+    """The one --target-irr given; a repeated option is refused rather than silently cut."""
+    if len(values) > 1:
+        rates = ",".join(f"{v:g}" for v in values)
+        msg = (
+            f"--target-irr given {len(values)} times ({rates}); give it once, or price at "
+            f"several rates with --irr-grid {rates}"
+        )
+        raise NplError(msg)
+    return values[0] if values else None
+
+
+def _parse_irr_grid(text: str | None) -> tuple[float, ...]:
+    """``START:STOP:STEP`` (stop included) or ``R1,R2,...`` as target IRRs; () if not given."""
+    from npl_engine.valuation import irr_grid
+
+    if text is None:
+        return ()
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            return irr_grid(start, stop, step)
+        rates = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        msg = f"--irr-grid {text!r}: {exc}; write START:STOP:STEP (0.08:0.20:0.01) or R1,R2,..."
+        raise NplError(msg) from exc
+    if not rates or any(not r > -1 for r in rates):
+        msg = f"--irr-grid {text!r}: give one or more rates, each above -1"
+        raise NplError(msg)
+    return rates
+
+
+def _print_grid(frame: pl.DataFrame) -> None:
+    """Print the bid grid: a row per target IRR, price and % GBV per scenario."""
+    from npl_engine.valuation import grid_table
+
+    wide = grid_table(frame)
+    names = [c.removesuffix("_price") for c in wide.columns if c.endswith("_price")]
+    headers = ["target IRR>"]
+    for name in names:
+        headers += [f"{name}>", "% GBV>"]
+    rows = [
+        [_pct(r["target_irr"])]
+        + [x for n in names for x in (_money(r[f"{n}_price"]), _pct(r[f"{n}_pct_gbv"]))]
+        for r in wide.iter_rows(named=True)
+    ]
+    console = _console()
+    console.print("Bid grid: price at each target IRR")
+    console.print(_table(headers, rows))
+
+
+def _print_tornado(frame: pl.DataFrame, *, base: float) -> None:
+    """Print the sensitivities, widest swing first."""
+    console = _console()
+    console.print(f"Sensitivities of the weighted price ({_money(base)})")
+    rows = []
+    swings = frame.group_by("driver", maintain_order=True).agg(
+        pl.col("change").abs().max().alias("swing")
+    )
+    for driver in swings.sort("swing", descending=True, maintain_order=True)["driver"]:
+        pair = frame.filter(pl.col("driver") == driver)
+        down, up = (
+            pair.filter(pl.col("direction") == d).row(0, named=True) for d in ("down", "up")
+        )
+        rows.append(
+            [
+                driver,
+                down["shock"],
+                _signed_money(down["change"]),
+                _pct(down["change_pct"]),
+                up["shock"],
+                _signed_money(up["change"]),
+                _pct(up["change_pct"]),
+            ]
+        )
+    headers = ["driver", "down", "price change>", "%>", "up", "price change>", "%>"]
+    console.print(_table(headers, rows))
+
+
+def _print_tranches(tranches: dict[str, Any]) -> None:
+    """Print each class of notes per scenario: price, yield, WAL and loss."""
+    from npl_engine.valuation import tranche_table
+
+    frame = tranche_table(tranches)
+    rows = [
+        [
+            r["tranche"],
+            r["scenario"],
+            _money(r["price"]),
+            _pct(r["yield"]),
+            "-" if r["wal_years"] is None else f"{r['wal_years']:.2f}",
+            _money(r["loss"]),
+            _pct(r["loss_share"]),
+        ]
+        for r in frame.sort("order", maintain_order=True).iter_rows(named=True)
+    ]
+    console = _console()
+    console.print(f"Tranches at a price of {_money(tranches['price'])}")
+    headers = ["class", "scenario", "price>", "yield>", "WAL (years)>", "loss>", "loss %>"]
+    console.print(_table(headers, rows))
+    sim = tranches.get("simulation")
+    if sim:
+        rows = [
+            [
+                c["tranche"],
+                _pct(c["irr_mean"]),
+                _pct(c.get("irr_p5")),
+                _pct(c.get("irr_p95")),
+                _pct(c["loss_share_mean"]),
+                _pct(c["p_loss"]),
+            ]
+            for c in sim["summary"]
+        ]
+        console.print(f"Tranches over {sim['n_paths']:,} Monte Carlo paths")
+        headers = ["class", "mean yield>", "P5 yield>", "P95 yield>", "mean loss %>", "P(loss)>"]
+        console.print(_table(headers, rows))
+
+
+def _print_valuation(
+    result: dict[str, Any],
+    *,
+    grid_frame: pl.DataFrame | None = None,
+    tornado: pl.DataFrame | None = None,
+) -> None:
+    """Print the price table, the Monte Carlo percentiles, bid grid, tornado and tranches."""
     console = _console()
     console.print(
         f"GBV {result['gbv']:,.0f} ({result['n_loans']:,} loans); target IRR "
@@ -238,6 +486,12 @@ def _print_valuation(result: dict[str, Any]) -> None:
             rows.append(["IRR at price", *(_pct(q["irr_at_price"][k]) for k in q["price"])])
         console.print(f"Monte Carlo: {sim['n_paths']:,} paths (seed {sim['seed']})")
         console.print(_table(["", *(f"{k.upper()}>" for k in q["price"])], rows))
+    if grid_frame is not None:
+        _print_grid(grid_frame)
+    if tornado is not None:
+        _print_tornado(tornado, base=result["weighted"]["price"])
+    if "tranches" in result:
+        _print_tranches(result["tranches"])
 
 
 @main.command("expected-loss")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,30 @@ def _effects_section(
     }, chart
 
 
+def _facts(portfolio: Any, loans: pl.DataFrame, tape: Dataset) -> dict[str, Any]:
+    """The headline figures of the page."""
+    expected = float(portfolio.borrower.sum() + portfolio.collateral.sum())
+    return {
+        "n_loans": portfolio.n_loans,
+        "gbv": portfolio.gbv,
+        "expected_collections": expected,
+        "expected_rate": expected / portfolio.gbv if portfolio.gbv else 0.0,
+        "mean_p_recover": float(portfolio.p_recover.mean()) if portfolio.n_loans else 0.0,
+        "cutoff": str(loans["cutoff_date"].max()),
+        "source": str(tape.source) if tape.source else "-",
+        "engine_version": __version__,
+    }
+
+
+def _monitoring_section(monitor_dir: Path) -> tuple[dict[str, Any], str]:
+    """What ``npl monitor`` found (its summary) and the PSI chart."""
+    monitoring = MonitorReport.load(monitor_dir).summary()
+    chart = _plots.stability(
+        pl.DataFrame(monitoring["stability"]), watch=PSI_WATCH, shift=PSI_SHIFT
+    )
+    return monitoring, chart
+
+
 def gather(
     model: RecoveryModel,
     tape: Dataset,
@@ -132,6 +156,7 @@ def gather(
     budget: float | None = None,
     seed: int = 0,
     monitor_dir: Path | None = None,
+    irr_grid: Sequence[float] | None = None,
     progress: Progress | None = None,
 ) -> ReportData:
     """Compute every section of the report.
@@ -158,6 +183,8 @@ def gather(
         Seed of the Monte Carlo and of the SHAP sample.
     monitor_dir
         A folder written by ``npl monitor``; ``None`` leaves the monitoring section empty.
+    irr_grid
+        Target IRRs of the bid grid; default: the target IRR ± 4 pp in 1 pp steps.
     progress
         Called with a short description before each step.
     """
@@ -165,8 +192,11 @@ def gather(
     from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
     from npl_engine.valuation import (  # noqa: PLC0415
         MonteCarloSettings,
+        SensitivitySettings,
         build_portfolio,
         collateral_grid_for,
+        price_grid,
+        sensitivities,
         simulate_paths,
         value_portfolio,
     )
@@ -174,11 +204,19 @@ def gather(
     say = progress or (lambda _: None)
     loans = tape.loans.collect()
     say(f"scoring {loans.height:,} loans")
+    shocks = SensitivitySettings()
     grid = collateral_grid_for(scenarios, monte_carlo=simulations > 0)
+    grid = tuple(sorted({*grid, *shocks.collateral_changes(scenarios)}))
     portfolio = build_portfolio(model, loans, collateral_grid=grid)
-    say("valuing the scenarios")
+    say("valuing the scenarios, the bid grid and the sensitivities")
+    target = scenarios.pricing.target_irr
+    rates = irr_grid or tuple(
+        r for r in (round(target + k / 100, 10) for k in range(-4, 5)) if r > -1
+    )
     try:
         valuation = value_portfolio(portfolio, scenarios)
+        bids = price_grid(portfolio, scenarios, rates)
+        tornado = sensitivities(portfolio, scenarios, settings=shocks)
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     paths = None
@@ -207,6 +245,8 @@ def gather(
         None if paths is None else paths.price,
         None if sim is None else sim["percentiles"]["price"],
     )
+    charts["bid_grid"] = _plots.bid_grid(bids, target_irr=target)
+    charts["tornado"] = _plots.tornado(tornado, base_price=valuation.weighted.price)
     charts["importance"] = _plots.importance(importance)
 
     effects = None
@@ -223,42 +263,22 @@ def gather(
     monitoring = None
     if monitor_dir is not None:
         say(f"reading the monitoring folder {monitor_dir}")
-        monitoring = MonitorReport.load(monitor_dir).summary()
-        charts["stability"] = _plots.stability(
-            pl.DataFrame(monitoring["stability"]), watch=PSI_WATCH, shift=PSI_SHIFT
-        )
+        monitoring, charts["stability"] = _monitoring_section(monitor_dir)
 
-    exposure = portfolio.exposure
-    expected = float(portfolio.borrower.sum() + portfolio.collateral.sum())
-    facts = {
-        "n_loans": portfolio.n_loans,
-        "gbv": portfolio.gbv,
-        "expected_collections": expected,
-        "expected_rate": expected / portfolio.gbv if portfolio.gbv else 0.0,
-        "mean_p_recover": float(portfolio.p_recover.mean()) if exposure.size else 0.0,
-        "cutoff": str(loans["cutoff_date"].max()),
-        "source": str(tape.source) if tape.source else "-",
-        "engine_version": __version__,
-    }
-    meta_model = {
-        "definition": {
-            "horizon_months": model.definition.horizon_months,
-            "threshold": model.definition.threshold,
-            "valuation_horizon_months": model.definition.valuation_horizon_months,
-        },
-        "metrics": model.metrics_,
-        "info": model.info_,
-    }
     return ReportData(
         title=title,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        facts=facts,
+        facts=_facts(portfolio, loans, tape),
         charts=charts,
-        valuation=v,
+        valuation=v | {"price_grid": bids.to_dicts(), "sensitivities": tornado.to_dicts()},
         simulation=sim,
         effects=effects,
         fairness=fairness,
         fairness_groups=groups,
-        model=meta_model,
+        model={
+            "definition": asdict(model.definition),
+            "metrics": model.metrics_,
+            "info": model.info_,
+        },
         monitoring=monitoring,
     )

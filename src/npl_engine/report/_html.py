@@ -140,6 +140,21 @@ def _price_table(v: dict[str, Any]) -> str:
     return _table(headers, rows)
 
 
+def _tornado_table(v: dict[str, Any]) -> str:
+    rows = [
+        [
+            str(r["driver"]).replace("_", " "),
+            str(r["shock"]),
+            _money(r["price"]),
+            _pct(r["price_pct_gbv"]),
+            ("+" if r["change"] >= 0 else "") + _money(r["change"]),
+            _pct(r["change_pct"]),
+        ]
+        for r in v["sensitivities"]
+    ]
+    return _table(["driver", "shock", "price>", "% GBV>", "change>", "change %>"], rows)
+
+
 def _effects(d: ReportData) -> str:
     lead = "What each collection action adds against no action, and what a budgeted plan is worth."
     if d.effects is None:
@@ -374,6 +389,16 @@ def render(d: ReportData) -> str:
             + _price_table(v),
         ),
         _section(
+            "bid",
+            "Bid grid and sensitivities",
+            "What the tape is worth at other target returns, and how far the weighted price "
+            "moves when collections, timing, collateral values, the servicing fee or the "
+            "discount rate move (each shock applied to every scenario).",
+            _img(d.charts["bid_grid"], "price at each target IRR")
+            + _img(d.charts["tornado"], "sensitivities of the weighted price")
+            + _tornado_table(v),
+        ),
+        _section(
             "drivers",
             "What drives the model",
             "Mean absolute SHAP contribution of each feature on a sample of the tape's loans: "
@@ -388,9 +413,9 @@ def render(d: ReportData) -> str:
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (("portfolio", "Portfolio"), ("collections", "Collections"),
-                     ("price", "Price"), ("drivers", "Drivers"), ("effects", "Actions"),
-                     ("fairness", "Fairness"), ("monitoring", "Monitoring"),
-                     ("model", "Model card"))
+                     ("price", "Price"), ("bid", "Bid grid"), ("drivers", "Drivers"),
+                     ("effects", "Actions"), ("fairness", "Fairness"),
+                     ("monitoring", "Monitoring"), ("model", "Model card"))
     )  # fmt: skip
     subtitle = (
         f"{f['n_loans']:,} loans · cut-off {f['cutoff']} · source {f['source']} · "

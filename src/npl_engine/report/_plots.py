@@ -178,6 +178,57 @@ def prices(
         return _svg(fig)
 
 
+def bid_grid(grid: pl.DataFrame, *, target_irr: float) -> str:
+    """Price as a share of GBV against the target IRR, one line per scenario and weighted."""
+    with rc_context(_STYLE):
+        fig, (ax,) = _figure(6.5, 3.6)
+        names = list(dict.fromkeys(grid["scenario"].to_list()))
+        for i, name in enumerate(names):
+            rows = grid.filter(pl.col("scenario") == name)
+            weighted = i == len(names) - 1
+            ax.plot(
+                rows["target_irr"].to_numpy() * 100, rows["price_pct_gbv"].to_numpy() * 100,
+                color=INK if weighted else PALETTE[i % len(PALETTE)],
+                lw=2.2 if weighted else 1.4, marker="o", ms=3, label=name,
+            )  # fmt: skip
+        ax.axvline(target_irr * 100, color=MUTED, ls=":", lw=1.2)
+        ax.set_title("Bid grid: price at each target IRR")
+        ax.set_xlabel("target IRR")
+        ax.set_ylabel("price, % of GBV")
+        ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+        ax.legend()
+        return _svg(fig)
+
+
+def tornado(shocks: pl.DataFrame, *, base_price: float) -> str:
+    """Change of the weighted price under each shock, down and up, widest swing on top."""
+    with rc_context(_STYLE):
+        swing = shocks.group_by("driver", maintain_order=True).agg(
+            pl.col("change").abs().max().alias("swing")
+        )
+        drivers = swing.sort("swing", maintain_order=True)["driver"].to_list()
+        fig, (ax,) = _figure(7.5, 0.9 + 0.45 * len(drivers))
+        for y, driver in enumerate(drivers):
+            for row in shocks.filter(pl.col("driver") == driver).iter_rows(named=True):
+                pct = 100 * row["change"] / base_price if base_price else 0.0
+                color = ACCENT if row["change"] >= 0 else WARN
+                ax.barh(y, pct, color=color, height=0.6)
+                ax.text(
+                    pct, y, f" {row['shock']} ",
+                    ha="left" if pct >= 0 else "right", va="center", fontsize=8.5, color=INK,
+                )  # fmt: skip
+        ax.set_yticks(range(len(drivers)), [d.replace("_", " ") for d in drivers])
+        ax.axvline(0, color=INK, lw=1)
+        widest = float(shocks["change"].abs().to_numpy().max(initial=0.0))
+        limit = max(1e-9, widest / (base_price or 1.0) * 100)
+        ax.set_xlim(-limit * 1.45, limit * 1.45)
+        ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.set_title(f"Sensitivities: change of the weighted price ({_millions(base_price)})")
+        ax.grid(axis="y", visible=False)
+        return _svg(fig)
+
+
 def importance(frame: pl.DataFrame, *, top: int = 12) -> str:
     """Mean |SHAP| of the top features: p_recover (points) and collections (% of exposure)."""
     with rc_context(_STYLE):

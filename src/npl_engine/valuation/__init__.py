@@ -26,6 +26,12 @@ from npl_engine.valuation._portfolio import (
     collateral_grid_for,
 )
 from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
+from npl_engine.valuation._sensitivity import (
+    SensitivitySettings,
+    irr_grid,
+    price_grid,
+    sensitivities,
+)
 from npl_engine.valuation._tranches import (
     StructureTerms,
     Tranche,
@@ -37,6 +43,7 @@ from npl_engine.valuation._tranches import (
     tranche_report,
     waterfall,
 )
+from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
@@ -48,6 +55,7 @@ __all__ = [
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
+    "SensitivitySettings",
     "StructureTerms",
     "Tranche",
     "TrancheFlows",
@@ -59,16 +67,22 @@ __all__ = [
     "collateral_grid_for",
     "discount_factors",
     "expected_loss",
+    "grid_table",
+    "irr_grid",
     "load_tranches",
     "loan_cash_flows",
     "moic",
     "parse_tranches",
     "present_value",
+    "price_grid",
     "risk_attributes",
     "scenario_cash_flows",
+    "sensitivities",
     "simulate_paths",
     "tranche_report",
+    "tranche_table",
     "value_portfolio",
     "waterfall",
     "weighted_average_life",
+    "write_valuation_workbook",
 ]

@@ -39,9 +39,17 @@ class ScenarioCashFlows:
 def shift(flows: FloatArray, delay_months: int, horizon_months: int) -> FloatArray:
     """Move flows (last axis = months 1..H) later by ``delay_months``; cut at ``horizon_months``.
 
-    What is pushed past the horizon is lost, as the contract's ``delay_months`` says.
+    What is pushed past the horizon is lost, as the contract's ``delay_months`` says. A negative
+    delay moves flows earlier: what would fall before month 1 is collected in month 1 (nothing
+    is collected before the cut-off date), and later months of the curve move into the horizon.
     """
     out = np.zeros((*flows.shape[:-1], horizon_months))
+    if delay_months < 0:
+        ahead = -delay_months
+        out[..., 0] = flows[..., : ahead + 1].sum(axis=-1)
+        rest = flows[..., ahead + 1 : ahead + horizon_months]
+        out[..., 1 : 1 + rest.shape[-1]] = rest
+        return out
     keep = min(max(horizon_months - delay_months, 0), flows.shape[-1])
     if keep > 0:
         out[..., delay_months : delay_months + keep] = flows[..., :keep]
@@ -83,9 +91,16 @@ def costs_of(
 
 
 def scenario_cash_flows(
-    portfolio: Portfolio, scenario: Scenario, pricing: PricingAssumptions
+    portfolio: Portfolio,
+    scenario: Scenario,
+    pricing: PricingAssumptions,
+    *,
+    delay_change_months: int = 0,
 ) -> ScenarioCashFlows:
     """Cash flows of the whole portfolio under ``scenario``, months 1..pricing.horizon_months.
+
+    ``delay_change_months`` adds to the scenario's delay (a sensitivity); the total may be
+    negative, which collects earlier (see :func:`shift`).
 
     Notes
     -----
@@ -103,7 +118,7 @@ def scenario_cash_flows(
     collateral = factor @ portfolio.collateral
     legal_b = scenario.collections_multiplier * (legal @ portfolio.borrower)
     legal_c = (factor * legal) @ portfolio.collateral
-    d = scenario.delay_months
+    d = scenario.delay_months + delay_change_months
     borrower, collateral, legal_b, legal_c = (
         shift(x, d, h) for x in (borrower, collateral, legal_b, legal_c)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,12 +11,22 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.scenarios import ScenarioSet
+from npl_engine.scenarios import PricingAssumptions, ScenarioSet
 from npl_engine.valuation._cashflows import ScenarioCashFlows, scenario_cash_flows
 from npl_engine.valuation._finance import annual_irr, discount_factors, moic
 from npl_engine.valuation._portfolio import Portfolio
 
-__all__ = ["ScenarioValue", "Valuation", "value_portfolio"]
+__all__ = [
+    "WEIGHTED",
+    "ScenarioValue",
+    "Valuation",
+    "mix_flows",
+    "value_portfolio",
+    "weighted_flows",
+]
+
+WEIGHTED = "weighted"
+"""Name of the weight-averaged row of a valuation (and of its cash flows)."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -127,6 +138,31 @@ def _value(
     )
 
 
+def mix_flows(
+    flows: Mapping[str, ScenarioCashFlows], weights: Mapping[str, float]
+) -> ScenarioCashFlows:
+    """The weight-averaged (expected) cash flows of several scenarios."""
+    h = next(iter(flows.values())).borrower.shape[-1]
+    return ScenarioCashFlows(
+        borrower=sum((weights[k] * f.borrower for k, f in flows.items()), np.zeros(h)),
+        collateral=sum((weights[k] * f.collateral for k, f in flows.items()), np.zeros(h)),
+        costs=sum((weights[k] * f.costs for k, f in flows.items()), np.zeros(h)),
+    )
+
+
+def weighted_flows(
+    portfolio: Portfolio, scenarios: ScenarioSet, pricing: PricingAssumptions
+) -> tuple[dict[str, ScenarioCashFlows], ScenarioCashFlows]:
+    """Cash flows of every scenario (by name, in file order) and their weighted mix.
+
+    Every price of a valuation, a bid grid or a sensitivity is ``flows.net @ discount`` of
+    one of these, so the same inputs give the same figures bit for bit.
+    """
+    flows = {s.name: scenario_cash_flows(portfolio, s, pricing) for s in scenarios.scenarios}
+    weights = {s.name: s.weight for s in scenarios.scenarios}
+    return flows, mix_flows(flows, weights)
+
+
 def value_portfolio(
     portfolio: Portfolio,
     scenarios: ScenarioSet,
@@ -166,18 +202,12 @@ def value_portfolio(
     h = pricing.horizon_months
     discount = discount_factors(h, pricing.target_irr)
     gbv = portfolio.gbv
-    flows = {s.name: scenario_cash_flows(portfolio, s, pricing) for s in scenarios.scenarios}
+    flows, mix = weighted_flows(portfolio, scenarios, pricing)
     values = tuple(
         _value(s.name, s.weight, flows=flows[s.name], discount=discount, gbv=gbv, price=price)
         for s in scenarios.scenarios
     )
-    weights = {s.name: s.weight for s in scenarios.scenarios}
-    mix = ScenarioCashFlows(
-        borrower=sum((weights[k] * f.borrower for k, f in flows.items()), np.zeros(h)),
-        collateral=sum((weights[k] * f.collateral for k, f in flows.items()), np.zeros(h)),
-        costs=sum((weights[k] * f.costs for k, f in flows.items()), np.zeros(h)),
-    )
-    weighted = _value("weighted", 1.0, flows=mix, discount=discount, gbv=gbv, price=price)
+    weighted = _value(WEIGHTED, 1.0, flows=mix, discount=discount, gbv=gbv, price=price)
     months = np.arange(1, h + 1)
     frames = [
         pl.DataFrame(
@@ -193,7 +223,7 @@ def value_portfolio(
                 "present_value": f.net * discount,
             }
         )
-        for name, f in (*flows.items(), ("weighted", mix))
+        for name, f in (*flows.items(), (WEIGHTED, mix))
     ]
     return Valuation(
         gbv=gbv,
