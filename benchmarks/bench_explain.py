@@ -57,8 +57,8 @@ def _prepare_tape(tape: str, n_loans: int) -> None:
 def _warm_numba(model_dir: str, tape: str) -> None:
     import polars as pl
 
-    from npl_engine._treeshap import compile_booster, tree_shap
     from npl_engine.scoring import RecoveryModel
+    from npl_engine.treeshap import compile_booster, tree_shap
 
     model = RecoveryModel.load(model_dir)
     loans = pl.read_parquet(Path(tape) / "loans.parquet").head(50)

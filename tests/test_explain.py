@@ -19,7 +19,6 @@ import shap
 
 from _explain_model import tape, trained_model
 from npl_engine import explain
-from npl_engine._treeshap import compile_booster, tree_shap
 from npl_engine.errors import NplError
 from npl_engine.explain import (
     LoanExplanations,
@@ -32,6 +31,7 @@ from npl_engine.explain import (
     reason_columns,
 )
 from npl_engine.scoring import RecoveryModel
+from npl_engine.treeshap import compile_booster, tree_shap
 
 FEW = ["T00000001", "T00000002", "T00000003", "T00000010", "T00000042"]
 

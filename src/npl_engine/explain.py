@@ -21,7 +21,7 @@ The method and its conventions are in ``docs/explanations.md``; in short:
 
 SHAP values are exact path-dependent TreeSHAP values, the numbers of LightGBM's
 ``Booster.predict(..., pred_contrib=True)`` and of ``shap.TreeExplainer`` (which delegates to
-it for LightGBM models). For many loans they come from :mod:`npl_engine._treeshap`, which
+it for LightGBM models). For many loans they come from :mod:`npl_engine.treeshap`, which
 rearranges the same sums into per-leaf tables and runs about four times faster.
 """
 
@@ -39,7 +39,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine._treeshap import CompiledTrees, compile_booster, tree_shap
 from npl_engine.errors import NplError
 from npl_engine.features import (
     CATEGORICAL_FEATURES,
@@ -49,12 +48,15 @@ from npl_engine.features import (
 )
 from npl_engine.scoring import RecoveryModel
 from npl_engine.scoring._collections import CHANNELS, _has_collateral
+from npl_engine.treeshap import CompiledTrees, compile_booster, tree_shap
 
 __all__ = [
     "TARGETS",
     "Attribution",
     "LoanExplanations",
+    "explain_collections",
     "explain_loans",
+    "explain_p_recover",
     "format_value",
     "global_importance",
     "plot_importance",
@@ -187,7 +189,7 @@ def _tree_shap(
     """Exact TreeSHAP values (n, p) and the booster's expected raw output.
 
     A booster prepared by :func:`prepare_explanations`, or many rows: the compiled per-leaf
-    tables of :mod:`npl_engine._treeshap` (about 4 times faster than LightGBM once built). Few
+    tables of :mod:`npl_engine.treeshap` (about 4 times faster than LightGBM once built). Few
     rows of another booster, or a booster too deep to tabulate: LightGBM.
     """
     n = values.shape[0]
@@ -249,7 +251,12 @@ def _share_out(link: FloatArray, change: FloatArray, *, slope_at_zero: FloatArra
     return out
 
 
-def _explain_p_recover(model: RecoveryModel, x: FeatureMatrix) -> Attribution:
+def explain_p_recover(model: RecoveryModel, x: FeatureMatrix) -> Attribution:
+    """Contributions of each feature to each loan's calibrated p_recover (encoded features).
+
+    The classifier's TreeSHAP values on the log-odds scale, shared out onto the calibrated
+    probability so that they add up to ``p_recover`` minus the base value.
+    """
     clf = model.classifier_
     # num_iteration=None as in RecoveryClassifier.predict_raw, so the same trees are explained.
     link, base_margin = _tree_shap(clf.booster_, x.values, num_iteration=None)
@@ -268,9 +275,14 @@ def _explain_p_recover(model: RecoveryModel, x: FeatureMatrix) -> Attribution:
     )
 
 
-def _explain_collections(
+def explain_collections(
     model: RecoveryModel, x: FeatureMatrix, exposure: FloatArray
 ) -> Attribution:
+    """Contributions of each feature to each loan's expected collections (currency).
+
+    TreeSHAP values of the horizon-total models of each channel, scaled by the exposure;
+    loans without collateral get no collateral part.
+    """
     totals = model.collections_.predict_total(x)
     secured = _has_collateral(x)
     n, n_features = x.values.shape
@@ -393,10 +405,10 @@ def explain_loans(
         raise NplError(msg)
     attributions: dict[Target, Attribution] = {}
     if "p_recover" in targets:
-        attributions["p_recover"] = _explain_p_recover(model, x)
+        attributions["p_recover"] = explain_p_recover(model, x)
     if "expected_collections" in targets:
         exposure = features["exposure"].to_numpy().astype(np.float64)
-        attributions["expected_collections"] = _explain_collections(model, x, exposure)
+        attributions["expected_collections"] = explain_collections(model, x, exposure)
     return LoanExplanations(
         features=features,
         matrix=x,

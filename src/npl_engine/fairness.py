@@ -32,8 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from npl_engine.data import Dataset
 from npl_engine.errors import NplError
-from npl_engine.scoring import RecoveryModel
-from npl_engine.scoring._targets import build_targets
+from npl_engine.scoring import RecoveryModel, build_targets
 
 __all__ = [
     "ATTRIBUTES",
@@ -493,7 +492,7 @@ def policy_decisions(
         ``policy_no_legal_action`` (the plan does not send the loan to legal action) where the
         effect model knows those actions.
     """
-    from npl_engine.causal._policy import plan_actions, policy_inputs  # noqa: PLC0415
+    from npl_engine.causal import plan_actions, policy_inputs  # noqa: PLC0415
 
     ids, uplift, cost, _ = policy_inputs(effects_model, loans, costs, with_bau=False)
     limit = math.inf if budget is None else budget

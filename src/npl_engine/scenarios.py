@@ -13,18 +13,21 @@ paths count ``[[scenario]]`` tables from 1, in file order.
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from npl_engine.errors import SettingsError
+from npl_engine.settings import (
+    describe_error,
+    key_path,
+    parse_toml,
+    read_settings,
+    toml_value,
+)
 
 __all__ = [
     "BASE_SCENARIO",
@@ -249,7 +252,6 @@ class ScenarioSet(BaseModel):
 _TOP_LEVEL_KEYS = ("pricing", "scenario")
 _PRICING_KEYS = tuple(PricingAssumptions.model_fields)
 _SCENARIO_KEYS = tuple(Scenario.model_fields)
-_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def load_scenarios(path: str | Path) -> ScenarioSet:
@@ -277,7 +279,7 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
     >>> s.names  # doctest: +SKIP
     ('base', 'adverse', 'severe')
     """
-    return parse_scenarios(_read_settings(path, "scenario file"), source=str(path))
+    return parse_scenarios(read_settings(path, "scenario file"), source=str(path))
 
 
 def parse_scenarios(text: str, *, source: str = "<string>") -> ScenarioSet:
@@ -319,11 +321,15 @@ def parse_scenarios(text: str, *, source: str = "<string>") -> ScenarioSet:
     """
     # The model also accepts its Python field name ``scenarios``: a file must spell the array
     # ``[[scenario]]``, so unknown top-level keys are caught before it.
-    known, problems = _top_level(text, source, _TOP_LEVEL_KEYS)
+    known, problems = parse_toml(text, source, _TOP_LEVEL_KEYS)
     try:
         scenario_set = ScenarioSet.model_validate(known)
     except ValidationError as exc:
-        problems += [f"{source}: {_key_path(e, known)}: {_describe_error(e)}" for e in exc.errors()]
+        problems += [
+            f"{source}: {key_path(e, known, named=('scenario',))}: "
+            f"{describe_error(e, allowed=_allowed, missing=_MISSING)}"
+            for e in exc.errors()
+        ]
     if problems:
         raise SettingsError("\n".join(problems))
     return scenario_set
@@ -353,174 +359,18 @@ def dump_scenarios(scenario_set: ScenarioSet) -> str:
     True
     """
     lines = ["[pricing]"]
-    lines += [f"{key} = {_toml_value(getattr(scenario_set.pricing, key))}" for key in _PRICING_KEYS]
+    lines += [f"{key} = {toml_value(getattr(scenario_set.pricing, key))}" for key in _PRICING_KEYS]
     for scenario in scenario_set.scenarios:
         lines += ["", "[[scenario]]"]
-        lines += [f"{key} = {_toml_value(getattr(scenario, key))}" for key in _SCENARIO_KEYS]
+        lines += [f"{key} = {toml_value(getattr(scenario, key))}" for key in _SCENARIO_KEYS]
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: object) -> str:
-    """Format a str, int or finite float as a TOML value."""
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, bool):  # bool is an int: keep it out of the int branch
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    msg = f"cannot write {type(value).__name__} as TOML"
-    raise TypeError(msg)
-
-
-def _toml_string(value: str) -> str:
-    """Quote ``value`` as a TOML basic string, escaping what TOML requires."""
-    out = ['"']
-    for ch in value:
-        if ch in {'"', "\\"}:
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(f"\\U{ord(ch):08X}")
-    out.append('"')
-    return "".join(out)
-
-
-def _read_settings(path: str | Path, what: str) -> str:
-    """The text of a settings file; SettingsError naming it if it cannot be read or decoded."""
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        msg = f"{source}: cannot read the {what}: {reason}"
-        raise SettingsError(msg) from exc
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        msg = f"{source}: not UTF-8 text (TOML files are UTF-8): byte {exc.start} is invalid"
-        raise SettingsError(msg) from exc
-
-
-def _top_level(text: str, source: str, allowed: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """Parse a settings file's TOML: its allowed top-level tables, and a problem per other key.
-
-    Raises
-    ------
-    SettingsError
-        If the text is not valid TOML (with the line and its text).
-    """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(_toml_syntax_message(source, text, exc)) from exc
-    problems = [
-        f"{source}: {key}: {_unknown_key(key, allowed)}" for key in data if key not in allowed
-    ]
-    return {key: value for key, value in data.items() if key in allowed}, problems
-
-
-def _toml_syntax_message(source: str, text: str, exc: tomllib.TOMLDecodeError) -> str:
-    """Describe a TOML syntax error with its line, and the line's text where known."""
-    reason = _TOML_POSITION.sub("", str(exc)).strip()
-    match = _TOML_POSITION.search(str(exc))
-    if match is None:
-        return f"{source}: invalid TOML: {reason}"
-    line_no, col_no = int(match.group(1)), int(match.group(2))
-    lines = text.splitlines()
-    shown = f": {lines[line_no - 1].strip()!r}" if 0 < line_no <= len(lines) else ""
-    return f"{source}: line {line_no}, column {col_no}: invalid TOML ({reason}){shown}"
-
-
-def _key_path(error: ErrorDetails, data: Mapping[str, Any]) -> str:
-    """Render a pydantic error location as a key path: ``scenario[2].weight``."""
-    loc: tuple[int | str, ...] = tuple(error["loc"])
-    suffix = (error.get("ctx") or {}).get("loc_suffix")
-    if suffix is not None:
-        loc += tuple(suffix)
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(f"[{part + 1}]")
-        elif part == "*":
-            parts.append("[*]")
-        else:
-            parts.append(f".{part}" if parts else part)
-    path = "".join(parts) or "(file)"
-    # Name the scenario as well as its position, which is easy to miscount in a long file.
-    if len(loc) > 2 and loc[0] == "scenario" and loc[2] != "name":
-        index, scenarios = loc[1], data.get("scenario")
-        if isinstance(index, int) and isinstance(scenarios, list) and index < len(scenarios):
-            entry = scenarios[index]
-            if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-                path += f" (scenario {entry['name']!r})"
-    return path
-
-
-_EXPECTED = {
-    "float_type": "expected a number",
-    "int_type": "expected a whole number",
-    "int_from_float": "expected a whole number",
-    "string_type": "expected a string",
-    "model_type": "expected a table",
-    "model_attributes_type": "expected a table",
-    "dict_type": "expected a table",
-    "tuple_type": "expected an array of [[scenario]] tables",
-    "list_type": "expected an array of [[scenario]] tables",
-    "finite_number": "must be a finite number",
-    "string_too_short": "must be 1 to 64 characters long",
-    "string_too_long": "must be 1 to 64 characters long",
-}
-_BOUNDS = {
-    "greater_than": ("gt", "must be greater than"),
-    "greater_than_equal": ("ge", "must be at least"),
-    "less_than": ("lt", "must be less than"),
-    "less_than_equal": ("le", "must be at most"),
-}
 _MISSING: dict[tuple[int | str, ...], str] = {
     ("pricing",): "missing: the file needs a [pricing] table",
     ("scenario",): "missing: the file needs at least one [[scenario]] table",
 }
 
 
-def _describe_error(error: ErrorDetails) -> str:
-    """Reword one pydantic error for someone editing a TOML file."""
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    got = _describe_value(error.get("input"))
-    if kind == "missing":
-        return _MISSING.get(loc, "missing required key")
-    if kind == "extra_forbidden":
-        allowed = _PRICING_KEYS if loc[0] == "pricing" else _SCENARIO_KEYS
-        return _unknown_key(str(loc[-1]), allowed)
-    if kind in _EXPECTED:
-        return f"{_EXPECTED[kind]}, got {got}"
-    if kind in _BOUNDS:
-        ctx_key, words = _BOUNDS[kind]
-        return f"{words} {(error.get('ctx') or {}).get(ctx_key)}, got {got}"
-    # Custom errors (weights, duplicates, deductions, names) carry a finished sentence.
-    return str(error["msg"])
-
-
-def _describe_value(value: object) -> str:
-    """Show a TOML value as the user wrote it, with its TOML type where that helps."""
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, str):
-        return f"{_toml_string(value)} (a string)"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, Sequence):
-        return "an array"
-    return f"a {type(value).__name__}"
-
-
-def _unknown_key(key: str, allowed: Sequence[str]) -> str:
-    """Say a key is not allowed, suggesting the closest allowed key."""
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+def _allowed(loc: tuple[int | str, ...]) -> Sequence[str]:
+    return _PRICING_KEYS if loc[0] == "pricing" else _SCENARIO_KEYS

@@ -1,21 +1,91 @@
-"""Causal effects of collection actions: estimation, refutation and a budgeted action plan."""
+"""Causal effects of collection actions: estimation, refutation and a budgeted action plan.
 
-from npl_engine.causal._effects import ActionEffect, ActionEffectModel, OverlapReport
-from npl_engine.causal._treatment import (
-    ACTION_INTENSITY,
-    CONTROL,
-    CausalData,
-    CausalSettings,
-    build_causal_data,
-)
+Names load on first use: the action plan and its costs (:mod:`._policy`) need neither EconML
+nor DoWhy, so a command or the scoring service that only plans does not pay for importing them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npl_engine.causal._effects import (
+        MODEL_FILE,
+        ActionEffect,
+        ActionEffectModel,
+        OverlapReport,
+    )
+    from npl_engine.causal._policy import (
+        BAU_SAMPLE,
+        ActionCosts,
+        BusinessAsUsual,
+        PlanResult,
+        estimate_costs,
+        load_costs,
+        plan_actions,
+        policy_inputs,
+        solve_plan,
+    )
+    from npl_engine.causal._refute import RefutationSettings, refute_action, refute_effects
+    from npl_engine.causal._treatment import (
+        ACTION_INTENSITY,
+        CONTROL,
+        CausalData,
+        CausalSettings,
+        build_causal_data,
+    )
+    from npl_engine.causal._validate import calibration_groups, toc
 
 __all__ = [
     "ACTION_INTENSITY",
+    "BAU_SAMPLE",
     "CONTROL",
+    "MODEL_FILE",
+    "ActionCosts",
     "ActionEffect",
     "ActionEffectModel",
+    "BusinessAsUsual",
     "CausalData",
     "CausalSettings",
     "OverlapReport",
+    "PlanResult",
+    "RefutationSettings",
     "build_causal_data",
+    "calibration_groups",
+    "estimate_costs",
+    "load_costs",
+    "plan_actions",
+    "policy_inputs",
+    "refute_action",
+    "refute_effects",
+    "solve_plan",
+    "toc",
 ]
+
+#: The private module that defines each public name.
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(("MODEL_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"),
+                    "_effects"),
+    **dict.fromkeys(("BAU_SAMPLE", "ActionCosts", "BusinessAsUsual", "PlanResult",
+                     "estimate_costs", "load_costs", "plan_actions", "policy_inputs",
+                     "solve_plan"), "_policy"),
+    **dict.fromkeys(("RefutationSettings", "refute_action", "refute_effects"), "_refute"),
+    **dict.fromkeys(("ACTION_INTENSITY", "CONTROL", "CausalData", "CausalSettings",
+                     "build_causal_data"), "_treatment"),
+    **dict.fromkeys(("calibration_groups", "toc"), "_validate"),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

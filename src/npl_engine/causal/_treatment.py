@@ -21,7 +21,7 @@ import polars as pl
 from npl_engine.data import Dataset
 from npl_engine.errors import NplError
 from npl_engine.features import FeatureMatrix, build_features, feature_matrix
-from npl_engine.scoring._targets import month_after_cutoff, months_observed
+from npl_engine.scoring import month_after_cutoff, months_observed
 
 __all__ = [
     "ACTION_INTENSITY",

@@ -79,9 +79,13 @@ def effects(
     refutations, validation, overlap), OUT/cate.parquet (effect per loan and action) and the
     fitted model, which `npl policy` uses to plan actions on a book or a tape.
     """
-    from npl_engine.causal import ActionEffectModel, CausalSettings
-    from npl_engine.causal._policy import estimate_costs
-    from npl_engine.causal._refute import RefutationSettings, refute_effects
+    from npl_engine.causal import (
+        ActionEffectModel,
+        CausalSettings,
+        RefutationSettings,
+        estimate_costs,
+        refute_effects,
+    )
     from npl_engine.data.writers import atomic_folder
 
     console = _console(stderr=True)
@@ -210,8 +214,13 @@ def policy(
     Writes the plan (loan_id, action, expected_uplift, cost) and prints its expected value
     against business as usual, no action and the best single action for all.
     """
-    from npl_engine.causal import ActionEffectModel
-    from npl_engine.causal._policy import ActionCosts, load_costs, plan_actions, policy_inputs
+    from npl_engine.causal import (
+        ActionCosts,
+        ActionEffectModel,
+        load_costs,
+        plan_actions,
+        policy_inputs,
+    )
 
     console = _console(stderr=True)
     say = _steps(console)

@@ -32,8 +32,7 @@ from npl_engine.errors import NplError
 
 def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: Path | None) -> Any:
     """The scoring model plus the effect models in ``effects_dirs`` (one per outcome)."""
-    from npl_engine.causal import ActionEffectModel
-    from npl_engine.causal._policy import ActionCosts, load_costs
+    from npl_engine.causal import ActionCosts, ActionEffectModel, load_costs
     from npl_engine.counterfactuals import StrategyModel
     from npl_engine.scoring import RecoveryModel
 

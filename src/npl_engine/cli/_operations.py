@@ -377,7 +377,7 @@ def fairness(
 
 def _effect_costs(effects_dir: Path) -> Any:
     """Action costs saved by `npl effects` beside its model."""
-    from npl_engine.causal._policy import ActionCosts
+    from npl_engine.causal import ActionCosts
 
     path = effects_dir / "costs.json"
     if not path.exists():

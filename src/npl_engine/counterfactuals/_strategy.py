@@ -22,8 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.causal import CONTROL, ActionEffectModel
-from npl_engine.causal._policy import ActionCosts
+from npl_engine.causal import CONTROL, ActionCosts, ActionEffectModel
 from npl_engine.errors import NplError
 from npl_engine.features import build_features, feature_matrix
 from npl_engine.scoring import RecoveryModel

@@ -79,9 +79,9 @@ def _effects_section(
     effects_dir: Path, loans: pl.DataFrame, budget: float | None, say: Progress
 ) -> tuple[dict[str, Any], str]:
     """Average effects, per-loan effects on the tape and the action plan against simple rules."""
-    from npl_engine.causal import ActionEffectModel  # noqa: PLC0415 - heavy, optional
-    from npl_engine.causal._policy import (  # noqa: PLC0415
+    from npl_engine.causal import (  # noqa: PLC0415
         ActionCosts,
+        ActionEffectModel,
         plan_actions,
         policy_inputs,
     )

@@ -5,6 +5,14 @@ See ``docs/models.md`` for the design and its checks against the simulator's tru
 
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
-from npl_engine.scoring._targets import build_targets
+from npl_engine.scoring._targets import build_targets, month_after_cutoff, months_observed
 
-__all__ = ["MODEL_FORMAT", "RecoveryDefinition", "RecoveryModel", "Scores", "build_targets"]
+__all__ = [
+    "MODEL_FORMAT",
+    "RecoveryDefinition",
+    "RecoveryModel",
+    "Scores",
+    "build_targets",
+    "month_after_cutoff",
+    "months_observed",
+]

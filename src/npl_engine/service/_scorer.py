@@ -26,8 +26,8 @@ from npl_engine.errors import NplError
 from npl_engine.explain import (
     Attribution,
     LoanExplanations,
-    _explain_collections,
-    _explain_p_recover,
+    explain_collections,
+    explain_p_recover,
     prepare_explanations,
     reason_codes,
 )
@@ -83,8 +83,7 @@ class Engine:
 
     def _load_effects(self, folder: Path) -> None:
         # econml and friends are heavy: loaded only when the service has an effect model.
-        from npl_engine.causal import ActionEffectModel  # noqa: PLC0415
-        from npl_engine.causal._policy import ActionCosts  # noqa: PLC0415
+        from npl_engine.causal import ActionCosts, ActionEffectModel  # noqa: PLC0415
 
         costs_file = folder / "costs.json"
         if not costs_file.is_file():
@@ -173,8 +172,8 @@ class Engine:
         rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in wanted])
         sub = FeatureMatrix(x.values[rows], x.names, x.categorical)
         attributions = {
-            "p_recover": _explain_p_recover(self.model, sub),
-            "expected_collections": _explain_collections(self.model, sub, exposure[rows]),
+            "p_recover": explain_p_recover(self.model, sub),
+            "expected_collections": explain_collections(self.model, sub, exposure[rows]),
         }
         for r in rows:
             out[r] = {k: [] for k in _OUTPUT_KEYS}
@@ -216,7 +215,7 @@ class Engine:
 
     def recommend(self, job: Job) -> Outcome:
         """The action with the largest expected net uplift for one loan, and its run record."""
-        from npl_engine.causal._policy import policy_inputs  # noqa: PLC0415
+        from npl_engine.causal import policy_inputs  # noqa: PLC0415
 
         if self.effects is None:
             msg = "no effect model loaded"

@@ -32,14 +32,7 @@ from npl_engine.errors import SettingsError
 
 # The scenario files' error wording (key paths, values as the user wrote them, TOML syntax
 # errors, "did you mean") is reused so that every settings file reads the same.
-from npl_engine.scenarios import (
-    _describe_error,
-    _describe_value,
-    _key_path,
-    _read_settings,
-    _top_level,
-    _unknown_key,
-)
+from npl_engine.settings import describe_error, key_path, parse_toml, read_settings
 from npl_engine.valuation._finance import annual_irr, moic, weighted_average_life
 
 if TYPE_CHECKING:
@@ -386,7 +379,7 @@ def load_tranches(path: str | Path) -> TrancheStructure:
     >>> s.names  # doctest: +SKIP
     ('senior', 'mezzanine', 'junior')
     """
-    return parse_tranches(_read_settings(path, "tranche file"), source=str(path))
+    return parse_tranches(read_settings(path, "tranche file"), source=str(path))
 
 
 def parse_tranches(text: str, *, source: str = "<string>") -> TrancheStructure:
@@ -429,7 +422,7 @@ def parse_tranches(text: str, *, source: str = "<string>") -> TrancheStructure:
     """
     # The model also accepts its Python field names (terms, tranches); a file must use the
     # table names, so unknown top-level keys are caught before it.
-    known, problems = _top_level(text, source, _TOP_LEVEL_KEYS)
+    known, problems = parse_toml(text, source, _TOP_LEVEL_KEYS)
     try:
         structure = TrancheStructure.model_validate(known)
     except ValidationError as exc:
@@ -443,33 +436,21 @@ def parse_tranches(text: str, *, source: str = "<string>") -> TrancheStructure:
 
 def _tranche_key_path(error: ErrorDetails, data: Mapping[str, Any]) -> str:
     """Key path of an error, with the class's name: ``tranche[2].coupon (tranche 'mezz')``."""
-    path = _key_path(error, data)
-    loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("loc_suffix") or ())
-    if len(loc) > 1 and loc[0] == "tranche" and isinstance(loc[1], int) and loc[2:] != ("name",):
-        tables = data.get("tranche")
-        if isinstance(tables, list) and loc[1] < len(tables):
-            entry = tables[loc[1]]
-            if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-                path += f" (tranche {entry['name']!r})"
-    return path
+    return key_path(error, data, named=("tranche",))
+
+
+_MISSING: dict[tuple[int | str, ...], str] = {
+    ("tranche",): "missing: the file needs at least one [[tranche]] table"
+}
+
+
+def _allowed(loc: tuple[int | str, ...]) -> tuple[str, ...]:
+    return _STRUCTURE_KEYS if loc[0] == "structure" else _TRANCHE_KEYS
 
 
 def _describe(error: ErrorDetails) -> str:
     """Reword one pydantic error for someone editing a tranche file."""
-    kind = error["type"]
-    loc = tuple(error["loc"])
-    if kind == "missing":
-        if loc == ("tranche",):
-            return "missing: the file needs at least one [[tranche]] table"
-        return "missing required key"
-    if kind == "extra_forbidden":
-        allowed = _STRUCTURE_KEYS if loc[0] == "structure" else _TRANCHE_KEYS
-        return _unknown_key(str(loc[-1]), allowed)
-    if kind in {"tuple_type", "list_type"}:
-        return f"expected an array of [[tranche]] tables, got {_describe_value(error.get('input'))}"
-    if kind == "bool_type":
-        return f"expected true or false, got {_describe_value(error.get('input'))}"
-    return _describe_error(error)
+    return describe_error(error, allowed=_allowed, missing=_MISSING)
 
 
 # --------------------------------------------------------------------------------------------

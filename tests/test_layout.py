@@ -1,0 +1,58 @@
+"""The package's layout: no module reaches into another package's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import npl_engine
+
+SRC = Path(npl_engine.__file__).resolve().parent
+
+
+def _area(module: str) -> str:
+    """The package a module belongs to: ``npl_engine.causal._policy`` → ``causal``.
+
+    A top-level module is its own area (``npl_engine.explain`` → ``explain``).
+    """
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _private_imports() -> list[str]:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC.parent).with_suffix("")
+        parts = list(relative.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        here = ".".join(parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [(node.module, [a.name for a in node.names])]
+            elif isinstance(node, ast.Import):
+                targets = [(a.name, []) for a in node.names]
+            else:
+                continue
+            for module, names in targets:
+                if not module.startswith("npl_engine.") or _area(module) == _area(here):
+                    continue
+                private_module = any(p.startswith("_") for p in module.split(".")[1:])
+                private_names = [n for n in names if n.startswith("_") and n != "__version__"]
+                if private_module or private_names:
+                    what = ", ".join(private_names) or "*"
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno} {module} ({what})")
+    return found
+
+
+def test_no_module_imports_another_packages_private_names() -> None:
+    """Packages talk through their public names (each package's __init__ re-exports them)."""
+    assert _private_imports() == []
+
+
+def test_the_checker_sees_a_private_import(tmp_path: Path) -> None:
+    """The area of a module is its first package below npl_engine; top-level modules stand alone."""
+    assert _area("npl_engine.causal._policy") == "causal"
+    assert _area("npl_engine.explain") == "explain"
+    assert _area("npl_engine.scoring") == "scoring"
