@@ -10,6 +10,7 @@ from npl_engine.cli import (  # noqa: F401 - importing a module registers its co
     _data,
     _demo,
     _operations,
+    _plan,
     _scoring,
     _valuation,
 )

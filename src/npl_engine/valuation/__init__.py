@@ -3,6 +3,7 @@
 Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
 """
 
+from npl_engine.valuation._backtest import Backtest, backtest, months_observed
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import ExpectedLoss, expected_loss
 from npl_engine.valuation._finance import (
@@ -13,6 +14,7 @@ from npl_engine.valuation._finance import (
     weighted_average_life,
 )
 from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
+from npl_engine.valuation._plan import BusinessPlan, business_plan
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
     Portfolio,
@@ -34,6 +36,8 @@ from npl_engine.valuation._tranches import (
 
 __all__ = [
     "DEFAULT_COLLATERAL_GRID",
+    "Backtest",
+    "BusinessPlan",
     "ExpectedLoss",
     "MonteCarloResult",
     "MonteCarloSettings",
@@ -47,13 +51,16 @@ __all__ = [
     "TrancheStructure",
     "Valuation",
     "annual_irr",
+    "backtest",
     "build_portfolio",
+    "business_plan",
     "collateral_grid_for",
     "discount_factors",
     "expected_loss",
     "load_tranches",
     "loan_cash_flows",
     "moic",
+    "months_observed",
     "parse_tranches",
     "present_value",
     "scenario_cash_flows",
