@@ -1191,7 +1191,7 @@ class _TriggerState:
     servicer_owed: FloatArray  # (runs,)
 
 
-def _allocate(
+def _allocate(  # noqa: PLR0915 - the order of payments, month by month, read top to bottom
     net: FloatArray,
     *,
     amounts: FloatArray,
@@ -1267,25 +1267,8 @@ def _allocate(
             cash = cash - repaid[:, t]
             if (t + 1) % step == 0:
                 i = (t + 1) // step - 1
-                ccr, pvr = triggers.collection_ratio[:, t], triggers.pv_ratio[:, t]
-                for name, value, limit in (
-                    ("collection_ratio", ccr, terms.cumulative_collection_ratio),
-                    ("pv_ratio", pvr, terms.pv_profitability_ratio),
-                    ("servicer_fee_deferral", ccr, terms.servicer_fee_deferral_ratio),
-                ):
-                    # NaN (no plan yet) compares False: no hit.
-                    hits[name][:, i] = (value < limit) if limit is not None else False
-                if terms.senior_interest_cover is not None:
-                    cover = np.divide(
-                        available, senior_due, out=np.full(runs, np.inf), where=senior_due > 0
-                    )
-                    hits["senior_interest_cover"][:, i] = cover < terms.senior_interest_cover
-                subordinated = (
-                    hits["collection_ratio"][:, i]
-                    | hits["pv_ratio"][:, i]
-                    | hits["senior_interest_cover"][:, i]
-                )
-                hits["subordination"][:, i] = subordinated
+                _test_date(triggers, hits, i, t, available=available, senior_due=senior_due)
+                subordinated = hits["subordination"][:, i]
                 deferring = hits["servicer_fee_deferral"][:, i]
                 available, senior_due = np.zeros(runs), np.zeros(runs)
         principal_paid = np.minimum(balance[-1], cash)
@@ -1309,6 +1292,36 @@ def _allocate(
         balance=balance,
         arrears=arrears,
         triggers=state,
+    )
+
+
+def _test_date(
+    triggers: _TriggerInputs,
+    hits: dict[str, npt.NDArray[np.bool_]],
+    i: int,
+    t: int,
+    *,
+    available: FloatArray,
+    senior_due: FloatArray,
+) -> None:
+    """Run the tests of test date ``i`` (end of month index ``t``) into ``hits[...][:, i]``."""
+    terms = triggers.terms
+    ccr, pvr = triggers.collection_ratio[:, t], triggers.pv_ratio[:, t]
+    for name, value, limit in (
+        ("collection_ratio", ccr, terms.cumulative_collection_ratio),
+        ("pv_ratio", pvr, terms.pv_profitability_ratio),
+        ("servicer_fee_deferral", ccr, terms.servicer_fee_deferral_ratio),
+    ):
+        # NaN (no plan yet) compares False: no hit.
+        hits[name][:, i] = (value < limit) if limit is not None else False
+    if terms.senior_interest_cover is not None:
+        cover = np.full(available.size, np.inf)
+        np.divide(available, senior_due, out=cover, where=senior_due > 0)
+        hits["senior_interest_cover"][:, i] = cover < terms.senior_interest_cover
+    hits["subordination"][:, i] = (
+        hits["collection_ratio"][:, i]
+        | hits["pv_ratio"][:, i]
+        | hits["senior_interest_cover"][:, i]
     )
 
 
