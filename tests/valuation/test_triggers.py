@@ -169,7 +169,7 @@ def test_pv_ratio_trigger_catches_late_collections() -> None:
 
 
 def test_triggers_per_path_and_period() -> None:
-    """Over 4 paths, tests every 6 months: paths 20 % below plan are hit at month 6, others never."""
+    """4 paths, tests every 6 months: paths 20 % below plan are hit at month 6, others never."""
     plan = np.full(12, 10.0)
     net = np.stack([plan, 0.8 * plan, plan * 1.1, 0.8 * plan])
     triggers = Triggers(period_months=6, cumulative_collection_ratio=0.85)
