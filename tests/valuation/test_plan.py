@@ -169,7 +169,7 @@ def test_months_observed_counts_whole_months() -> None:
 
 
 def test_backtest_folder_round_trip(tmp_path: Path) -> None:
-    """save and load give the same table and settings."""
+    """Saving and loading give the same table and settings."""
     plan = business_plan(
         make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
     )
