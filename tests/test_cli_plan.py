@@ -45,7 +45,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_plan_then_backtest_end_to_end(model_dir: Path, tmp_path: Path) -> None:
-    """`npl simulate --realised-months`, then plan, then backtest: files, settings and a table per period."""
+    """Simulate a tape with realised months, plan it, backtest it: files, settings, periods."""
     tape, plan, out = tmp_path / "tape", tmp_path / "plan", tmp_path / "bt"
     made = _npl("simulate", "--kind", "tape", "--loans", "2000", "--seed", "5",
                 "--realised-months", "12", "--out", tape)  # fmt: skip
