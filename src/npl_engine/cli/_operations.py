@@ -270,6 +270,13 @@ FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
     help="With --effects: the plan's total action cost. Default: no limit.",
 )
 @click.option(
+    "--backtest",
+    "backtest_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl backtest`: adds realised collections against the plan.",
+)
+@click.option(
     "--as-of",
     "as_of",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -469,6 +476,13 @@ def _print_fairness(report: Any) -> None:
     help="With --effects: the plan's total action cost. Default: no limit.",
 )
 @click.option(
+    "--backtest",
+    "backtest_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl backtest`: adds realised collections against the plan.",
+)
+@click.option(
     "--simulations",
     type=click.IntRange(0),
     default=500,
@@ -487,6 +501,7 @@ def report_command(
     effects_dir: Path | None,
     fairness_dir: Path | None,
     budget: float | None,
+    backtest_dir: Path | None,
     simulations: int,
     seed: int,
     title: str,
@@ -530,6 +545,7 @@ def report_command(
         budget=budget,
         seed=seed,
         progress=say,
+        backtest_dir=backtest_dir,
     )
     say(f"writing {out}")
     write_report(render(data), out)

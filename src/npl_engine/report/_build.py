@@ -39,6 +39,7 @@ class ReportData:
     fairness: dict[str, Any] | None
     fairness_groups: pl.DataFrame | None
     model: dict[str, Any]
+    backtest: dict[str, Any] | None = None
 
 
 def _composition(loans: pl.DataFrame, exposure: np.ndarray[Any, Any]) -> dict[str, pl.DataFrame]:
@@ -129,6 +130,7 @@ def gather(
     budget: float | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    backtest_dir: Path | None = None,
 ) -> ReportData:
     """Compute every section of the report.
 
@@ -154,6 +156,8 @@ def gather(
         Seed of the Monte Carlo and of the SHAP sample.
     progress
         Called with a short description before each step.
+    backtest_dir
+        A folder written by ``npl backtest``: adds realised collections against the plan.
     """
     from npl_engine.explain import global_importance  # noqa: PLC0415 - loads SHAP
     from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
@@ -214,6 +218,10 @@ def gather(
         fairness, groups = fair.to_dict(), fair.groups
         charts["calibration"] = _plots.calibration_by_group(groups, ATTRIBUTES)
 
+    backtest = None
+    if backtest_dir is not None:
+        backtest, charts["backtest"] = _backtest_section(backtest_dir, say)
+
     exposure = portfolio.exposure
     expected = float(portfolio.borrower.sum() + portfolio.collateral.sum())
     facts = {
@@ -246,4 +254,17 @@ def gather(
         fairness=fairness,
         fairness_groups=groups,
         model=meta_model,
+        backtest=backtest,
     )
+
+
+def _backtest_section(folder: Path, say: Progress) -> tuple[dict[str, Any], str]:
+    """The backtest's settings, its whole-tape rows and the chart of its ratios."""
+    from npl_engine.valuation import ALL_SEGMENTS, Backtest  # noqa: PLC0415
+
+    say(f"loading the backtest in {folder}")
+    result = Backtest.load(folder)
+    total = result.total
+    segments = result.table.filter(pl.col("segment") != ALL_SEGMENTS)
+    chart = _plots.backtest(total, segments, threshold=result.threshold)
+    return result.to_dict() | {"periods": total.to_dicts(), "source": str(folder)}, chart

@@ -3,7 +3,7 @@
 Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
 """
 
-from npl_engine.valuation._backtest import Backtest, backtest, months_observed
+from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest, months_observed
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import ExpectedLoss, expected_loss
 from npl_engine.valuation._finance import (
@@ -37,6 +37,7 @@ from npl_engine.valuation._tranches import (
 )
 
 __all__ = [
+    "ALL_SEGMENTS",
     "DEFAULT_COLLATERAL_GRID",
     "Backtest",
     "BusinessPlan",
