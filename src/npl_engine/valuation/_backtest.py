@@ -11,7 +11,6 @@ ratio**, and the periods where the shortfall exceeds a threshold. :meth:`Backtes
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -24,6 +23,7 @@ from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.valuation._cashflows import costs_of
 from npl_engine.valuation._plan import BusinessPlan
+from npl_engine.valuation._tranches import _json_ready
 
 __all__ = ["ALL_SEGMENTS", "BACKTEST_FILES", "Backtest", "backtest", "months_observed"]
 
@@ -377,44 +377,37 @@ def _realised_by_month(
         "loan_id",
         month=months.cast(pl.Int32),
         amount=pl.col("amount").cast(pl.Float64),
-        collateral=pl.col("source").cast(pl.String) == "collateral_sale",
+        is_sale=pl.col("source").cast(pl.String) == "collateral_sale",
     )
     loans = plan.loans.lazy().with_columns(pl.col("loan_id").cast(pl.String))
-    orphans = (
-        pays.join(loans, on="loan_id", how="anti")
-        .select(pl.len().alias("n"), pl.col("loan_id").first())
-        .collect()
-    )
-    if orphans["n"][0]:
-        msg = (
-            f"payments: {orphans['n'][0]:,} payments belong to loans that are not in the plan, "
-            f"e.g. loan_id {orphans['loan_id'][0]!r}; backtest the plan against the same loans"
+    amount, legal, coll = pl.col("amount"), pl.col("in_legal_stage"), pl.col("is_sale")
+    # One pass over the payments: a left join keeps payments of unknown loans (segment null),
+    # which are counted, not dropped, and turned into an error below.
+    by_month = (
+        pays.join(loans, on="loan_id", how="left")
+        .with_columns(
+            collateral=pl.when(coll).then(amount).otherwise(0.0),
+            borrower=pl.when(coll).then(0.0).otherwise(amount),
         )
-        raise NplError(msg)
-    amount, legal = pl.col("amount"), pl.col("in_legal_stage")
-    coll = pl.col("collateral")
-    return (
-        pays.filter(pl.col("month").is_between(1, n_months))
-        .join(loans, on="loan_id", how="inner")
+        .with_columns(
+            legal_borrower=pl.when(legal).then(pl.col("borrower")).otherwise(0.0),
+            legal_collateral=pl.when(legal).then(pl.col("collateral")).otherwise(0.0),
+        )
         .group_by("segment", "month")
         .agg(
-            n_payments=pl.len(),
-            gross=amount.sum(),
-            borrower=amount.filter(~coll).sum(),
-            collateral=amount.filter(coll).sum(),
-            legal_borrower=amount.filter(~coll & legal).sum(),
-            legal_collateral=amount.filter(coll & legal).sum(),
+            pl.len().alias("n_payments"),
+            pl.col("loan_id").first().alias("example"),
+            amount.sum().alias("gross"),
+            pl.col("borrower", "collateral", "legal_borrower", "legal_collateral").sum(),
         )
         .collect()
     )
-
-
-def _json_ready(value: Any) -> Any:
-    """Replace NaN floats by None, recursively."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return value
+    orphans = by_month.filter(pl.col("segment").is_null())
+    if orphans.height:
+        msg = (
+            f"payments: {int(orphans['n_payments'].sum()):,} payments belong to loans that are "
+            f"not in the plan, e.g. loan_id {orphans['example'][0]!r}; backtest the plan "
+            "against the same loans"
+        )
+        raise NplError(msg)
+    return by_month.filter(pl.col("month").is_between(1, n_months)).drop("example")

@@ -113,15 +113,13 @@ class BusinessPlan:
         return self.periods.filter(pl.col("scenario") == name)
 
     def totals(self) -> pl.DataFrame:
-        """One row per scenario and period: gross, costs, net and PV over segments and channels."""
-        return (
-            self.periods.group_by(
-                "scenario", "period", "start_month", "end_month", maintain_order=True
-            )
-            .agg(pl.col("gross", "costs", "net", "pv_net").sum())
-            .sort("period", maintain_order=True)
-            .sort("scenario", maintain_order=True)
-        )
+        """One row per scenario and period: gross, costs, net and PV over segments and channels.
+
+        Scenarios in file order, then ``weighted``; periods in order (as :attr:`periods`).
+        """
+        return self.periods.group_by(
+            "scenario", "period", "start_month", "end_month", maintain_order=True
+        ).agg(pl.col("gross", "costs", "net", "pv_net").sum())
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``plan.json``: settings and the totals per scenario."""
