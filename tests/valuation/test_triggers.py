@@ -7,6 +7,8 @@ month, junior the rest of a price of 200 (so 50), no senior fees, triggers teste
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -19,6 +21,7 @@ from npl_engine.valuation import (
     Tranche,
     TrancheStructure,
     Triggers,
+    load_tranches,
     parse_tranches,
     waterfall,
 )
@@ -283,3 +286,17 @@ def test_without_triggers_the_waterfall_is_exactly_todays(
     ):
         np.testing.assert_array_equal(got, want)
     assert new.triggers is None
+
+
+def test_shipped_trigger_file_sets_every_trigger_in_the_published_ranges() -> None:
+    """scenarios/gacs_trigger_tranches.toml: ratios at 85-90 %, semi-annual tests, GACS classes."""
+    s = load_tranches(Path(__file__).resolve().parents[2] / "scenarios/gacs_trigger_tranches.toml")
+    assert s.names == ("senior", "mezzanine", "junior")
+    t = s.triggers
+    assert t is not None
+    assert t.period_months == 6
+    for ratio in (t.cumulative_collection_ratio, t.pv_profitability_ratio):
+        assert ratio is not None
+        assert 0.85 <= ratio <= 0.90
+    assert t.senior_interest_cover is not None
+    assert t.defers_servicer_fee

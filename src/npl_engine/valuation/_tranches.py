@@ -1419,7 +1419,8 @@ def tranche_report(
     if "triggers" in scenarios:
         out["triggers"] = {k: v for k, v in scenarios["triggers"].items() if k != "summary"}
     if paths is not None:
-        fees = None if paths.gross is None else servicing_fee * paths.gross
+        defers = structure.triggers is not None and structure.triggers.defers_servicer_fee
+        fees = servicing_fee * paths.gross if defers and paths.gross is not None else None
         simulated = waterfall(
             paths.net, structure, gbv=valuation.gbv, price=price, servicer_fees=fees, **plan
         ).to_dict()
