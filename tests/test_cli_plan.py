@@ -170,3 +170,29 @@ def test_held_out_tape_stays_within_its_monte_carlo_band(tmp_path: Path) -> None
     assert total.height == 8
     assert total["within_band"].all(), total.select("period", "collection_ratio", "ccr_p5",
                                                     "ccr_p95")  # fmt: skip
+
+
+def test_value_with_trigger_tranches_reports_when_triggers_are_hit(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """`npl value --tranches` with the shipped trigger file: per scenario and over paths."""
+    tape = tmp_path / "tape"
+    assert _npl("simulate", "--kind", "tape", "--loans", "800", "--seed", "8", "--out",
+                tape).exit_code == 0  # fmt: skip
+    loans = pl.read_parquet(tape / "loans.parquet")
+    gbv = float((loans["outstanding_principal"] + loans["accrued_interest"].fill_null(0)).sum())
+    out = tmp_path / "v"
+    result = _npl("value", "--model", model_dir, "--data", tape, "--scenarios",
+                  SCENARIOS / "eu_2026.toml", "--out", out, "--price", f"{0.3 * gbv:.2f}",
+                  "--simulations", "30", "--tranches", SCENARIOS / "gacs_trigger_tranches.toml",
+                  "--no-audit")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tranches = json.loads((out / "valuation.json").read_text())["tranches"]
+    assert tranches["triggers"]["test_months"][:2] == [6, 12]
+    severe = next(s for s in tranches["scenarios"] if s["name"] == "severe")
+    # A 12-month delay collects nothing before the first test date: every test fails there.
+    assert severe["trigger_first_hit_month"]["collection_ratio"] == 6
+    summary = {row["trigger"]: row for row in tranches["simulation"]["triggers"]}
+    assert set(summary) == {"collection_ratio", "pv_ratio", "senior_interest_cover",
+                            "subordination", "servicer_fee_deferral"}  # fmt: skip
+    assert 0.0 < summary["subordination"]["p_hit"] <= 1.0
