@@ -38,9 +38,7 @@ def _payments_file(data_dir: Path, n: int) -> Path:
         .join(pl.DataFrame({"month": month}), how="cross")
         .with_columns(
             loan_id=pl.format("T{}", pl.col("loan").cast(pl.String).str.zfill(7)),
-            payment_date=pl.date(2026, 10, 15).dt.offset_by(
-                pl.format("{}mo", pl.col("month") - 1)
-            ),
+            payment_date=pl.date(2026, 10, 15).dt.offset_by(pl.format("{}mo", pl.col("month") - 1)),
             amount=(pl.col("loan") % 97 + pl.col("month")).cast(pl.Float64),
             source=pl.when(pl.col("loan") % 5 == 0)
             .then(pl.lit("collateral_sale"))

@@ -1,7 +1,9 @@
 """Tranches: a sequential (GACS-style) waterfall of net collections over classes of notes.
 
 A tranche file (``--tranches FILE``, e.g. ``scenarios/gacs_tranches.toml``) holds an optional
-``[structure]`` table with the senior fees and one ``[[tranche]]`` table per class of notes.
+``[structure]`` table with the senior fees, one ``[[tranche]]`` table per class of notes and an
+optional ``[triggers]`` table of GACS deal triggers (:class:`Triggers`), tested against the
+business plan every period, per scenario and per Monte Carlo path.
 :func:`load_tranches` parses it once, at the edge, into a :class:`TrancheStructure`;
 :func:`waterfall` takes that object, the net collections of one scenario (shape ``(H,)``) or of
 many runs (shape ``(..., H)``: scenarios, Monte Carlo paths) and returns each class's cash flows
