@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -17,6 +19,10 @@ from _browser import chromium, render
 from npl_engine.cli import main
 from npl_engine.data.simulator import write_simulation
 from npl_engine.report import _plots
+from npl_engine.report._build import _backtest_section
+from npl_engine.report._html import _backtest
+from npl_engine.valuation import backtest, business_plan
+from valuation.builders import make_portfolio, scenario_set
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -157,3 +163,27 @@ def test_out_must_be_an_html_file(folders: tuple[Path, Path, Path], tmp_path: Pa
     assert result.exit_code == 2
     assert ".html" in result.output
     assert not out.exists()
+
+
+def test_backtest_section_renders_its_chart_and_flags(tmp_path: Path) -> None:
+    """A backtest folder becomes a chart and a table that marks the period below threshold."""
+    plan = business_plan(
+        make_portfolio(np.full((1, 6), 10.0)),
+        scenario_set(horizon_months=6, target_irr=0.0),
+        cutoff_date=date(2026, 9, 30),
+    )
+    pays = pl.DataFrame(
+        {
+            "loan_id": ["L0"] * 2,
+            "payment_date": [date(2026, 10, 15), date(2027, 2, 15)],
+            "amount": [30.0, 10.0],
+            "source": ["borrower", "borrower"],
+        }
+    )
+    backtest(plan, pays, as_of_date=date(2027, 3, 31)).save(tmp_path / "bt")
+    section, chart = _backtest_section(tmp_path / "bt", lambda _: None)
+    assert chart.startswith("data:image/svg+xml;base64,")
+    assert [p["breach"] for p in section["periods"]] == [False, True]
+    html = _backtest(SimpleNamespace(backtest=section, charts={"backtest": chart}))  # type: ignore[arg-type]
+    assert "First period below 90% of plan: 2." in html
+    assert html.count("below threshold") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -210,3 +211,33 @@ def test_same_seed_gives_same_data(seed: int, n: int, kind: str) -> None:
         + (a.loans["collateral_value"])
     )
     assert (a.truth["expected_collections"] <= owed_plus_collateral).all()
+
+
+def test_realised_months_of_a_tape_leave_loans_and_truth_unchanged() -> None:
+    """--realised-months adds the tape's own future: same loans and truth, payments that add up.
+
+    Over 24 realised months each loan's payments add up to the truth's realised collections
+    within the recovery horizon (24 months), to the cent rounding of each payment; the data
+    ends on the last day of the 24th month, which is the dataset's as_of_date.
+    """
+    plain = simulate(SimulationSettings(n_loans=2_000, seed=5, kind="tape"))
+    later = simulate(SimulationSettings(n_loans=2_000, seed=5, kind="tape", realised_months=24))
+    assert later.loans.equals(plain.loans)
+    assert later.truth.equals(plain.truth)
+    assert plain.payments is None
+    assert later.payments is not None
+    assert later.actions is not None
+    assert later.settings.observed_until == date(2028, 9, 30)
+    assert later.dataset().as_of_date == date(2028, 9, 30)
+    assert later.payments["payment_date"].max() <= date(2028, 9, 30)  # type: ignore[operator]
+    assert later.payments["payment_date"].min() > date(2026, 9, 30)  # type: ignore[operator]
+    paid = later.payments.group_by("loan_id").agg(pl.col("amount").sum(), pl.len())
+    both = later.truth.join(paid, on="loan_id", how="left").fill_null(0)
+    gap = (both["amount"] - both["realised_collections_recovery_horizon"]).abs()
+    assert (gap <= 0.006 * both["len"] + 0.006).all()
+
+
+def test_realised_months_are_for_tapes_only() -> None:
+    """A book has its own history: asking for realised months of one is refused."""
+    with pytest.raises(ValueError, match="tapes only"):
+        SimulationSettings(kind="book", realised_months=12)

@@ -12,6 +12,7 @@ from npl_engine.cli import (  # noqa: F401 - importing a module registers its co
     _import,
     _monitoring,
     _operations,
+    _plan,
     _scoring,
     _strats,
     _valuation,

@@ -110,9 +110,24 @@ def _print_summary(console: Console, summary: DatasetSummary) -> None:
     type=click.FloatRange(0.0, 1.0, max_open=True),
     help="Share of values missing at random in each optional borrower column.",
 )
+@click.option(
+    "--realised-months",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 60),
+    help="Tape only: also write the actions and payments its loans make over the N months "
+    "after the cut-off (the tape observed later, for `npl backtest`); loans and truth unchanged.",
+)
 @_user_errors
 def simulate(
-    *, out: Path, n_loans: int, seed: int, kind: str, fmt: str, missing_rate: float
+    *,
+    out: Path,
+    n_loans: int,
+    seed: int,
+    kind: str,
+    fmt: str,
+    missing_rate: float,
+    realised_months: int,
 ) -> None:
     """Simulate an NPL book or tape whose ground truth is known (see docs/simulator.md).
 
@@ -126,8 +141,14 @@ def simulate(
         msg = "--format eba writes a tape as an EBA template set: add --kind tape"
         raise NplError(msg)
     console = _console(stderr=True)
+    if realised_months and kind != "tape":
+        raise click.UsageError("--realised-months is for --kind tape (a book has its history)")
     settings = SimulationSettings(
-        n_loans=n_loans, seed=seed, kind=cast("DatasetKind", kind), missing_rate=missing_rate
+        n_loans=n_loans,
+        seed=seed,
+        kind=cast("DatasetKind", kind),
+        missing_rate=missing_rate,
+        realised_months=realised_months,
     )
     with console.status(f"simulating {n_loans:,} loans ({kind}, seed {seed})"):
         sim = run_simulation(settings)

@@ -469,6 +469,13 @@ def _print_fairness(report: Any) -> None:
     help="With --effects: the plan's total action cost. Default: no limit.",
 )
 @click.option(
+    "--backtest",
+    "backtest_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder written by `npl backtest`: adds realised collections against the plan.",
+)
+@click.option(
     "--simulations",
     type=click.IntRange(0),
     default=500,
@@ -494,6 +501,7 @@ def report_command(
     effects_dir: Path | None,
     fairness_dir: Path | None,
     budget: float | None,
+    backtest_dir: Path | None,
     simulations: int,
     seed: int,
     monitor_dir: Path | None,
@@ -539,6 +547,7 @@ def report_command(
         seed=seed,
         monitor_dir=monitor_dir,
         progress=say,
+        backtest_dir=backtest_dir,
     )
     say(f"writing {out}")
     write_report(render(data), out)

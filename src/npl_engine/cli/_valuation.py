@@ -193,7 +193,9 @@ def value(
             )
         extra["simulation"] = paths.to_dict(scenario_set.names)
     if tranche_structure is not None:
-        extra["tranches"] = _run_tranches(tranche_structure, valuation, paths, price)
+        extra["tranches"] = _run_tranches(
+            tranche_structure, valuation, paths, price, scenario_set.pricing.servicing_fee
+        )
     result = valuation.to_dict() | extra
     say(f"writing {out}")
     with atomic_folder(out, allowed=VALUE_FILES) as staging:
@@ -624,9 +626,11 @@ def _load_tranches(path: Path | None) -> Any:
     return load_tranches(path)
 
 
-def _run_tranches(structure: Any, valuation: Any, paths: Any, price: float | None) -> Any:
+def _run_tranches(
+    structure: Any, valuation: Any, paths: Any, price: float | None, servicing_fee: float
+) -> Any:
     """Run the waterfall per scenario (and over Monte Carlo paths) at the price paid."""
     from npl_engine.valuation import tranche_report
 
     paid = price if price is not None else valuation.weighted.price
-    return tranche_report(structure, valuation, paths, price=paid)
+    return tranche_report(structure, valuation, paths, price=paid, servicing_fee=servicing_fee)

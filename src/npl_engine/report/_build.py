@@ -42,6 +42,7 @@ class ReportData:
     fairness_groups: pl.DataFrame | None
     model: dict[str, Any]
     monitoring: dict[str, Any] | None = None
+    backtest: dict[str, Any] | None = None
 
 
 def _composition(loans: pl.DataFrame, exposure: np.ndarray[Any, Any]) -> dict[str, pl.DataFrame]:
@@ -158,6 +159,7 @@ def gather(
     monitor_dir: Path | None = None,
     irr_grid: Sequence[float] | None = None,
     progress: Progress | None = None,
+    backtest_dir: Path | None = None,
 ) -> ReportData:
     """Compute every section of the report.
 
@@ -187,6 +189,8 @@ def gather(
         Target IRRs of the bid grid; default: the target IRR ± 4 pp in 1 pp steps.
     progress
         Called with a short description before each step.
+    backtest_dir
+        A folder written by ``npl backtest``: adds realised collections against the plan.
     """
     from npl_engine.explain import global_importance  # noqa: PLC0415 - loads SHAP
     from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
@@ -260,11 +264,7 @@ def gather(
         fairness, groups = fair.to_dict(), fair.groups
         charts["calibration"] = _plots.calibration_by_group(groups, ATTRIBUTES)
 
-    monitoring = None
-    if monitor_dir is not None:
-        say(f"reading the monitoring folder {monitor_dir}")
-        monitoring, charts["stability"] = _monitoring_section(monitor_dir)
-
+    monitoring, backtest = _folder_sections(monitor_dir, backtest_dir, charts, say)
     return ReportData(
         title=title,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -281,4 +281,33 @@ def gather(
             "info": model.info_,
         },
         monitoring=monitoring,
+        backtest=backtest,
     )
+
+
+def _folder_sections(
+    monitor_dir: Path | None,
+    backtest_dir: Path | None,
+    charts: dict[str, str],
+    say: Progress,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The sections read from folders other commands wrote: monitoring and backtest."""
+    monitoring = backtest = None
+    if monitor_dir is not None:
+        say(f"reading the monitoring folder {monitor_dir}")
+        monitoring, charts["stability"] = _monitoring_section(monitor_dir)
+    if backtest_dir is not None:
+        backtest, charts["backtest"] = _backtest_section(backtest_dir, say)
+    return monitoring, backtest
+
+
+def _backtest_section(folder: Path, say: Progress) -> tuple[dict[str, Any], str]:
+    """The backtest's settings, its whole-tape rows and the chart of its ratios."""
+    from npl_engine.valuation import ALL_SEGMENTS, Backtest  # noqa: PLC0415
+
+    say(f"loading the backtest in {folder}")
+    result = Backtest.load(folder)
+    total = result.total
+    segments = result.table.filter(pl.col("segment") != ALL_SEGMENTS)
+    chart = _plots.backtest(total, segments, threshold=result.threshold)
+    return result.to_dict() | {"periods": total.to_dicts(), "source": str(folder)}, chart

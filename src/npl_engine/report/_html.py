@@ -185,6 +185,52 @@ def _effects(d: ReportData) -> str:
     return _section("effects", "Collection actions and the plan", lead, body)
 
 
+def _backtest(d: ReportData) -> str:
+    lead = (
+        "Realised collections since the cut-off against the business plan: cumulative net "
+        "collections and their present value as a share of plan, period by period."
+    )
+    if d.backtest is None:
+        note = (
+            '<p class="note">Not included: this report was built without <code>--backtest'
+            "</code>. Run <code>npl plan</code> on the tape, <code>npl backtest --plan PLAN "
+            "--data LATER --out BACKTEST</code>, then <code>npl report ... --backtest "
+            "BACKTEST</code>.</p>"
+        )
+        return _section("backtest", "Backtest against the business plan", lead, note)
+    b = d.backtest
+    band = any("ccr_p5" in r for r in b["periods"])
+    rows = []
+    for r in b["periods"]:
+        row = [
+            str(r["period"]),
+            f"{r['start_month']}-{r['end_month']}",
+            _money(r["plan_net"]),
+            _money(r["realised_net"]),
+            _pct(r["collection_ratio"]),
+            _pct(r["pv_ratio"]),
+        ]
+        if band:
+            row.append(f"{_pct(r.get('ccr_p5'))} - {_pct(r.get('ccr_p95'))}")
+        row.append("below threshold" if r["breach"] else "")
+        rows.append(row)
+    headers = ["period", "months", "plan net>", "realised net>", "collection ratio>", "PV ratio>"]
+    headers += ["MC P5 - P95>"] if band else []
+    first = b["first_breach_period"]
+    verdict = (
+        f"First period below {1 - b['threshold']:.0%} of plan: {first}."
+        if first is not None
+        else f"No period below {1 - b['threshold']:.0%} of plan."
+    )
+    body = (
+        _img(d.charts["backtest"], "cumulative collection and PV ratios against plan")
+        + f"<p>Plan scenario: {escape(str(b['scenario']))}; {b['months_observed']} months "
+        f"observed to {escape(str(b['as_of_date']))}. {escape(verdict)}</p>"
+        + _table([*headers, "flag"], rows)
+    )
+    return _section("backtest", "Backtest against the business plan", lead, body)
+
+
 def _fairness(d: ReportData) -> str:
     lead = (
         "Does p_recover mean the same for every group, and do favourable decisions reach each "
@@ -406,6 +452,7 @@ def render(d: ReportData) -> str:
             _img(d.charts["importance"], "SHAP global importance"),
         ),
         _effects(d),
+        _backtest(d),
         _fairness(d),
         _monitoring(d),
         _model_card(d),
@@ -414,7 +461,7 @@ def render(d: ReportData) -> str:
         f'<a href="#{a}">{t}</a>'
         for a, t in (("portfolio", "Portfolio"), ("collections", "Collections"),
                      ("price", "Price"), ("bid", "Bid grid"), ("drivers", "Drivers"),
-                     ("effects", "Actions"), ("fairness", "Fairness"),
+                     ("effects", "Actions"), ("backtest", "Backtest"), ("fairness", "Fairness"),
                      ("monitoring", "Monitoring"), ("model", "Model card"))
     )  # fmt: skip
     subtitle = (

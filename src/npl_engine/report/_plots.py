@@ -330,3 +330,41 @@ def stability(frame: pl.DataFrame, *, watch: float, shift: float, top: int = 15)
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="y", labelsize=9)
         return _svg(fig)
+
+
+def backtest(total: pl.DataFrame, by_segment: pl.DataFrame, *, threshold: float) -> str:
+    """Cumulative collection and PV ratios per period against plan, with the Monte Carlo band.
+
+    ``total`` holds the whole tape's rows of a backtest (``period``, ``collection_ratio``,
+    ``pv_ratio``, ``breach`` and, with a band, ``ccr_p5`` / ``ccr_p95``); ``by_segment`` the
+    segments' rows. Flagged periods are marked; the dashed line is ``1 - threshold``.
+    """
+    with rc_context(_STYLE):
+        fig, (left, right) = _figure(11, 3.8, 2)
+        x = total["period"].to_numpy()
+        if "ccr_p5" in total.columns:
+            left.fill_between(
+                x, total["ccr_p5"].to_numpy(), total["ccr_p95"].to_numpy(),
+                color="#9ecae1", alpha=0.5, lw=0, label="Monte Carlo P5-P95",
+            )  # fmt: skip
+        left.plot(x, total["collection_ratio"], color=ACCENT, lw=2.2, marker="o",
+                  label="cumulative collection ratio")  # fmt: skip
+        left.plot(x, total["pv_ratio"], color=PALETTE[2], lw=1.6, ls="-.", label="PV ratio")
+        flagged = total.filter(pl.col("breach"))
+        left.scatter(flagged["period"], flagged["collection_ratio"], color=WARN, zorder=5, s=60,
+                     label="below threshold")  # fmt: skip
+        for ax in (left, right):
+            ax.axhline(1.0, color=MUTED, lw=1.0)
+            ax.axhline(1.0 - threshold, color=WARN, lw=1.2, ls="--")
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.set_xlabel("period after cut-off")
+        left.set_title("Realised against plan, whole tape (cumulative)")
+        left.legend(loc="best")
+        segments = by_segment["segment"].unique(maintain_order=True).to_list()
+        for i, name in enumerate(segments):
+            part = by_segment.filter(pl.col("segment") == name).sort("period")
+            right.plot(part["period"], part["collection_ratio"], color=PALETTE[i % len(PALETTE)],
+                       lw=1.6, label=str(name).replace("_", " "))  # fmt: skip
+        right.set_title("Cumulative collection ratio by segment")
+        right.legend(loc="best", ncols=2)
+        return _svg(fig)

@@ -3,6 +3,7 @@
 Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
 """
 
+from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest, months_observed
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import (
     EL_GROUPS,
@@ -19,6 +20,7 @@ from npl_engine.valuation._finance import (
     weighted_average_life,
 )
 from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
+from npl_engine.valuation._plan import BusinessPlan, business_plan
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
     Portfolio,
@@ -38,6 +40,8 @@ from npl_engine.valuation._tranches import (
     TrancheFlows,
     TrancheResults,
     TrancheStructure,
+    TriggerOutcome,
+    Triggers,
     load_tranches,
     parse_tranches,
     tranche_report,
@@ -46,9 +50,12 @@ from npl_engine.valuation._tranches import (
 from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [
+    "ALL_SEGMENTS",
     "DEFAULT_COLLATERAL_GRID",
     "EL_GROUPS",
     "MONTHS_SINCE_DEFAULT_BANDS",
+    "Backtest",
+    "BusinessPlan",
     "ExpectedLoss",
     "MonteCarloResult",
     "MonteCarloSettings",
@@ -61,9 +68,13 @@ __all__ = [
     "TrancheFlows",
     "TrancheResults",
     "TrancheStructure",
+    "TriggerOutcome",
+    "Triggers",
     "Valuation",
     "annual_irr",
+    "backtest",
     "build_portfolio",
+    "business_plan",
     "collateral_grid_for",
     "discount_factors",
     "expected_loss",
@@ -72,6 +83,7 @@ __all__ = [
     "load_tranches",
     "loan_cash_flows",
     "moic",
+    "months_observed",
     "parse_tranches",
     "present_value",
     "price_grid",

@@ -96,6 +96,9 @@ class MonteCarloResult:
         Present value of each path's net collections at the target IRR.
     irr_at_price
         Annual IRR of each path at the given price (NaN without a price).
+    gross
+        Gross collections per path and month, shape (paths, H) (the base of the servicer's
+        fee, which tranche triggers may defer).
     """
 
     scenario: npt.NDArray[np.int64]
@@ -104,6 +107,7 @@ class MonteCarloResult:
     price: FloatArray
     irr_at_price: FloatArray
     settings: MonteCarloSettings
+    gross: FloatArray | None = None
 
     def percentiles(self) -> dict[str, dict[str, float | None]]:
         """P5, P25, P50, P75 and P95 of net collections, price and IRR at the price."""
@@ -193,6 +197,7 @@ def simulate_paths(
     scenario_of = rng.choice(weights.size, size=settings.n_paths, p=weights / weights.sum())
     factor = rng.standard_normal(settings.n_paths)
     net = np.zeros((settings.n_paths, h))
+    gross = np.zeros((settings.n_paths, h))
     for start in range(0, settings.n_paths, settings.chunk_paths):
         stop = min(start + settings.chunk_paths, settings.n_paths)
         z = factor[start:stop]
@@ -212,7 +217,8 @@ def simulate_paths(
             fb, fbl = m * fb, m * fbl
             costs = costs_of(fb, fc, legal_borrower=fbl, legal_collateral=fcl, n_loans=n,
                              pricing=pricing)  # fmt: skip
-            net[start + j] = fb + fc - costs
+            gross[start + j] = fb + fc
+            net[start + j] = gross[start + j] - costs
         if progress is not None:
             progress(stop, settings.n_paths)
     pv = net @ discount
@@ -224,4 +230,5 @@ def simulate_paths(
         price=pv,
         irr_at_price=irr,
         settings=settings,
+        gross=gross,
     )

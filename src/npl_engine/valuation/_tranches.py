@@ -1,7 +1,9 @@
 """Tranches: a sequential (GACS-style) waterfall of net collections over classes of notes.
 
 A tranche file (``--tranches FILE``, e.g. ``scenarios/gacs_tranches.toml``) holds an optional
-``[structure]`` table with the senior fees and one ``[[tranche]]`` table per class of notes.
+``[structure]`` table with the senior fees, one ``[[tranche]]`` table per class of notes and an
+optional ``[triggers]`` table of GACS deal triggers (:class:`Triggers`), tested against the
+business plan every period, per scenario and per Monte Carlo path.
 :func:`load_tranches` parses it once, at the edge, into a :class:`TrancheStructure`;
 :func:`waterfall` takes that object, the net collections of one scenario (shape ``(H,)``) or of
 many runs (shape ``(..., H)``: scenarios, Monte Carlo paths) and returns each class's cash flows
@@ -33,7 +35,12 @@ from npl_engine.errors import SettingsError
 # The scenario files' error wording (key paths, values as the user wrote them, TOML syntax
 # errors, "did you mean") is reused so that every settings file reads the same.
 from npl_engine.settings import describe_error, key_path, parse_toml, read_settings
-from npl_engine.valuation._finance import annual_irr, moic, weighted_average_life
+from npl_engine.valuation._finance import (
+    annual_irr,
+    discount_factors,
+    moic,
+    weighted_average_life,
+)
 
 if TYPE_CHECKING:
     from npl_engine.valuation._montecarlo import MonteCarloResult
@@ -42,11 +49,14 @@ if TYPE_CHECKING:
 __all__ = [
     "PERCENTILES",
     "SIZE_KEYS",
+    "TRIGGER_NAMES",
     "StructureTerms",
     "Tranche",
     "TrancheFlows",
     "TrancheResults",
     "TrancheStructure",
+    "TriggerOutcome",
+    "Triggers",
     "load_tranches",
     "parse_tranches",
     "tranche_report",
@@ -86,6 +96,86 @@ class StructureTerms(BaseModel):
 
     senior_fees_share: float = Field(default=0.0, strict=True, ge=0.0, lt=1.0)
     senior_fees_fixed_per_year: float = Field(default=0.0, strict=True, ge=0.0)
+
+
+TRIGGER_NAMES: tuple[str, ...] = (
+    "collection_ratio",
+    "pv_ratio",
+    "senior_interest_cover",
+    "subordination",
+    "servicer_fee_deferral",
+)
+"""Triggers a waterfall reports: the three tests, ``subordination`` (any of them hit) and
+the servicer fee deferral."""
+
+
+class Triggers(BaseModel):
+    """The ``[triggers]`` table: GACS-style performance triggers, tested every period.
+
+    A structure with a ``[triggers]`` table pays in the order GACS deals use before a
+    subordination event (every class's interest, then principal by seniority); at each test
+    date it compares the run's collections with the business plan and, if a test fails,
+    subordinates the interest of the classes below the senior (the mezzanine) to the senior
+    principal until a later test date passes. Without the table the waterfall is fully
+    sequential throughout (as if the event had always occurred).
+
+    Parameters
+    ----------
+    period_months
+        Months between test dates, 1 to 12 (default 6: GACS notes pay semi-annually). Tests
+        run at the end of months ``period_months``, ``2 × period_months``, ...; the outcome
+        applies to the months up to the next test date.
+    cumulative_collection_ratio
+        Cumulative net collections over the plan's cumulative net collections, to the test
+        date; below it, mezzanine interest is subordinated. Published deals use about
+        0.85-0.90. Omitted: not tested.
+    pv_profitability_ratio
+        The same ratio of present values, at the plan's discount rate; below it, mezzanine
+        interest is subordinated (about 0.85-0.90 in published deals). Omitted: not tested.
+    senior_interest_cover
+        Funds available after senior fees over senior interest due, both summed over the
+        period ending at the test date; below it, mezzanine interest is subordinated
+        (e.g. 1.0-1.5). Omitted: not tested.
+    servicer_fee_deferral_ratio, servicer_fee_deferred_share
+        When the cumulative collection ratio is below ``servicer_fee_deferral_ratio``, the
+        share ``servicer_fee_deferred_share`` (in (0, 1]) of the servicer's fee (the scenario
+        file's ``servicing_fee`` on gross collections, already out of net collections) is not
+        paid in the months to the next test date: it stays in the waterfall and is owed to
+        the servicer after the rated classes, before the junior. Both or neither.
+
+    Examples
+    --------
+    >>> Triggers(cumulative_collection_ratio=0.9).period_months
+    6
+    """
+
+    model_config = _MODEL_CONFIG
+
+    period_months: int = Field(default=6, strict=True, ge=1, le=12)
+    cumulative_collection_ratio: float | None = Field(default=None, strict=True, gt=0.0)
+    pv_profitability_ratio: float | None = Field(default=None, strict=True, gt=0.0)
+    senior_interest_cover: float | None = Field(default=None, strict=True, gt=0.0)
+    servicer_fee_deferral_ratio: float | None = Field(default=None, strict=True, gt=0.0)
+    servicer_fee_deferred_share: float | None = Field(default=None, strict=True, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _deferral_pair(self) -> Triggers:
+        pair = ("servicer_fee_deferral_ratio", "servicer_fee_deferred_share")
+        given = [key for key in pair if getattr(self, key) is not None]
+        if len(given) == 1:
+            other = pair[1 - pair.index(given[0])]
+            raise PydanticCustomError(
+                "deferral_pair",
+                "servicer fee deferral needs both servicer_fee_deferral_ratio and "
+                "servicer_fee_deferred_share; {other} is missing",
+                {"other": other, "loc_suffix": (other,)},
+            )
+        return self
+
+    @property
+    def defers_servicer_fee(self) -> bool:
+        """Whether the servicer fee deferral is set."""
+        return self.servicer_fee_deferred_share is not None
 
 
 class Tranche(BaseModel):
@@ -198,6 +288,9 @@ class TrancheStructure(BaseModel):
     ----------
     terms
         The ``[structure]`` table (optional in the file; no senior fees without it).
+    triggers
+        The ``[triggers]`` table, if any (:class:`Triggers`); without it the waterfall is
+        fully sequential.
     tranches
         The ``[[tranche]]`` tables, at least one, kept **in seniority order** (by ``order``,
         whatever their order in the file). Names and orders are unique; exactly one class is
@@ -221,6 +314,7 @@ class TrancheStructure(BaseModel):
     # The file spells the tables ``[structure]`` and ``[[tranche]]`` (one table per class).
     terms: StructureTerms = Field(default_factory=StructureTerms, validation_alias="structure")
     tranches: tuple[Tranche, ...] = Field(validation_alias="tranche")
+    triggers: Triggers | None = Field(default=None, validation_alias="triggers")
 
     @field_validator("tranches")
     @classmethod
@@ -349,8 +443,9 @@ class TrancheStructure(BaseModel):
 # Reading TOML
 
 
-_TOP_LEVEL_KEYS = ("structure", "tranche")
+_TOP_LEVEL_KEYS = ("structure", "tranche", "triggers")
 _STRUCTURE_KEYS = tuple(StructureTerms.model_fields)
+_TRIGGER_KEYS = tuple(Triggers.model_fields)
 _TRANCHE_KEYS = tuple(Tranche.model_fields)
 
 
@@ -445,7 +540,7 @@ _MISSING: dict[tuple[int | str, ...], str] = {
 
 
 def _allowed(loc: tuple[int | str, ...]) -> tuple[str, ...]:
-    return _STRUCTURE_KEYS if loc[0] == "structure" else _TRANCHE_KEYS
+    return {"structure": _STRUCTURE_KEYS, "triggers": _TRIGGER_KEYS}.get(str(loc[0]), _TRANCHE_KEYS)
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -522,6 +617,85 @@ class TrancheFlows:
 
 
 @dataclass(frozen=True, slots=True)
+class TriggerOutcome:
+    """Which triggers each run hit, at which test date, and the servicer fees deferred.
+
+    Parameters
+    ----------
+    terms
+        The ``[triggers]`` table that was run.
+    test_months
+        The test dates (months ``period_months``, ``2 × period_months``, ... up to H).
+    hits
+        For each name of :data:`TRIGGER_NAMES`, whether the run failed that test at each test
+        date, shape ``(*S, tests)``; ``subordination`` is any of the three mezzanine tests.
+    servicer_deferred, servicer_repaid
+        Servicer fees kept in the waterfall each month, and deferred fees paid back to the
+        servicer (after the rated classes), shape ``(*S, H)``.
+    servicer_unpaid
+        Deferred servicer fees still owed at month H, shape ``S``.
+    """
+
+    terms: Triggers
+    test_months: npt.NDArray[np.int64]
+    hits: dict[str, npt.NDArray[np.bool_]]
+    servicer_deferred: FloatArray
+    servicer_repaid: FloatArray
+    servicer_unpaid: FloatArray
+
+    def first_hit_month(self, name: str) -> FloatArray:
+        """Month of the first test date at which ``name`` was hit, per run (NaN: never)."""
+        hit = self.hits[name]
+        first = np.argmax(hit, axis=-1)
+        out: FloatArray = np.where(hit.any(axis=-1), self.test_months[first], np.nan)
+        return out
+
+    def summary(self) -> pl.DataFrame:
+        """One row per trigger: share of runs that hit it and when they first did.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``trigger``, ``tested`` (whether the file sets it), ``threshold``, ``p_hit`` (share
+            of runs hit at least once), ``p_hit_first_test`` (at the first test date),
+            ``first_month_mean``, ``first_month_p5``, ``first_month_p50``,
+            ``first_month_p95`` (over the runs that hit it; NaN if none did).
+        """
+        limits = {
+            "collection_ratio": self.terms.cumulative_collection_ratio,
+            "pv_ratio": self.terms.pv_profitability_ratio,
+            "senior_interest_cover": self.terms.senior_interest_cover,
+            "subordination": None,
+            "servicer_fee_deferral": self.terms.servicer_fee_deferral_ratio,
+        }
+        rows = []
+        for name in TRIGGER_NAMES:
+            hit = self.hits[name].reshape(-1, self.test_months.size)
+            first = self.first_hit_month(name).reshape(-1)
+            seen = first[np.isfinite(first)]
+            tested = limits[name] is not None or (
+                name == "subordination" and any(v is not None for v in list(limits.values())[:3])
+            )
+            rows.append(
+                {
+                    "trigger": name,
+                    "tested": tested,
+                    "threshold": limits[name],
+                    "p_hit": float(hit.any(axis=1).mean()) if hit.size else 0.0,
+                    "p_hit_first_test": float(hit[:, 0].mean()) if hit.size else 0.0,
+                    "first_month_mean": float(seen.mean()) if seen.size else math.nan,
+                    **{
+                        f"first_month_p{q}": float(np.percentile(seen, q))
+                        if seen.size
+                        else math.nan
+                        for q in (5, 50, 95)
+                    },
+                }
+            )
+        return pl.DataFrame(rows, schema_overrides={"threshold": pl.Float64})
+
+
+@dataclass(frozen=True, slots=True)
 class TrancheResults:
     """The outcome of a waterfall: fees and each class's flows over every run.
 
@@ -541,6 +715,9 @@ class TrancheResults:
         Fees and deficits still owed at month H, shape ``S`` (lost by whoever advanced them).
     tranches
         One :class:`TrancheFlows` per class, most senior first.
+    triggers
+        With a ``[triggers]`` table: the :class:`TriggerOutcome`. Then
+        ``fees + Σ class cash + servicer_repaid − servicer_deferred == net`` every month.
     """
 
     structure: TrancheStructure
@@ -550,6 +727,7 @@ class TrancheResults:
     fees: FloatArray
     fees_unpaid: FloatArray
     tranches: tuple[TrancheFlows, ...]
+    triggers: TriggerOutcome | None = None
 
     @property
     def run_shape(self) -> tuple[int, ...]:
@@ -722,6 +900,24 @@ class TrancheResults:
                 }
                 for i, label in enumerate(self._labels(labels))
             ]
+        if self.triggers is not None:
+            out["triggers"] = self.triggers.terms.model_dump() | {
+                "test_months": self.triggers.test_months.tolist(),
+                "servicer_deferred_mean": float(
+                    self.triggers.servicer_deferred.reshape(self.n_runs, -1).sum(axis=1).mean()
+                ),
+                "servicer_unpaid_mean": float(self.triggers.servicer_unpaid.mean()),
+                "summary": self.triggers.summary().to_dicts(),
+            }
+            if labels is not None:
+                firsts = {
+                    name: self.triggers.first_hit_month(name).reshape(self.n_runs)
+                    for name in TRIGGER_NAMES
+                }
+                for i, run in enumerate(out["runs"]):
+                    run["trigger_first_hit_month"] = {
+                        name: float(firsts[name][i]) for name in TRIGGER_NAMES
+                    }
         ready: dict[str, Any] = _json_ready(out)
         return ready
 
@@ -749,8 +945,11 @@ def waterfall(
     *,
     gbv: float,
     price: float,
+    plan: FloatArray | None = None,
+    plan_discount_rate: float = 0.0,
+    servicer_fees: FloatArray | None = None,
 ) -> TrancheResults:
-    """Run a sequential waterfall over net collections.
+    """Run a sequential waterfall over net collections, with the structure's triggers if any.
 
     Parameters
     ----------
@@ -765,11 +964,22 @@ def waterfall(
     price
         Price paid for the portfolio at month 0 (> 0). The classes are issued at par at month
         0 and add up to it (:meth:`TrancheStructure.amounts`).
+    plan
+        The business plan's net collections at months 1..H, shape ``(H,)``: what the trigger
+        ratios compare each run with. Required when the structure has triggers; ignored
+        otherwise.
+    plan_discount_rate
+        Annual rate of the PV profitability ratio (month t discounted by
+        ``(1 + rate) ** (-t / 12)``).
+    servicer_fees
+        The servicer's fee each month, already out of ``net``, shape ``(*S, H)``; needed
+        only for a servicer fee deferral (zero when not given).
 
     Returns
     -------
     TrancheResults
-        Fees and each class's interest, principal, loss, yield, WAL and MOIC, per run.
+        Fees and each class's interest, principal, loss, yield, WAL and MOIC, per run; with
+        triggers, which were hit and when (:class:`TriggerOutcome`).
 
     Raises
     ------
@@ -796,6 +1006,16 @@ def waterfall(
        anything.
     3. The **residual** class takes everything left: first as principal until its amount is
        repaid, the rest as its return (reported as ``interest``).
+
+    With a ``[triggers]`` table (:class:`Triggers`), step 2 is preceded by the interest of
+    every class in order of seniority (the order before a subordination event); at each test
+    date the run's cumulative net collections (and their present value) are compared with
+    the plan's, and the senior interest cover over the period with its threshold; a failed
+    test subordinates the interest of every class below the senior to step 2 until the next
+    test date, and a cumulative collection ratio below the deferral ratio keeps the deferred
+    share of the servicer's fee in the waterfall, owed to the servicer after the rated
+    classes and before the residual one. Without the table the order above holds every month
+    and the results are those of the fully sequential waterfall, exactly.
 
     Cash is paid at month ends, the classes are bought at par at month 0, and an annual rate r
     is compounded monthly as ``(1 + r) ** (t / 12)`` (:mod:`npl_engine.valuation._finance`).
@@ -824,12 +1044,22 @@ def waterfall(
     amounts = np.asarray(structure.amounts(gbv=gbv, price=price))
     run_shape, h = flows.shape[:-1], flows.shape[-1]
     rows = flows.reshape(-1, h)
+    inputs = None
+    if structure.triggers is not None:
+        inputs = _trigger_inputs(
+            structure.triggers,
+            rows,
+            plan=plan,
+            plan_discount_rate=plan_discount_rate,
+            servicer_fees=servicer_fees,
+        )
     alloc = _allocate(
         rows,
         amounts=amounts,
         monthly_rates=np.array([t.monthly_rate for t in structure.tranches]),
         fees_share=structure.terms.senior_fees_share,
         fees_monthly=structure.terms.senior_fees_fixed_per_year / 12.0,
+        triggers=inputs,
     )
     tranches = []
     for k, t in enumerate(structure.tranches):
@@ -859,6 +1089,52 @@ def waterfall(
         fees=alloc.fees.reshape(flows.shape),
         fees_unpaid=alloc.fees_owed.reshape(run_shape),
         tranches=tuple(tranches),
+        triggers=None
+        if alloc.triggers is None or structure.triggers is None
+        else TriggerOutcome(
+            terms=structure.triggers,
+            test_months=alloc.triggers.test_months,
+            hits={name: hit.reshape(*run_shape, -1) for name, hit in alloc.triggers.hits.items()},
+            servicer_deferred=alloc.triggers.servicer_deferred.reshape(flows.shape),
+            servicer_repaid=alloc.triggers.servicer_repaid.reshape(flows.shape),
+            servicer_unpaid=alloc.triggers.servicer_owed.reshape(run_shape),
+        ),
+    )
+
+
+def _trigger_inputs(
+    terms: Triggers,
+    rows: FloatArray,
+    *,
+    plan: FloatArray | None,
+    plan_discount_rate: float,
+    servicer_fees: FloatArray | None,
+) -> _TriggerInputs:
+    """Cumulative ratios of each run to the plan, by month, and the servicer fees as rows."""
+    runs, h = rows.shape
+    if plan is None:
+        msg = "the structure has [triggers]: give the business plan's net collections (plan=)"
+        raise ValueError(msg)
+    reference = np.asarray(plan, dtype=np.float64)
+    if reference.shape != (h,) or not np.all(np.isfinite(reference)):
+        msg = f"the plan must be {h} finite monthly net collections, got shape {reference.shape}"
+        raise ValueError(msg)
+    fees = np.zeros((runs, h))
+    if servicer_fees is not None:
+        fees = np.broadcast_to(np.asarray(servicer_fees, dtype=np.float64), (runs, h)).copy()
+    elif terms.defers_servicer_fee:
+        msg = "the structure defers servicer fees: give the servicer's fee each month"
+        raise ValueError(msg)
+    discount = discount_factors(h, plan_discount_rate)
+    ratios = []
+    for weight in (np.ones(h), discount):
+        done = np.cumsum(rows * weight, axis=1)
+        planned = np.cumsum(reference * weight)
+        ratio = np.full((runs, h), np.nan)
+        np.divide(done, planned, out=ratio, where=np.broadcast_to(planned > 0, (runs, h)))
+        ratios.append(ratio)
+    return _TriggerInputs(
+        terms=terms, collection_ratio=ratios[0], pv_ratio=ratios[1], servicer_fees=fees
     )
 
 
@@ -872,17 +1148,46 @@ class _Allocation:
     principal: FloatArray
     balance: FloatArray
     arrears: FloatArray
+    triggers: _TriggerState | None = None
 
 
-def _allocate(
+@dataclass(frozen=True, slots=True)
+class _TriggerInputs:
+    """What the trigger tests need, over flat runs: ratios to plan by month, servicer fees."""
+
+    terms: Triggers
+    collection_ratio: FloatArray  # (runs, H), cumulative, NaN where the plan has nothing yet
+    pv_ratio: FloatArray  # (runs, H)
+    servicer_fees: FloatArray  # (runs, H)
+
+
+@dataclass(frozen=True, slots=True)
+class _TriggerState:
+    """Raw trigger output over flat runs: hits (name -> (runs, tests)), deferred fees."""
+
+    test_months: npt.NDArray[np.int64]
+    hits: dict[str, npt.NDArray[np.bool_]]
+    servicer_deferred: FloatArray  # (runs, H)
+    servicer_repaid: FloatArray  # (runs, H)
+    servicer_owed: FloatArray  # (runs,)
+
+
+def _allocate(  # noqa: PLR0915 - the order of payments, month by month, read top to bottom
     net: FloatArray,
     *,
     amounts: FloatArray,
     monthly_rates: FloatArray,
     fees_share: float,
     fees_monthly: float,
+    triggers: _TriggerInputs | None = None,
 ) -> _Allocation:
-    """Allocate net collections of shape (runs, H) month by month; the last class is residual."""
+    """Allocate net collections of shape (runs, H) month by month; the last class is residual.
+
+    Without triggers, each class in turn takes interest then principal (fully sequential).
+    With triggers, every class's interest is paid first (the mezzanine's only while it is
+    not subordinated), then the same sequential pass pays what is left of each class's
+    interest and its principal; deferred servicer fees come after the rated classes.
+    """
     runs, h = net.shape
     k = amounts.size
     interest = np.zeros((k, runs, h))
@@ -891,6 +1196,19 @@ def _allocate(
     balance = np.repeat(amounts[:, None], runs, axis=1)  # principal outstanding
     arrears = np.zeros((k, runs))  # interest due and unpaid, bearing interest at the coupon
     owed = np.zeros(runs)  # senior fees and deficits carried from earlier months
+    due_now = np.zeros((k, runs))  # interest due this month and not yet paid
+    if triggers is not None:
+        terms = triggers.terms
+        step = terms.period_months
+        tests = np.arange(step, h + 1, step)
+        hits = {name: np.zeros((runs, tests.size), dtype=bool) for name in TRIGGER_NAMES}
+        subordinated = np.zeros(runs, dtype=bool)
+        deferring = np.zeros(runs, dtype=bool)
+        deferred = np.zeros((runs, h))
+        repaid = np.zeros((runs, h))
+        servicer_owed = np.zeros(runs)
+        available = np.zeros(runs)  # funds after senior fees over the period
+        senior_due = np.zeros(runs)  # senior interest due over the period
     for t in range(h):
         collected = np.maximum(net[:, t], 0.0)
         deficit = collected - net[:, t]
@@ -900,19 +1218,53 @@ def _allocate(
         fees[:, t] = paid - deficit
         cash = collected - paid
         for j in range(k - 1):
-            interest_due = arrears[j] * (1.0 + monthly_rates[j]) + balance[j] * monthly_rates[j]
-            interest_paid = np.minimum(interest_due, cash)
+            due_now[j] = arrears[j] * (1.0 + monthly_rates[j]) + balance[j] * monthly_rates[j]
+        if triggers is not None:
+            held = np.where(deferring, terms.servicer_fee_deferred_share or 0.0, 0.0)
+            deferred[:, t] = held * triggers.servicer_fees[:, t]
+            servicer_owed += deferred[:, t]
+            cash = cash + deferred[:, t]
+            available += cash
+            senior_due += due_now[0]
+            for j in range(k - 1):
+                interest_paid = np.minimum(due_now[j], cash)
+                if j > 0:
+                    interest_paid = np.where(subordinated, 0.0, interest_paid)
+                cash = cash - interest_paid
+                due_now[j] = due_now[j] - interest_paid
+                interest[j, :, t] = interest_paid
+        for j in range(k - 1):
+            interest_paid = np.minimum(due_now[j], cash)
             cash = cash - interest_paid
-            arrears[j] = interest_due - interest_paid
+            arrears[j] = due_now[j] - interest_paid
             principal_paid = np.minimum(balance[j], cash)
             cash = cash - principal_paid
             balance[j] = balance[j] - principal_paid
-            interest[j, :, t] = interest_paid
+            interest[j, :, t] += interest_paid
             principal[j, :, t] = principal_paid
+        if triggers is not None:
+            repaid[:, t] = np.minimum(servicer_owed, cash)
+            servicer_owed -= repaid[:, t]
+            cash = cash - repaid[:, t]
+            if (t + 1) % step == 0:
+                i = (t + 1) // step - 1
+                _test_date(triggers, hits, i, t, available=available, senior_due=senior_due)
+                subordinated = hits["subordination"][:, i]
+                deferring = hits["servicer_fee_deferral"][:, i]
+                available, senior_due = np.zeros(runs), np.zeros(runs)
         principal_paid = np.minimum(balance[-1], cash)
         balance[-1] = balance[-1] - principal_paid
         principal[-1, :, t] = principal_paid
         interest[-1, :, t] = cash - principal_paid
+    state = None
+    if triggers is not None:
+        state = _TriggerState(
+            test_months=tests.astype(np.int64),
+            hits=hits,
+            servicer_deferred=deferred,
+            servicer_repaid=repaid,
+            servicer_owed=servicer_owed,
+        )
     return _Allocation(
         fees=fees,
         fees_owed=owed,
@@ -920,6 +1272,37 @@ def _allocate(
         principal=principal,
         balance=balance,
         arrears=arrears,
+        triggers=state,
+    )
+
+
+def _test_date(
+    triggers: _TriggerInputs,
+    hits: dict[str, npt.NDArray[np.bool_]],
+    i: int,
+    t: int,
+    *,
+    available: FloatArray,
+    senior_due: FloatArray,
+) -> None:
+    """Run the tests of test date ``i`` (end of month index ``t``) into ``hits[...][:, i]``."""
+    terms = triggers.terms
+    ccr, pvr = triggers.collection_ratio[:, t], triggers.pv_ratio[:, t]
+    for name, value, limit in (
+        ("collection_ratio", ccr, terms.cumulative_collection_ratio),
+        ("pv_ratio", pvr, terms.pv_profitability_ratio),
+        ("servicer_fee_deferral", ccr, terms.servicer_fee_deferral_ratio),
+    ):
+        # NaN (no plan yet) compares False: no hit.
+        hits[name][:, i] = (value < limit) if limit is not None else False
+    if terms.senior_interest_cover is not None:
+        cover = np.full(available.size, np.inf)
+        np.divide(available, senior_due, out=cover, where=senior_due > 0)
+        hits["senior_interest_cover"][:, i] = cover < terms.senior_interest_cover
+    hits["subordination"][:, i] = (
+        hits["collection_ratio"][:, i]
+        | hits["pv_ratio"][:, i]
+        | hits["senior_interest_cover"][:, i]
     )
 
 
@@ -949,6 +1332,7 @@ def tranche_report(
     paths: MonteCarloResult | None,
     *,
     price: float,
+    servicing_fee: float = 0.0,
 ) -> dict[str, Any]:
     """Run the waterfall on every scenario (and Monte Carlo path) of a valuation.
 
@@ -963,6 +1347,9 @@ def tranche_report(
         Monte Carlo paths, if any: each path's net collections run through the waterfall too.
     price
         The price paid at month 0, which the classes add up to.
+    servicing_fee
+        The scenario file's servicing fee (share of gross collections): the servicer's fee a
+        trigger may defer. Used only with a servicer fee deferral.
 
     Returns
     -------
@@ -977,6 +1364,12 @@ def tranche_report(
     ``weighted`` runs the waterfall on the weighted (expected) net collections, as the
     valuation's ``weighted`` row prices them: it is the outcome of the expected flows, not the
     expected outcome of the classes, which the Monte Carlo summary gives.
+
+    With triggers, the business plan is the weighted net collections (what the deal is
+    underwritten on, :func:`~npl_engine.valuation.business_plan`), discounted at the
+    valuation's target IRR for the PV ratio; each scenario and path is tested against it.
+    ``scenarios`` entries then carry ``trigger_first_hit_month`` and ``simulation`` a
+    ``triggers`` summary (probability each trigger is hit, and when).
     """
     labels = [s.name for s in valuation.scenarios] + ["weighted"]
     h = valuation.horizon_months
@@ -989,7 +1382,11 @@ def tranche_report(
         msg = "the valuation's cash flows are not one block of months 1..H per scenario"
         raise ValueError(msg)
     net = frame["net"].to_numpy().astype(np.float64).reshape(len(labels), h)
-    scenarios = waterfall(net, structure, gbv=valuation.gbv, price=price).to_dict(labels=labels)
+    gross = frame["gross"].to_numpy().astype(np.float64).reshape(len(labels), h)
+    plan = {"plan": net[-1], "plan_discount_rate": valuation.target_irr}
+    scenarios = waterfall(
+        net, structure, gbv=valuation.gbv, price=price, servicer_fees=servicing_fee * gross, **plan
+    ).to_dict(labels=labels)
     weights = [s.weight for s in valuation.scenarios] + [1.0]
     out: dict[str, Any] = {
         key: scenarios[key]
@@ -1000,12 +1397,20 @@ def tranche_report(
         {"name": run.pop("label"), "weight": weight} | run
         for run, weight in zip(scenarios["runs"], weights, strict=True)
     ]
+    if "triggers" in scenarios:
+        out["triggers"] = {k: v for k, v in scenarios["triggers"].items() if k != "summary"}
     if paths is not None:
-        simulated = waterfall(paths.net, structure, gbv=valuation.gbv, price=price).to_dict()
+        defers = structure.triggers is not None and structure.triggers.defers_servicer_fee
+        fees = servicing_fee * paths.gross if defers and paths.gross is not None else None
+        simulated = waterfall(
+            paths.net, structure, gbv=valuation.gbv, price=price, servicer_fees=fees, **plan
+        ).to_dict()
         out["simulation"] = {
             "n_paths": simulated["n_runs"],
             "fees_mean": simulated["fees_mean"],
             "fees_unpaid_mean": simulated["fees_unpaid_mean"],
             "summary": simulated["summary"],
         }
+        if "triggers" in simulated:
+            out["simulation"]["triggers"] = simulated["triggers"]["summary"]
     return out

@@ -59,7 +59,7 @@ def write_simulation(sim: Simulation, folder: str | Path, *, fmt: str = "parquet
             "simulator_version": SIMULATOR_VERSION,
             "settings": asdict(sim.settings),
             "kind": sim.settings.kind,
-            "as_of_date": sim.settings.as_of_date if sim.settings.kind == "book" else None,
+            "as_of_date": sim.settings.observed_until,
             "recovery_definition": {
                 "horizon_months": sim.settings.recovery_horizon_months,
                 "threshold": sim.settings.recovery_threshold,

@@ -68,6 +68,12 @@ class SimulationSettings:
         The recovery definition the truth's ``p_recover`` uses (contract defaults 24, 0.5).
     later_actions_per_loan
         Mean number of late actions (after day 120) that have no effect on collections.
+    realised_months
+        Tape only: also write the actions and payments of the tape's loans over this many
+        months after the cut-off (the tape observed later, a book whose ``as_of_date`` is the
+        last day of the N-th month), so that a business plan made on the tape can be
+        backtested. 0 (the default) writes loans only. The loans and the truth do not depend
+        on it: the payments are those of the realised outcomes the truth already records.
     """
 
     n_loans: int = 10_000
@@ -83,6 +89,7 @@ class SimulationSettings:
     recovery_horizon_months: int = 24
     recovery_threshold: float = 0.5
     later_actions_per_loan: float = 1.0
+    realised_months: int = 0
 
     def __post_init__(self) -> None:
         if self.n_loans < 1:
@@ -97,6 +104,27 @@ class SimulationSettings:
         if self.kind == "book" and self.book_cutoff_last > self.as_of_date:
             msg = "book_cutoff_last must not be after as_of_date"
             raise ValueError(msg)
+        if self.realised_months < 0 or (self.realised_months and self.kind != "tape"):
+            msg = (
+                "realised_months must be >= 0 and is for tapes only (a book has its history), "
+                f"got {self.realised_months} for a {self.kind}"
+            )
+            raise ValueError(msg)
+
+    @property
+    def observed_until(self) -> date | None:
+        """The simulated dataset's ``as_of_date``: a book's, a tape's with realised months.
+
+        For a tape with ``realised_months = N``: the last day of the N-th calendar month after
+        the cut-off's month. ``None`` for a tape of loans only.
+        """
+        if self.kind == "book":
+            return self.as_of_date
+        if not self.realised_months:
+            return None
+        month = np.datetime64(self.tape_cutoff_date, "M") + self.realised_months + 1
+        last_day: date = (month.astype("datetime64[D]") - np.timedelta64(1, "D")).item()
+        return last_day
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +173,7 @@ class Simulation:
             self.loans.lazy(),
             self.actions.lazy() if self.actions is not None else None,
             self.payments.lazy() if self.payments is not None else None,
-            as_of_date=self.settings.as_of_date if self.settings.kind == "book" else None,
+            as_of_date=self.settings.observed_until,
         )
 
 
@@ -367,7 +395,7 @@ def simulate(settings: SimulationSettings) -> Simulation:
         realised_h[rows], realised_60[rows] = realised_cumulative(
             params, draws, (s.recovery_horizon_months, WORKOUT_MONTHS)
         )
-        if is_book:
+        if is_book or s.realised_months:
             pay_parts.append(_payment_rows(params, draws, rows))
 
     actions_name = np.array(SIMULATED_ACTIONS, dtype=object)
@@ -380,9 +408,10 @@ def simulate(settings: SimulationSettings) -> Simulation:
         realised_recovered=realised_h >= s.recovery_threshold * state.exposure - 1e-6,
     ).join(per_loan, on="loan_id", how="left", maintain_order="left")
     actions = payments = None
-    if is_book:
+    observed_until = s.observed_until
+    if observed_until is not None:
         cutoff = loans["cutoff_date"].to_numpy().astype("datetime64[D]")
-        payments = _payments_frame(loans, cutoff, pay_parts, date_rng, s.as_of_date)
+        payments = _payments_frame(loans, cutoff, pay_parts, date_rng, observed_until)
         actions = _actions_frame(
             loans=loans,
             cutoff=cutoff,
@@ -391,6 +420,7 @@ def simulate(settings: SimulationSettings) -> Simulation:
             treatment=treatment,
             rng=date_rng,
             s=s,
+            as_of=observed_until,
         )
     return Simulation(
         loans=loans, actions=actions, payments=payments, truth=truth, curves=curves, settings=s
@@ -432,6 +462,7 @@ def _actions_frame(
     treatment: IntArray,
     rng: np.random.Generator,
     s: SimulationSettings,
+    as_of: date,
 ) -> pl.DataFrame:
     """The treatment action (days 5-85), a reminder letter before some, and late no-effect ones."""
     n = treatment.size
@@ -481,5 +512,5 @@ def _actions_frame(
         },
         schema_overrides={"settlement_discount": pl.Float64},
     ).with_columns(pl.col("settlement_discount").fill_nan(None))
-    frame = frame.filter(pl.col("action_date") <= s.as_of_date)
+    frame = frame.filter(pl.col("action_date") <= as_of)
     return frame.sort("loan_id", "action_date").cast(ACTIONS.schema)  # type: ignore[arg-type]
