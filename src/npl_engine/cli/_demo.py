@@ -11,9 +11,15 @@ from npl_engine.cli._base import _console, _user_errors, main
 from npl_engine.cli._causal import effects, policy
 from npl_engine.cli._data import simulate, validate
 from npl_engine.cli._import import eba
+from npl_engine.cli._monitoring import monitor
 from npl_engine.cli._operations import fairness, report_command
+from npl_engine.cli._plan import backtest_command, plan_command
 from npl_engine.cli._scoring import score, train
-from npl_engine.cli._valuation import value
+from npl_engine.cli._strats import strats
+from npl_engine.cli._valuation import expected_loss_command, value
+
+#: Months of collections the demo lets the tape make after its sale, for the backtest.
+_REALISED_MONTHS = 24
 
 
 @main.command()
@@ -81,10 +87,29 @@ def demo(
          {"data_dir": book, "out": model_dir, "as_of": None}),
         ("score the tape", score,
          {"model_dir": model_dir, "data_dir": tape, "out": out / "scores", "audit_db": audit}),
-        ("value the tape", value,
+        ("stratify the tape, with the model's expected recovery", strats,
+         {"data_dir": tape, "out": out / "strats", "model_dir": model_dir}),
+        ("value the tape: bid grid, sensitivities, tranches, Excel workbook", value,
          {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
           "out": out / "valuation", "simulations": 500, "seed": seed,
           "tranches_file": tranches_file if tranches_file.exists() else None,
+          "irr_grid_text": "0.08:0.20:0.02", "with_sensitivities": True,
+          "xlsx": out / "valuation.xlsx", "audit_db": audit}),
+        ("write the collections business plan the bid is underwritten on", plan_command,
+         {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
+          "out": out / "business_plan", "simulations": 200, "seed": seed}),
+        ("expected loss for a risk officer's file", expected_loss_command,
+         {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
+          "out": out / "expected_loss", "audit_db": audit}),
+        (f"two years on: the tape's loans with {_REALISED_MONTHS} months of realised "
+         "collections", simulate,
+         {"out": out / "tape_later", "n_loans": max(n_loans // 4, 250), "seed": seed + 1,
+          "kind": "tape", "realised_months": _REALISED_MONTHS}),
+        ("backtest the business plan against what was collected", backtest_command,
+         {"plan_dir": out / "business_plan", "data_dir": out / "tape_later",
+          "out": out / "backtest", "as_of": _months_after_cutoff(_REALISED_MONTHS)}),
+        ("monitor: is the book still the one the model learned from?", monitor,
+         {"model_dir": model_dir, "data_dir": out / "tape_later", "out": out / "monitor",
           "audit_db": audit}),
         ("estimate what each collection action does (refutations: npl effects without "
          "--no-refutations)", effects,
@@ -97,7 +122,8 @@ def demo(
         ("write the report", report_command,
          {"model_dir": model_dir, "data_dir": tape, "scenarios_file": scenarios_file,
           "out": out / "report.html", "fairness_dir": book, "seed": seed,
-          "effects_dir": effects_dir}),
+          "effects_dir": effects_dir, "backtest_dir": out / "backtest",
+          "monitor_dir": out / "monitor"}),
     ]  # fmt: skip
     for i, (title, command, params) in enumerate(steps, start=1):
         console.rule(f"[bold]{i}. {title}[/bold]")
@@ -105,8 +131,21 @@ def demo(
     console.rule("[bold]done[/bold]")
     console.print(
         f"Everything is in {out}/: the simulated book and tape (truth in */truth), the model "
-        f"and its card ({model_dir / 'model_card.md'}), scores, the valuation, the action "
+        f"and its card ({model_dir / 'model_card.md'}), strats, scores, the valuation and its "
+        f"workbook, the business plan and its backtest, expected loss, monitoring, the action "
         f"effects and plan, fairness, and the decision records ({audit}; `npl audit list "
         f"--audit-db {audit}`)."
     )
     console.print(f"Report: {(out / 'report.html').resolve()}")
+
+
+def _months_after_cutoff(months: int) -> Any:
+    """The day ``months`` whole months after the cut-off of the demo's simulated tapes."""
+    from datetime import datetime
+
+    from npl_engine.data.simulator import SimulationSettings
+
+    cutoff = SimulationSettings().tape_cutoff_date
+    total = cutoff.year * 12 + cutoff.month - 1 + months
+    year, month = divmod(total, 12)
+    return datetime(year, month + 1, cutoff.day)
