@@ -536,3 +536,35 @@ def test_importance_chart_is_a_png(
     out = plot_importance(global_importance(model, loans, sample=200), tmp_path / "chart.png")
     assert out == tmp_path / "chart.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shap_explanations_carry_the_engine_values_and_shap_plots_them(
+    model: RecoveryModel, explained_few: LoanExplanations, tmp_path: Path
+) -> None:
+    """to_shap: the reason codes' contributions as they are; raw values shap.TreeExplainer's."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    money = explained_few.to_shap("expected_collections")
+    a = explained_few.attributions["expected_collections"]
+    np.testing.assert_array_equal(money.values, a.contributions)
+    np.testing.assert_array_equal(money.base_values, a.base)
+    np.testing.assert_allclose(money.values.sum(axis=1) + money.base_values, a.output, rtol=1e-9)
+    assert money.feature_names == list(explained_few.names)
+    assert list(money.instance_names) == FEW
+    raw = explained_few.to_shap("p_recover", booster="classifier")
+    booster = model.classifier_.booster_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # shap's note on binary LightGBM output
+        explainer = shap.TreeExplainer(booster)
+        reference = explainer.shap_values(explained_few.matrix.values)
+    np.testing.assert_allclose(raw.values, reference, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(raw.base_values, np.ravel(explainer.expected_value)[0], atol=1e-12)
+    shap.plots.waterfall(money[0], show=False)
+    plt.savefig(tmp_path / "waterfall.png")
+    plt.close("all")
+    assert (tmp_path / "waterfall.png").stat().st_size > 0
+    with pytest.raises(NplError, match="no booster 'borrower'"):
+        explained_few.to_shap("p_recover", booster="borrower")

@@ -182,6 +182,64 @@ class LoanExplanations:
         """Loan ids, in row order."""
         return self.features["loan_id"]
 
+    def to_shap(self, target: Target = "p_recover", *, booster: str | None = None) -> Any:
+        """The attributions of ``target`` as a ``shap.Explanation``, for shap's own plots.
+
+        Parameters
+        ----------
+        target
+            ``"p_recover"`` or ``"expected_collections"`` (explained by :func:`explain_loans`).
+        booster
+            ``None``: the contributions in the output's unit (probability, currency), whose
+            rows add up to ``output - base``, the numbers of the reason codes. A booster's
+            name (``"classifier"`` for ``p_recover``; ``"borrower"`` or ``"collateral"`` for
+            collections): its raw TreeSHAP values (log-odds, log) and expected raw output,
+            equal to ``shap.TreeExplainer``'s; loans a booster does not score are NaN.
+
+        Returns
+        -------
+        shap.Explanation
+            One row per loan (``instance_names`` the loan ids), the model's features as
+            columns: ``data`` as the model sees them (categories as codes), ``display_data``
+            as they read (categories as text).
+
+        Raises
+        ------
+        NplError
+            If ``target`` was not explained or ``booster`` is not one of its boosters.
+
+        Notes
+        -----
+        ``shap.plots.waterfall(ex.to_shap("expected_collections")[0])`` draws the first loan's
+        collections from the base to its prediction (``docs/explanations.md``).
+        """
+        import shap  # noqa: PLC0415 - heavy, and only for this
+
+        attribution = self.attributions.get(target)
+        if attribution is None:
+            explained = ", ".join(self.attributions) or "nothing"
+            msg = f"{target!r} was not explained (explained: {explained})"
+            raise NplError(msg)
+        if booster is None:
+            values, base = attribution.contributions, attribution.base
+        elif booster in attribution.link_values:
+            values = attribution.link_values[booster]
+            base = np.full(values.shape[0], attribution.link_base[booster])
+        else:
+            msg = (
+                f"{target} has no booster {booster!r}: choose from "
+                f"{', '.join(attribution.link_values)}, or none for the output's unit"
+            )
+            raise NplError(msg)
+        return shap.Explanation(
+            values=values,
+            base_values=base,
+            data=self.matrix.values,
+            display_data=self.features.select(self.names).to_numpy(),
+            feature_names=list(self.names),
+            instance_names=self.loan_id.to_list(),
+        )
+
 
 def _tree_shap(
     booster: lgb.Booster, values: FloatArray, *, num_iteration: int | None

@@ -8,7 +8,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from npl_engine.service._http import CoalescingProtocol, CoalescingTransport
+import uvicorn
+from uvicorn.server import ServerState
+
+from npl_engine.service._http import TESTED_UVICORN, CoalescingProtocol, CoalescingTransport
 from service._server import Server
 
 
@@ -119,3 +122,45 @@ def test_the_service_writes_through_it(server: Server) -> None:
     lengths = [line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")]
     assert lengths == [f"content-length: {len(body)}".encode()]
     assert json.loads(body)["status"] == "ok"
+
+
+def test_uvicorn_is_a_tested_version_whose_protocol_writes_through_the_wrapper() -> None:
+    """Fails loudly on a uvicorn not tested, or whose private protocol no longer fits.
+
+    CoalescingProtocol subclasses uvicorn's private HttpToolsProtocol: it needs ``self.loop``,
+    the transport taken in ``connection_made``, and every response written through it. A
+    request fed straight to the protocol must leave as one write of the wrapped transport.
+    """
+    version = ".".join(uvicorn.__version__.split(".")[:2])
+    assert version in TESTED_UVICORN, (
+        f"uvicorn {uvicorn.__version__} is not among the versions npl serve's HTTP protocol "
+        f"was tested with ({', '.join(TESTED_UVICORN)}): see src/npl_engine/service/_http.py"
+    )
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"16")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"status": "ok"}'})
+
+    async def scenario() -> tuple[Any, FakeTransport]:
+        config = uvicorn.Config(app, http=CoalescingProtocol, lifespan="off", log_config=None)
+        config.load()
+        protocol = CoalescingProtocol(
+            config=config,
+            server_state=ServerState(),
+            app_state={},
+            _loop=asyncio.get_running_loop(),
+        )
+        inner = FakeTransport()
+        protocol.connection_made(inner)  # type: ignore[arg-type]
+        protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(20):  # the answer's task, then the flush on the next turn
+            await asyncio.sleep(0)
+        return protocol, inner
+
+    protocol, inner = asyncio.run(scenario())
+    assert isinstance(protocol.transport, CoalescingTransport)
+    assert len(inner.writes) == 1, inner.writes
+    head, _, body = inner.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == b'{"status": "ok"}'

@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from npl_engine.data.contract import LOANS, ColumnSpec
 from npl_engine.errors import NplError
@@ -32,12 +34,16 @@ from npl_engine.errors import NplError
 __all__ = [
     "AUDIT_DB_ENV",
     "DECISION_COLUMNS",
+    "READ_QUERIES",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
+    "AuditReader",
     "AuditStore",
+    "DatabaseInUse",
     "RunRecord",
     "decision_rows",
     "default_audit_path",
+    "read_query",
     "run_rows",
 ]
 
@@ -47,6 +53,8 @@ AUDIT_DB_ENV = "NPL_AUDIT_DB"
 SCHEMA_VERSION = 1
 #: How long a writer waits for another process holding the database (seconds).
 LOCK_WAIT_SECONDS = 10.0
+#: Rows per Arrow batch when reading records.
+_BATCH_ROWS = 65_536
 
 _DUCK_TYPES = {"string": "VARCHAR", "enum": "VARCHAR", "date": "DATE", "float": "DOUBLE",
                "int": "BIGINT"}  # fmt: skip
@@ -159,6 +167,10 @@ class RunRecord:
             "n_loans": n,
             "parameters": json.dumps(self.parameters, sort_keys=True, default=str),
         }
+
+
+class DatabaseInUse(NplError):  # noqa: N818 - names the state, as NplError does
+    """The audit database is held by another process (DuckDB lets one process open it)."""
 
 
 def _column_type(spec: ColumnSpec) -> str:
@@ -277,7 +289,7 @@ class AuditStore:
                         "example `npl serve`); wait for it, give another file with --audit-db, "
                         "or skip recording with --no-audit"
                     )
-                    raise NplError(msg) from exc
+                    raise DatabaseInUse(msg) from exc
                 time.sleep(0.2)
                 continue
             con.execute("SET TimeZone = 'UTC'")
@@ -410,49 +422,89 @@ class AuditStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: Sequence[Any]) -> pl.DataFrame:
-        table = self._con.sql(sql, params=list(params)).to_arrow_table()
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+    def reader(self) -> AuditReader:
+        """A reader on its own connection to this database, for another thread.
+
+        DuckDB reads committed transactions only, so a reader sees whole runs while this
+        store goes on appending (the service answers ``npl audit`` so; see
+        :func:`~npl_engine.audit.serve_readers`).
+        """
+        con = self._con.cursor()
+        con.execute("SET TimeZone = 'UTC'")
+        return AuditReader(con, self.path, on_close=con.close)
+
+    def _reading(self) -> AuditReader:
+        return AuditReader(self._con, self.path)
 
     def runs(self, *, limit: int | None = None, command: str | None = None) -> pl.DataFrame:
         """Runs, newest first."""
-        where = "WHERE command = ?" if command else ""
-        sql = f"SELECT * FROM runs {where} ORDER BY recorded_at DESC, run_id DESC"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return self._query(sql, [command] if command else [])
+        return self._reading().runs(limit=limit, command=command)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row, or ``None`` if there is no such run."""
-        frame = self._query("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        return frame.row(0, named=True) if frame.height else None
+        return self._reading().run(run_id)
 
     def decisions(
         self, run_id: str, *, seq: int | None = None, limit: int | None = None
     ) -> pl.DataFrame:
         """Decisions of a run (one if ``seq`` is given), in loan order."""
+        return self._reading().decisions(run_id, seq=seq, limit=limit)
+
+    def export(self, out: str | Path, *, run_id: str | None = None) -> int:
+        """Write decisions with their run's fields to one Parquet file; return the row count.
+
+        See :meth:`AuditReader.export`.
+        """
+        return self._reading().export(out, run_id=run_id)
+
+
+#: The reading queries, by name: what a reader of the service's socket may ask for.
+READ_QUERIES = ("runs", "run", "decisions", "export")
+
+
+def read_query(query: str, args: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL and parameters of a reading query (one of :data:`READ_QUERIES`).
+
+    Raises
+    ------
+    ValueError
+        If ``query`` is unknown or an argument is missing or of the wrong type.
+    """
+
+    def text(name: str, *, optional: bool = False) -> str | None:
+        value = args.get(name)
+        if (value is None and optional) or isinstance(value, str):
+            return value
+        msg = f"{query}: {name} must be text"
+        raise ValueError(msg)
+
+    def count(name: str) -> int | None:
+        value = args.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        msg = f"{query}: {name} must be a whole number"
+        raise ValueError(msg)
+
+    if query == "runs":
+        command, limit = text("command", optional=True), count("limit")
+        sql = f"SELECT * FROM runs {'WHERE command = ?' if command else ''} "
+        sql += "ORDER BY recorded_at DESC, run_id DESC"
+        sql += f" LIMIT {int(limit)}" if limit is not None else ""
+        return sql, [command] if command else []
+    if query == "run":
+        return "SELECT * FROM runs WHERE run_id = ?", [text("run_id")]
+    if query == "decisions":
+        run_id, seq, limit = text("run_id"), count("seq"), count("limit")
         sql = "SELECT * FROM decisions WHERE run_id = ?"
         params: list[Any] = [run_id]
         if seq is not None:
             sql += " AND seq = ?"
             params.append(seq)
         sql += " ORDER BY seq"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return self._query(sql, params)
-
-    def export(self, out: str | Path, *, run_id: str | None = None) -> int:
-        """Write decisions with their run's fields to one Parquet file; return the row count.
-
-        The file is written beside ``out`` and renamed into place, so it appears whole or not
-        at all. Columns: the run's fields, ``seq``, ``decision_id`` (``run_id:seq``),
-        ``outputs``, ``reasons``, then the loans columns.
-        """
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
+        sql += f" LIMIT {int(limit)}" if limit is not None else ""
+        return sql, params
+    if query == "export":
+        run_id = text("run_id", optional=True)
         run_fields = ", ".join(f"r.{n}" for n, _ in RUN_COLUMNS)
         loans = ", ".join(f'd."{c}"' for c in LOANS.names)
         where = "WHERE d.run_id = ?" if run_id else ""
@@ -461,9 +513,106 @@ class AuditStore:
             f"d.outputs, d.reasons, {loans} FROM decisions d JOIN runs r USING (run_id) "
             f"{where} ORDER BY r.recorded_at, d.run_id, d.seq"
         )
-        params = [run_id] if run_id else []
-        count = self._con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
-        escaped = str(tmp).replace("'", "''")
-        self._con.execute(f"COPY ({sql}) TO '{escaped}' (FORMAT parquet)", params)
-        tmp.replace(out)
-        return int(count[0]) if count else 0
+        return sql, [run_id] if run_id else []
+    msg = f"unknown query {query!r}; one of {', '.join(READ_QUERIES)}"
+    raise ValueError(msg)
+
+
+class _Source(Protocol):
+    """Where a reader's queries go: a DuckDB connection, or the service's reader socket."""
+
+    def batches(self, query: str, args: dict[str, Any]) -> pa.RecordBatchReader: ...
+
+
+class AuditReader:
+    """Reads decision records: from a DuckDB connection, or through a running service.
+
+    Get one from :func:`~npl_engine.audit.open_reader` (which goes through the service when
+    ``npl serve`` holds the file), or :meth:`AuditStore.reader`.
+
+    Parameters
+    ----------
+    source
+        A DuckDB connection, or any object answering ``batches(query, args)`` with the rows of
+        :func:`read_query` as Arrow record batches.
+    path
+        The database file (for messages).
+    via
+        How the records are read: ``None`` for the file itself, else a description (such as
+        ``the running service``).
+    """
+
+    def __init__(
+        self,
+        source: duckdb.DuckDBPyConnection | _Source,
+        path: Path,
+        *,
+        via: str | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._source = source
+        self.path = path
+        self.via = via
+        self._on_close = on_close
+
+    def batches(self, query: str, args: dict[str, Any]) -> pa.RecordBatchReader:
+        """The rows of a reading query (:func:`read_query`), as Arrow record batches."""
+        if isinstance(self._source, duckdb.DuckDBPyConnection):
+            sql, params = read_query(query, args)
+            return self._source.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)
+        return self._source.batches(query, args)
+
+    def _frame(self, query: str, args: dict[str, Any]) -> pl.DataFrame:
+        frame = pl.from_arrow(self.batches(query, args).read_all())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def runs(self, *, limit: int | None = None, command: str | None = None) -> pl.DataFrame:
+        """Runs, newest first."""
+        return self._frame("runs", {"limit": limit, "command": command})
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's row, or ``None`` if there is no such run."""
+        frame = self._frame("run", {"run_id": run_id})
+        return frame.row(0, named=True) if frame.height else None
+
+    def decisions(
+        self, run_id: str, *, seq: int | None = None, limit: int | None = None
+    ) -> pl.DataFrame:
+        """Decisions of a run (one if ``seq`` is given), in loan order."""
+        return self._frame("decisions", {"run_id": run_id, "seq": seq, "limit": limit})
+
+    def export(self, out: str | Path, *, run_id: str | None = None) -> int:
+        """Write decisions with their run's fields to one Parquet file; return the row count.
+
+        The file is written beside ``out`` and renamed into place, so it appears whole or not
+        at all. Columns: the run's fields, ``seq``, ``decision_id`` (``run_id:seq``),
+        ``outputs``, ``reasons``, then the loans columns. Rows are written as they are read,
+        a batch at a time.
+        """
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        batches = self.batches("export", {"run_id": run_id})
+        count = 0
+        try:
+            with pq.ParquetWriter(tmp, batches.schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+                    count += batch.num_rows
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return count
+
+    def close(self) -> None:
+        """Release the connection (a reader from :meth:`AuditStore.reader` closes its own)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

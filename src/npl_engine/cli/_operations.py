@@ -38,11 +38,12 @@ def audit() -> None:
 @_user_errors
 def audit_list(*, audit_db: Path | None, limit: int, command_name: str | None) -> None:
     """List the latest runs, newest first."""
-    from npl_engine.audit import AuditStore, default_audit_path
+    from npl_engine.audit import default_audit_path, open_reader
 
     db = audit_db if audit_db is not None else default_audit_path()
-    with AuditStore(db, read_only=True) as store:
+    with open_reader(db) as store:
         runs = store.runs(limit=limit, command=command_name)
+        via = f" (read through {store.via})" if store.via else ""
     rows = [
         (
             str(r["run_id"]),
@@ -55,7 +56,7 @@ def audit_list(*, audit_db: Path | None, limit: int, command_name: str | None) -
         for r in runs.iter_rows(named=True)
     ]
     console = _console()
-    console.print(f"{db}: {len(rows)} latest run(s)")
+    console.print(f"{db}{via}: {len(rows)} latest run(s)")
     console.print(_table(["run id", "time (UTC)", "caller", "command", "loans>", "model"], rows))
 
 
@@ -66,14 +67,14 @@ def audit_list(*, audit_db: Path | None, limit: int, command_name: str | None) -
 @_user_errors
 def audit_show(*, record_id: str, audit_db: Path | None, limit: int) -> None:
     """Show a run (RECORD_ID = run id) or one loan's decision (RECORD_ID = run_id:seq)."""
-    from npl_engine.audit import AuditStore, default_audit_path
+    from npl_engine.audit import default_audit_path, open_reader
 
     run_id, _, seq_text = record_id.partition(":")
     if seq_text and not seq_text.isdigit():
         msg = f"{record_id!r} is neither a run id nor a decision id (run_id:number)"
         raise NplError(msg)
     db = audit_db if audit_db is not None else default_audit_path()
-    with AuditStore(db, read_only=True) as store:
+    with open_reader(db) as store:
         run = store.run(run_id)
         if run is None:
             msg = f"no run {run_id!r} in {db}; `npl audit list` shows the latest"
@@ -110,13 +111,13 @@ def audit_show(*, record_id: str, audit_db: Path | None, limit: int) -> None:
 @_user_errors
 def audit_export(*, out: Path, run_id: str | None, audit_db: Path | None) -> None:
     """Write decision records to one Parquet file: one row per loan decision, with its run."""
-    from npl_engine.audit import AuditStore, default_audit_path
+    from npl_engine.audit import default_audit_path, open_reader
 
     if out.suffix != ".parquet":
         msg = f"--out {out}: give a .parquet file"
         raise NplError(msg)
     db = audit_db if audit_db is not None else default_audit_path()
-    with AuditStore(db, read_only=True) as store:
+    with open_reader(db) as store:
         if run_id is not None and store.run(run_id) is None:
             msg = f"no run {run_id!r} in {db}; `npl audit list` shows the latest"
             raise NplError(msg)

@@ -6,6 +6,13 @@ the client must read; the two writes of a small JSON answer were the largest sin
 the HTTP process (a third of its CPU under the benchmark's load, docs/service.md).
 :class:`CoalescingProtocol` gives uvicorn a transport that collects what one turn of the event
 loop writes to a connection and sends it with one call on the next turn.
+
+It subclasses uvicorn's ``HttpToolsProtocol``, which is not uvicorn's public API, and relies
+on how that class works inside: it keeps ``self.loop``, takes its transport in
+``connection_made`` and writes every response through it. So uvicorn is pinned to the minor
+versions it was tested with (:data:`TESTED_UVICORN`, and the bound in ``pyproject.toml``);
+``tests/service/test_http.py`` fails on any other version and whenever those internals change.
+To take a new uvicorn: run those tests and the service benchmark with it, then add it here.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CoalescingProtocol", "server_config"]
+__all__ = ["TESTED_UVICORN", "CoalescingProtocol", "server_config"]
+
+#: uvicorn minor versions the protocol was tested with (``pyproject.toml`` allows only these).
+TESTED_UVICORN: tuple[str, ...] = ("0.54",)
 
 
 class CoalescingTransport:

@@ -37,7 +37,7 @@ def configure_logging(level: str = "info") -> None:
     """Send the service's and uvicorn's logs to stderr as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    for name in ("npl_engine.service", "uvicorn", "uvicorn.error"):
+    for name in ("npl_engine.service", "npl_engine.audit", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level.upper())

@@ -18,6 +18,8 @@ Three processes; the HTTP process (:class:`EngineProcess`) starts the other two:
 - **Recording** (:class:`_Recording`): commits the decision records of every outcome waiting
   for it in one transaction, then sends their answers to the HTTP process. A response leaves
   only once its record is committed; if the commit fails, no request of it is answered.
+  A thread of it answers ``npl audit`` on the database's socket
+  (:class:`~npl_engine.audit.ReaderSocket`), since no other process can open the file.
 
 Messages are pickled tuples over :func:`multiprocessing.Pipe`:
 
@@ -52,7 +54,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from npl_engine.audit import AuditStore
+from npl_engine.audit import AuditStore, ReaderSocket, serve_readers
 from npl_engine.errors import NplError
 from npl_engine.service._logging import ERROR_LOGGER, configure_logging
 from npl_engine.service._schema import Outcome
@@ -549,9 +551,11 @@ def _recording_main(outcomes: Connection, answers: Connection, audit_db: Path | 
     if opened is None:
         return
     (store,) = opened
+    # `npl audit` reads the records through this process while it holds the file.
+    readers = serve_readers(store) if store is not None else None
     answers.send(("ready", None))
     _settle()
-    _Recording(outcomes, answers, store).run()
+    _Recording(outcomes, answers, store, readers).run()
 
 
 class _Recording:
@@ -565,12 +569,22 @@ class _Recording:
         To the HTTP process.
     store
         The open audit database (closed when the engine stops), or ``None`` to record nothing.
+    readers
+        The socket answering ``npl audit`` from a thread of this process (closed before the
+        store), if any.
     """
 
-    def __init__(self, outcomes: Connection, answers: Connection, store: AuditStore | None) -> None:
+    def __init__(
+        self,
+        outcomes: Connection,
+        answers: Connection,
+        store: AuditStore | None,
+        readers: ReaderSocket | None = None,
+    ) -> None:
         self.outcomes = outcomes
         self.answers = answers
         self.store = store
+        self.readers = readers
 
     def run(self) -> None:
         try:
@@ -584,6 +598,8 @@ class _Recording:
                 if len(done) < len(pending):  # the engine has stopped: after the last commit
                     return
         finally:
+            if self.readers is not None:
+                self.readers.close()
             if self.store is not None:
                 self.store.close()
             self.answers.close()
