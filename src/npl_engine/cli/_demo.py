@@ -105,9 +105,11 @@ def demo(
          "collections", simulate,
          {"out": out / "tape_later", "n_loans": max(n_loans // 4, 250), "seed": seed + 1,
           "kind": "tape", "realised_months": _REALISED_MONTHS}),
-        ("backtest the business plan against what was collected", backtest_command,
+        ("backtest the base-case plan against what was collected (the simulated world is "
+         "the base case; the weighted plan includes the stress scenarios)", backtest_command,
          {"plan_dir": out / "business_plan", "data_dir": out / "tape_later",
-          "out": out / "backtest", "as_of": _months_after_cutoff(_REALISED_MONTHS)}),
+          "out": out / "backtest", "scenario": "base",
+          "as_of": _months_after_cutoff(_REALISED_MONTHS)}),
         ("monitor: is the book still the one the model learned from?", monitor,
          {"model_dir": model_dir, "data_dir": out / "tape_later", "out": out / "monitor",
           "audit_db": audit}),
