@@ -172,7 +172,8 @@ def counterfactual_command(
 
     Returns up to --n diverse lever settings (the action, the settlement discount) that bring
     the loan's p_recover up to the target, each re-scored by the engine, with its cost and the
-    change in expected collections. With --borrower-side, what-ifs about the borrower are
+    change in expected collections. When none reaches the target, the levers that come closest
+    are shown instead (status `closest`). With --borrower-side, what-ifs about the borrower are
     reported separately. Counterfactuals explain the model, not the world.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -249,11 +250,15 @@ def _print_counterfactuals(result: Any) -> None:
     console.print(
         f"loan {loan['loan_id']}: p_recover {loan['p_recover']:.3f}, target {loan['target']:.3f}"
     )
-    if loan["status"] != "found":
+    if loan["status"] not in ("found", "closest"):
         console.print(loan["message"])
         return
+    if loan["status"] == "closest":
+        console.print(loan["message"])
     titles = {
-        "servicer": "servicer levers",
+        "servicer": "servicer levers"
+        if loan["status"] == "found"
+        else "closest servicer levers (none reaches the target)",
         "borrower_side": "borrower-side what-ifs (not the servicer's to make: what a "
         "conversation with the borrower could explore)",
     }
@@ -290,7 +295,8 @@ def _print_counterfactual_summary(summary: dict[str, Any]) -> None:
     rows = [
         ("loans", f"{summary['n_loans']:,}"),
         ("already at the target", f"{summary['already_meet_target']:,}"),
-        ("with a servicer lever", _pct(summary["share_with_servicer_lever"])),
+        ("with a servicer lever reaching the target", _pct(summary["share_with_servicer_lever"])),
+        ("given the closest levers only", f"{summary['closest_only']:,}"),
         ("with a borrower-side what-if", _pct(summary["share_with_borrower_side_what_if"])),
         ("time budget spent without result", f"{summary['time_budget_spent']:,}"),
         ("total cost (first lever per loan)", _money(summary["total_cost"])),
