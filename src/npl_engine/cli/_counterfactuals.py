@@ -22,8 +22,10 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    check_out_file,
     data_option,
     main,
+    write_table,
 )
 from npl_engine.cli._scoring import _effect
 from npl_engine.data import read_dataset
@@ -144,8 +146,8 @@ _COSTS_OPTION = click.option(
     "--out",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results: FILE.json (settings, summary, loans, counterfactuals) or "
-    "FILE.parquet (counterfactual rows).",
+    help="Write the results: FILE.json (settings, summary, loans, counterfactuals), or the "
+    "counterfactual rows as FILE.parquet, FILE.csv or FILE.xlsx.",
 )
 @_audit_options
 @_user_errors
@@ -189,9 +191,8 @@ def counterfactual_command(
     if (loan_id is None) == (loan_ids_file is None):
         msg = "give either --loan-id ID (one loan) or --loan-ids FILE (many)"
         raise NplError(msg)
-    if out is not None and out.suffix not in (".json", ".parquet"):
-        msg = f"{out}: --out must end in .json or .parquet"
-        raise NplError(msg)
+    if out is not None:
+        check_out_file(out)
     settings = CounterfactualSettings(
         n=n_counterfactuals,
         target=target,
@@ -234,7 +235,10 @@ def counterfactual_command(
     )
     if out is not None:
         say(f"writing {out}")
-        write_result(result, out)
+        if out.suffix.lower() == ".json":
+            write_result(result, out)
+        else:
+            write_table(result.counterfactuals, out)
     if loan_id is not None:
         _print_counterfactuals(result)
     else:
