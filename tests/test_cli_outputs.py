@@ -93,3 +93,11 @@ def test_a_failure_before_publishing_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(NplError, match="no record"):
         write_table(pl.DataFrame({"a": [1]}), out, before_publish=fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_table_too_long_for_excel_is_refused(tmp_path: Path) -> None:
+    """More rows than an Excel sheet holds: a clear error naming the limit, no file."""
+    frame = pl.DataFrame({"a": range(1_048_576)})
+    with pytest.raises(NplError, match=r"1,048,576 rows do not fit in an Excel sheet"):
+        write_table(frame, tmp_path / "big.xlsx")
+    assert list(tmp_path.iterdir()) == []

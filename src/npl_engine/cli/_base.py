@@ -184,6 +184,8 @@ def main() -> None:
 
 #: Formats a table can be written in by ``--out FILE``, named by the file's suffix.
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".json", ".xlsx")
+#: Rows of data an Excel sheet holds below its header row.
+EXCEL_MAX_ROWS = 1_048_575
 
 
 def check_out_file(out: Path, *, suffixes: Sequence[str] = TABLE_SUFFIXES) -> Path:
@@ -210,12 +212,24 @@ def write_table(
 ) -> None:
     """Write ``frame`` to ``out`` in the format its suffix names (see :data:`TABLE_SUFFIXES`).
 
-    Parquet, CSV (header row, ISO dates; nested columns as JSON text), JSON (an array of one
-    object per row) or Excel (one sheet). The file is written beside ``out`` and renamed into
+    Parquet, CSV (header row, ISO dates; a struct column as JSON text, a list column as
+    comma-separated text), JSON (an array of one object per row) or Excel (one sheet, so at
+    most :data:`EXCEL_MAX_ROWS` rows). The file is written beside ``out`` and renamed into
     place, so a reader never sees half a file; ``before_publish`` (e.g. appending the decision
     record) runs between the two, and if it fails nothing is published.
+
+    Raises
+    ------
+    NplError
+        If the suffix names no table format, or the table has more rows than an Excel sheet.
     """
     suffix = check_out_file(out).suffix.lower()
+    if suffix == ".xlsx" and frame.height > EXCEL_MAX_ROWS:
+        msg = (
+            f"--out {out}: {frame.height:,} rows do not fit in an Excel sheet "
+            f"(at most {EXCEL_MAX_ROWS:,}); write .parquet or .csv"
+        )
+        raise NplError(msg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
