@@ -231,6 +231,41 @@ def test_score_refuses_an_invalid_tape(
     _assert_nothing_written(out)
 
 
+def test_validate_with_the_model_refuses_what_score_refuses(
+    work: Path, trained: tuple[Path, Result], tmp_path: Path
+) -> None:
+    """A tape without credit_score passes `validate`, fails `validate --model` as `score` does."""
+    loans = pl.read_parquet(work / "tape" / "loans.parquet").drop("credit_score")
+    write_dataset(tmp_path / "tape", loans=loans)
+    assert _npl("validate", tmp_path / "tape").exit_code == 0
+    result = _npl("validate", tmp_path / "tape", "--model", trained[0])
+    assert result.exit_code == 2, result.output
+    assert f"not for the model {trained[0]}" in result.output
+    assert "column(s) credit_score are absent or empty" in result.output
+    assert result.stderr.startswith(f"error: {tmp_path / 'tape'} is a valid tape, but")
+    ok = _npl("validate", work / "tape", "--model", trained[0])
+    assert ok.exit_code == 0, ok.output
+    assert "holds every column the model" in ok.output
+
+
+def test_score_says_what_it_assumed_for_an_absent_column(
+    work: Path, trained: tuple[Path, Result], tmp_path: Path
+) -> None:
+    """Without accrued_interest a note on stderr says it was taken as 0; exposure = principal."""
+    loans = pl.read_parquet(work / "tape" / "loans.parquet").drop("accrued_interest")
+    write_dataset(tmp_path / "tape", loans=loans)
+    out = tmp_path / "scores"
+    result = _npl("score", "--model", trained[0], "--data", tmp_path / "tape", "--out", out)
+    assert result.exit_code == 0, result.output
+    note = (
+        f"note: {tmp_path / 'tape'}: loans has no accrued_interest column: taken as 0 for every "
+        "loan (exposure = outstanding_principal)"
+    )
+    assert note in result.stderr
+    scores = pl.read_parquet(out / "scores.parquet").join(loans, on="loan_id")
+    assert (scores["exposure"] == scores["outstanding_principal"]).all()
+
+
 def test_failed_score_leaves_earlier_scores_untouched(
     work: Path, trained: tuple[Path, Result], scored: tuple[Path, Result], tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
@@ -102,3 +103,22 @@ def test_missing_dataset_argument_is_a_usage_error() -> None:
     result = _validate()
     assert result.exit_code == 2
     assert "Usage" in result.output
+
+
+def test_absent_columns_with_a_default_are_noted(tmp_path: Path) -> None:
+    """A tape without the three columns with a default passes with one note for each."""
+    loans = make_loans().drop("accrued_interest", "collateral_value")
+    folder = write_tape(tmp_path / "tape", loans=loans)
+    result = _validate(str(folder))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [
+        f"note: {folder}: loans has no accrued_interest column: taken as 0 for every loan "
+        "(exposure = outstanding_principal)",
+        f"note: {folder}: loans has no collateral_value column: taken as 0 for every loan "
+        "(no collateral proceeds in any valuation)",
+        f"note: {folder}: loans has no senior_liens column: taken as 0 for every loan "
+        "(no claims rank ahead of the loan on its collateral)",
+    ]
+    full = make_loans().with_columns(senior_liens=pl.lit(0.0))
+    assert "note:" not in _validate(str(write_tape(tmp_path / "full", loans=full))).stderr

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ContractError", "NplError", "Problem", "SettingsError"]
+__all__ = ["AssumedDefaultWarning", "ContractError", "NplError", "Problem", "SettingsError"]
 
 
 class NplError(Exception):
     """Base class of errors whose message is meant for the user."""
+
+
+class AssumedDefaultWarning(UserWarning):
+    """An optional column that feeds a number is absent: the contract's default was assumed.
+
+    The message names the table, the column, the value taken and what it means; the CLI prints
+    it as a ``note:`` line on stderr.
+    """
 
 
 class SettingsError(NplError):

@@ -1,8 +1,10 @@
 import json
+import zipfile
 from pathlib import Path
 
 import polars as pl
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 from npl_engine.cli import main
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
@@ -47,3 +49,22 @@ def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
     assert plan.height == 500
     assert plan["cost"].sum() <= 5000 + 1e-6
     assert "business as usual" in res.output
+    for suffix in (".csv", ".json", ".xlsx"):  # the suffix names the format written
+        other = tmp_path / f"plan{suffix}"
+        res = runner.invoke(
+            main,
+            ["policy", "--effects", str(out), "--data", str(tape), "--budget", "5000",
+             "--out", str(other), "--no-audit"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        if suffix == ".csv":
+            assert_frame_equal(pl.read_csv(other, schema=plan.schema), plan)
+        elif suffix == ".json":
+            assert_frame_equal(
+                pl.DataFrame(json.loads(other.read_text()), schema=plan.schema), plan
+            )
+        else:
+            with zipfile.ZipFile(other) as book:  # an Office Open XML workbook
+                assert "xl/worksheets/sheet1.xml" in book.namelist()
+                sheet = book.read("xl/worksheets/sheet1.xml").decode()
+            assert sheet.count("<row ") == plan.height + 1

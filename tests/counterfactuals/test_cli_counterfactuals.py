@@ -79,10 +79,10 @@ def test_counterfactual_bad_input_names_the_problem_and_writes_nothing(
     code, text = _run(*base, "--loan-ids", str(ids))
     assert code == 2
     assert "line 2 repeats loan_id 'T00000001'" in text
-    code, text = _run(*base[:-2], "--out", str(tmp_path / "cf.csv"), "--loan-id", "T00000001")
+    code, text = _run(*base[:-2], "--out", str(tmp_path / "cf.txt"), "--loan-id", "T00000001")
     assert code == 2
     assert not out.exists()
-    assert not (tmp_path / "cf.csv").exists()
+    assert not (tmp_path / "cf.txt").exists()
 
 
 def test_what_if_shows_the_change_and_refuses_bad_values(

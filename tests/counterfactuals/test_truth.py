@@ -24,7 +24,9 @@ def test_levers_agree_with_the_truth_more_often_than_chance(
     p, _ = strategy.p_recover(tape_sim.loans)
     ids = tape_sim.loans.filter(pl.Series(p < 0.3))["loan_id"].head(150).to_list()
     res = counterfactuals(strategy, tape_sim.loans, ids, CounterfactualSettings(uplift=0.05))
-    first = res.counterfactuals.filter((pl.col("rank") == 1) & (pl.col("action") != BAU))
+    first = res.counterfactuals.filter(
+        (pl.col("rank") == 1) & (pl.col("action") != BAU) & pl.col("meets_target")
+    )
     assert first.height >= 50
     truth = first.select("loan_id", "action").join(tape_sim.truth, on="loan_id", how="left")
     actions = [a for a in strategy.actions if a != BAU]

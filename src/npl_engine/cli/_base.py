@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from npl_engine import __version__
-from npl_engine.errors import NplError
+from npl_engine.errors import AssumedDefaultWarning, NplError
 
 if TYPE_CHECKING:
     from npl_engine.data import Dataset, DatasetKind
@@ -146,7 +147,72 @@ def read_data(
     return read_dataset(path, kind=kind, as_of_date=as_of_date, columns=columns)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _show_error(exc: click.ClickException) -> None:
+    """Print a click error as every other error: usage and hint first, then ``error: ...``."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        exc.show()  # a group called without a command: its help, not an error
+        return
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        ctx = exc.ctx
+        hint = ""
+        if ctx.command.get_help_option(ctx) is not None:
+            names = ctx.command.get_help_option_names(ctx)
+            hint = f"Try '{ctx.command_path} {max(names, key=len)}' for help.\n"
+        click.echo(f"{ctx.get_usage()}\n{hint}", err=True, color=ctx.color)
+    click.secho(f"error: {exc.format_message()}", fg="red", err=True)
+
+
+_show_warning = warnings.showwarning
+
+
+def _show_note(  # noqa: PLR0917 - the signature of warnings.showwarning
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print what the engine assumed (an absent optional column) as a ``note:`` line."""
+    if issubclass(category, AssumedDefaultWarning):
+        click.secho(f"note: {message}", fg="yellow", err=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+class _Group(click.Group):
+    """The ``npl`` group: click's own errors (bad option, missing argument) also start ``error:``.
+
+    What the engine assumed for an absent optional column is printed as a ``note:`` line.
+
+    Click prints its usage errors as ``Error: ...``; here they are caught and printed like the
+    engine's errors, with click's exit code (2 for usage errors).
+    """
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
+        """Run the command line; errors are printed as ``error: ...``, then the process exits."""
+        if extra.get("standalone_mode") is False:
+            return super().main(args, prog_name, **extra)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default", AssumedDefaultWarning)
+                warnings.showwarning = _show_note
+                code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _show_error(exc)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.secho("error: aborted", fg="red", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="npl")
 def main() -> None:
     """npl_engine: price and manage non-performing loan portfolios.
@@ -154,6 +220,82 @@ def main() -> None:
     Data comes as a dataset folder (loans, actions, payments as Parquet or CSV) in the form of
     the data contract (docs/data-contract.md).
     """
+
+
+# -- one-file outputs ------------------------------------------------------------------------
+
+#: Formats a table can be written in by ``--out FILE``, named by the file's suffix.
+TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".json", ".xlsx")
+#: Rows of data an Excel sheet holds below its header row.
+EXCEL_MAX_ROWS = 1_048_575
+
+
+def check_out_file(out: Path, *, suffixes: Sequence[str] = TABLE_SUFFIXES) -> Path:
+    """Check that ``--out FILE`` names a format the command writes; call it before any work.
+
+    Raises
+    ------
+    NplError
+        If the suffix names no format in ``suffixes`` (a file is never written in a format
+        other than the one its name says).
+    """
+    if out.suffix.lower() not in suffixes:
+        named = f"suffix {out.suffix!r}" if out.suffix else "no suffix"
+        msg = (
+            f"--out {out}: {named} names no format this command writes; "
+            f"give a file ending in {', '.join(suffixes)}"
+        )
+        raise NplError(msg)
+    return out
+
+
+def write_table(
+    frame: pl.DataFrame, out: Path, *, before_publish: Callable[[], object] | None = None
+) -> None:
+    """Write ``frame`` to ``out`` in the format its suffix names (see :data:`TABLE_SUFFIXES`).
+
+    Parquet, CSV (header row, ISO dates; a struct column as JSON text, a list column as
+    comma-separated text), JSON (an array of one object per row) or Excel (one sheet, so at
+    most :data:`EXCEL_MAX_ROWS` rows). The file is written beside ``out`` and renamed into
+    place, so a reader never sees half a file; ``before_publish`` (e.g. appending the decision
+    record) runs between the two, and if it fails nothing is published.
+
+    Raises
+    ------
+    NplError
+        If the suffix names no table format, or the table has more rows than an Excel sheet.
+    """
+    suffix = check_out_file(out).suffix.lower()
+    if suffix == ".xlsx" and frame.height > EXCEL_MAX_ROWS:
+        msg = (
+            f"--out {out}: {frame.height:,} rows do not fit in an Excel sheet "
+            f"(at most {EXCEL_MAX_ROWS:,}); write .parquet or .csv"
+        )
+        raise NplError(msg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if suffix == ".parquet":
+            frame.write_parquet(tmp)
+        elif suffix == ".json":
+            frame.write_json(tmp)
+        else:
+            flat = frame.with_columns(
+                pl.col(c).struct.json_encode()
+                if isinstance(frame.schema[c], pl.Struct)
+                else pl.col(c).cast(pl.List(pl.String)).list.join(", ")
+                for c in frame.columns
+                if isinstance(frame.schema[c], pl.Struct | pl.List)
+            )
+            if suffix == ".csv":
+                flat.write_csv(tmp)
+            else:
+                flat.write_excel(tmp, autofit=True)
+        if before_publish is not None:
+            before_publish()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:

@@ -17,9 +17,11 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    check_out_file,
     data_option,
     main,
     read_data,
+    write_table,
 )
 from npl_engine.errors import NplError
 
@@ -188,7 +190,7 @@ def effects(
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Plan file to write (.parquet).",
+    help="Plan file to write; its suffix names the format: .parquet, .csv, .json or .xlsx.",
 )
 @click.option(
     "--costs",
@@ -222,6 +224,7 @@ def policy(
         policy_inputs,
     )
 
+    check_out_file(out)
     console = _console(stderr=True)
     say = _steps(console)
     if costs_file is not None:
@@ -241,11 +244,10 @@ def policy(
     ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
     result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
     say(f"writing {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    result.plan.write_parquet(tmp)
-    try:  # no plan is published without its decision record
-        _record_decisions(
+    write_table(
+        result.plan,
+        out,
+        before_publish=lambda: _record_decisions(  # no plan is published without its record
             audit_db,
             no_audit=no_audit,
             command="policy",
@@ -254,11 +256,8 @@ def policy(
             data_dir=data_dir,
             model_dir=effects_dir,
             parameters={"budget": budget, "costs": costs.to_dict()},
-        )
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+        ),
+    )
     rows = [
         [
             r["policy"],

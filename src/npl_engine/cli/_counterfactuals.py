@@ -22,9 +22,11 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    check_out_file,
     data_option,
     main,
     read_data,
+    write_table,
 )
 from npl_engine.cli._scoring import _effect
 from npl_engine.errors import NplError
@@ -143,8 +145,8 @@ _COSTS_OPTION = click.option(
     "--out",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results: FILE.json (settings, summary, loans, counterfactuals) or "
-    "FILE.parquet (counterfactual rows).",
+    help="Write the results: FILE.json (settings, summary, loans, counterfactuals), or the "
+    "counterfactual rows as FILE.parquet, FILE.csv or FILE.xlsx.",
 )
 @_audit_options
 @_user_errors
@@ -171,7 +173,8 @@ def counterfactual_command(
 
     Returns up to --n diverse lever settings (the action, the settlement discount) that bring
     the loan's p_recover up to the target, each re-scored by the engine, with its cost and the
-    change in expected collections. With --borrower-side, what-ifs about the borrower are
+    change in expected collections. When none reaches the target, the levers that come closest
+    are shown instead (status `closest`). With --borrower-side, what-ifs about the borrower are
     reported separately. Counterfactuals explain the model, not the world.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -187,9 +190,8 @@ def counterfactual_command(
     if (loan_id is None) == (loan_ids_file is None):
         msg = "give either --loan-id ID (one loan) or --loan-ids FILE (many)"
         raise NplError(msg)
-    if out is not None and out.suffix not in (".json", ".parquet"):
-        msg = f"{out}: --out must end in .json or .parquet"
-        raise NplError(msg)
+    if out is not None:
+        check_out_file(out)
     settings = CounterfactualSettings(
         n=n_counterfactuals,
         target=target,
@@ -232,7 +234,10 @@ def counterfactual_command(
     )
     if out is not None:
         say(f"writing {out}")
-        write_result(result, out)
+        if out.suffix.lower() == ".json":
+            write_result(result, out)
+        else:
+            write_table(result.counterfactuals, out)
     if loan_id is not None:
         _print_counterfactuals(result)
     else:
@@ -248,11 +253,15 @@ def _print_counterfactuals(result: Any) -> None:
     console.print(
         f"loan {loan['loan_id']}: p_recover {loan['p_recover']:.3f}, target {loan['target']:.3f}"
     )
-    if loan["status"] != "found":
+    if loan["status"] not in ("found", "closest"):
         console.print(loan["message"])
         return
+    if loan["status"] == "closest":
+        console.print(loan["message"])
     titles = {
-        "servicer": "servicer levers",
+        "servicer": "servicer levers"
+        if loan["status"] == "found"
+        else "closest servicer levers (none reaches the target)",
         "borrower_side": "borrower-side what-ifs (not the servicer's to make: what a "
         "conversation with the borrower could explore)",
     }
@@ -289,7 +298,8 @@ def _print_counterfactual_summary(summary: dict[str, Any]) -> None:
     rows = [
         ("loans", f"{summary['n_loans']:,}"),
         ("already at the target", f"{summary['already_meet_target']:,}"),
-        ("with a servicer lever", _pct(summary["share_with_servicer_lever"])),
+        ("with a servicer lever reaching the target", _pct(summary["share_with_servicer_lever"])),
+        ("given the closest levers only", f"{summary['closest_only']:,}"),
         ("with a borrower-side what-if", _pct(summary["share_with_borrower_side_what_if"])),
         ("time budget spent without result", f"{summary['time_budget_spent']:,}"),
         ("total cost (first lever per loan)", _money(summary["total_cost"])),

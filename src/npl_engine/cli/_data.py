@@ -31,12 +31,23 @@ from npl_engine.errors import NplError
     help="Day the history was extracted (YYYY-MM-DD). Default: latest payment or action date.",
 )
 @COLUMNS_OPTION
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Model folder written by `npl train`: also check that DATASET holds every column "
+    "the model needs, so that scoring and pricing it will not refuse it.",
+)
 @_user_errors
-def validate(dataset: Path, kind: str | None, as_of: datetime | None) -> None:
+def validate(
+    dataset: Path, kind: str | None, as_of: datetime | None, model_dir: Path | None
+) -> None:
     """Check DATASET against the data contract and summarise it.
 
     Prints every problem found (table, column, rule, number of rows, example loan_ids) and
-    exits with code 2 if the dataset breaks the contract.
+    exits with code 2 if the dataset breaks the contract, or, with --model, lacks a column
+    that model was trained with.
     """
     console = _console()
     if kind is None and dataset.is_dir():
@@ -48,6 +59,16 @@ def validate(dataset: Path, kind: str | None, as_of: datetime | None) -> None:
         kind=cast("DatasetKind | None", kind),
         as_of_date=as_of.date() if as_of is not None else None,
     )
+    if model_dir is not None:
+        from npl_engine.scoring import RecoveryModel
+
+        model = RecoveryModel.load(model_dir)
+        try:
+            model.check_columns(data.loans.collect())
+        except NplError as exc:
+            msg = f"{dataset} is a valid {kind}, but not for the model {model_dir}: {exc}"
+            raise NplError(msg) from None
+        console.print(f"[green]{dataset} holds every column the model {model_dir} needs[/green]")
     console.print(f"[green]{dataset} is a valid {kind}[/green]")
     _print_summary(console, summarize(data))
 

@@ -19,6 +19,7 @@ from npl_engine.cli._base import (
     _steps,
     _table,
     _user_errors,
+    check_out_file,
     data_option,
     main,
     read_data,
@@ -113,9 +114,7 @@ def audit_export(*, out: Path, run_id: str | None, audit_db: Path | None) -> Non
     """Write decision records to one Parquet file: one row per loan decision, with its run."""
     from npl_engine.audit import default_audit_path, open_reader
 
-    if out.suffix != ".parquet":
-        msg = f"--out {out}: give a .parquet file"
-        raise NplError(msg)
+    check_out_file(out, suffixes=(".parquet",))
     db = audit_db if audit_db is not None else default_audit_path()
     with open_reader(db) as store:
         if run_id is not None and store.run(run_id) is None:
@@ -177,6 +176,7 @@ def serve(
     from npl_engine.audit import default_audit_path
     from npl_engine.service import ApiKeys, ServiceSettings, default_keys_file, serve
 
+    _check_can_listen(host, port)
     keys = None
     if not no_auth:
         path = keys_file if keys_file is not None else default_keys_file()
@@ -197,6 +197,22 @@ def serve(
     )
     click.echo(f"serving {model_dir} on http://{host}:{port} (docs: /docs)", err=True)
     serve(settings, host=host, port=port)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Refuse at once, with a plain message, an address the service could not listen on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        msg = f"cannot listen on {host}:{port}: {reason}; choose another --host or --port"
+        raise NplError(msg) from None
 
 
 @main.group()
@@ -519,9 +535,7 @@ def report_command(
     from npl_engine.scenarios import load_scenarios
     from npl_engine.scoring import RecoveryModel
 
-    if out.suffix.lower() not in (".html", ".htm"):
-        msg = f"--out {out}: give an .html file"
-        raise NplError(msg)
+    check_out_file(out, suffixes=(".html", ".htm"))
     if budget is not None and effects_dir is None:
         msg = "--budget is for the action plan: give --effects DIR too"
         raise NplError(msg)

@@ -9,7 +9,10 @@ engine then
 2. re-scores every candidate with :class:`StrategyModel` and drops those that miss the target
    (the probability reported is always the engine's, never DiCE's);
 3. keeps up to ``n`` candidates, fewest changes first, each next one the farthest from those
-   already kept (diversity).
+   already kept (diversity);
+4. when no servicer lever reaches the target, reports instead up to ``n`` single actions that
+   raise p_recover most (status ``closest``, ``meets_target`` false), so a loan that some lever
+   helps always gets an answer.
 
 Servicer levers (the action and the settlement discount) and borrower-side what-ifs (income,
 debt-to-income, liquid assets) are searched separately and labelled ``servicer`` and
@@ -163,7 +166,9 @@ class CounterfactualResult:
         recovery rate), ``cost`` (of the action; null without costs).
     loans
         One row per loan asked about: ``loan_id``, ``p_recover``, ``target``, ``status``
-        (``found``, ``already_meets_target``, ``none_within_limits``, ``time_budget_spent``),
+        (``found``, ``closest``: no lever reaches the target and the servicer rows are the
+        levers that raise p_recover most, ``already_meets_target``, ``none_within_limits``: no
+        lever raises p_recover at all, ``time_budget_spent``),
         ``n_servicer``, ``n_borrower_side``, ``sparsity`` (mean levers changed), ``diversity``
         (mean distance between a loan's counterfactuals of a kind), ``dice_rejected``
         (candidates DiCE proposed that the engine's re-scoring refused), ``seconds``,
@@ -437,6 +442,54 @@ def _search_kind(
     return _Found(chosen, changed[keep], rejected, _diversity(chosen, space, varied), out_of_time)
 
 
+def _closest(
+    model: StrategyModel,
+    row: pl.DataFrame,
+    query: pd.DataFrame,
+    *,
+    space: LeverSpace,
+    n: int,
+    loan_id: str,
+    p0: float,
+    target: float,
+) -> tuple[_Found, pl.DataFrame | None]:
+    """Up to ``n`` servicer levers that raise p_recover most, when none reaches the target.
+
+    Every action is tried once, a settlement offer at the smallest permitted discount (the
+    discount moves p_recover only by making an offer unable to recover, and waives least
+    there); those that raise p_recover are kept, highest first, and re-scored in full.
+    ``None`` when no action raises p_recover.
+    """
+    if ACTION not in space.categorical:
+        return _Found(pd.DataFrame(), np.zeros(0, np.int64), 0, 0.0, out_of_time=False), None
+    actions = list(space.categorical[ACTION])
+    frame = pd.DataFrame({ACTION: actions})
+    if DISCOUNT in space.continuous:
+        low = space.continuous[DISCOUNT][0]
+        frame[DISCOUNT] = [low if a == SETTLEMENT else query[DISCOUNT].iloc[0] for a in actions]
+    p = _LoanScorer(model, row, space.names)(frame)
+    order = [i for i in np.argsort(-p, kind="stable") if p[i] > p0 + _RAISES][:n]
+    chosen = frame.iloc[order].reset_index(drop=True)
+    found = _Found(
+        chosen,
+        np.ones(len(chosen), np.int64),
+        0,
+        _diversity(chosen, space, space.names),
+        out_of_time=False,
+    )
+    if not order:
+        return found, None
+    rows = _rescored(
+        model, row, loan_id=loan_id, kind="servicer", found=found, query=query,
+        varied=space.names, p0=p0, target=target,
+    )  # fmt: skip
+    return found, rows
+
+
+#: A lever "raises" p_recover when it adds more than this (not rounding noise).
+_RAISES = 1e-6
+
+
 def _query(row: pl.DataFrame, space: LeverSpace, medians: dict[str, float]) -> pd.DataFrame:
     values: dict[str, Any] = {}
     if ACTION in space.categorical:
@@ -626,8 +679,28 @@ def _one_loan(
                     target=target,
                 )
             )
-        if counts["servicer"] or counts["borrower_side"]:
+        servicer = dict(spaces).get("servicer")
+        if servicer is not None and counts["servicer"] == 0:
+            # no servicer lever reaches the target: offer the ones that come closest
+            closest, rows = _closest(
+                model, row, _query(row, servicer, medians), space=servicer, n=settings.n,
+                loan_id=loan_id, p0=p0, target=target,
+            )  # fmt: skip
+            if rows is not None:
+                counts["servicer"] = rows.height
+                sparsity.extend(closest.n_changed.tolist())
+                diversity.append(closest.diversity)
+                cf_rows.append(rows)
+        reached = any(bool(f["meets_target"].any()) for f in cf_rows)
+        if reached:
             status = "found"
+        elif counts["servicer"]:
+            status = "closest"
+            best = max(float(f["p_recover"].to_numpy().max()) for f in cf_rows)
+            message = (
+                f"no lever reaches p_recover {target:.3f}; the closest servicer levers are "
+                f"shown (best {best:.3f}, up from {p0:.3f})"
+            )
         elif out_of_time:
             status = "time_budget_spent"
             message = (
@@ -781,13 +854,16 @@ def summarize(result: CounterfactualResult) -> dict[str, Any]:
 
     Notes
     -----
-    Totals take each loan's first (sparsest) servicer counterfactual: the lever a servicer
-    would pull. Loans already at the target count as neither feasible nor infeasible.
+    Totals take each loan's first (sparsest) servicer counterfactual that reaches the target:
+    the lever a servicer would pull. Loans already at the target count as neither feasible nor
+    infeasible; loans given only the closest levers (status ``closest``) are counted apart.
     """
     loans = result.loans
     asked = loans.filter(pl.col("status") != "already_meets_target")
     n_asked = asked.height
-    first = result.counterfactuals.filter((pl.col("kind") == "servicer") & (pl.col("rank") == 1))
+    reaching = result.counterfactuals.filter(pl.col("meets_target"))
+    first = reaching.filter((pl.col("kind") == "servicer") & (pl.col("rank") == 1))
+    with_lever = reaching.filter(pl.col("kind") == "servicer")["loan_id"].n_unique()
     with_borrower = asked.filter(pl.col("n_borrower_side") > 0).height
     levers = Counter(
         f"{a} at {d:.0%}" if a == SETTLEMENT and d is not None else str(a)
@@ -799,9 +875,8 @@ def summarize(result: CounterfactualResult) -> dict[str, Any]:
         "n_loans": loans.height,
         "already_meet_target": loans.height - n_asked,
         "n_searched": n_asked,
-        "share_with_servicer_lever": (asked.filter(pl.col("n_servicer") > 0).height / n_asked)
-        if n_asked
-        else None,
+        "share_with_servicer_lever": (with_lever / n_asked) if n_asked else None,
+        "closest_only": asked.filter(pl.col("status") == "closest").height,
         "share_with_borrower_side_what_if": (with_borrower / n_asked) if n_asked else None,
         "time_budget_spent": asked.filter(pl.col("status") == "time_budget_spent").height,
         "most_common_levers": dict(levers.most_common(5)),

@@ -101,6 +101,9 @@ class ColumnSpec:
     default
         Value that fills an absent optional column or its nulls, where the contract gives one
         (for example ``accrued_interest`` defaults to 0).
+    if_absent
+        What taking the default means for the numbers, said to the user when the column is
+        absent (for example ``exposure = outstanding_principal``).
     """
 
     name: str
@@ -112,6 +115,7 @@ class ColumnSpec:
     le: float | None = None
     gt: float | None = None
     default: float | None = None
+    if_absent: str = ""
 
     @property
     def dtype(self) -> pl.DataType:
@@ -184,6 +188,7 @@ LOANS = TableSpec(
             description=">= 0 at cut-off",
             ge=0.0,
             default=0.0,
+            if_absent="exposure = outstanding_principal",
         ),
         _c("interest_rate", "float", required=True, description="contractual, annual", ge=0.0),
         _c("days_past_due", "int", required=True, description=">= 0 at cut-off", ge=0),
@@ -202,6 +207,7 @@ LOANS = TableSpec(
             description=">= 0, latest valuation; 0 when collateral_type is none",
             ge=0.0,
             default=0.0,
+            if_absent="no collateral proceeds in any valuation",
         ),
         _c("collateral_valuation_date", "date", required=False, description="date of valuation"),
         _c(
@@ -211,6 +217,7 @@ LOANS = TableSpec(
             description=">= 0, claims on the collateral ranking ahead",
             ge=0.0,
             default=0.0,
+            if_absent="no claims rank ahead of the loan on its collateral",
         ),
         _c("legal_stage", "enum", required=True, description="workout stage", values=LEGAL_STAGES),
         _c(

@@ -9,6 +9,7 @@ collected.
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from npl_engine.data.columns import ColumnMap, map_columns
 from npl_engine.data.contract import TABLES
 from npl_engine.data.dataset import Dataset, DatasetKind
 from npl_engine.data.validation import RawTable, _table_order, validate_tables
-from npl_engine.errors import ContractError, Problem
+from npl_engine.errors import AssumedDefaultWarning, ContractError, Problem
 
 __all__ = ["FORMATS", "infer_kind", "read_dataset", "table_files", "validate_dataset"]
 
@@ -165,6 +166,8 @@ def _load(
     problems += [p for p in result.problems if (p.table, p.column) not in mapped]
     if problems:
         return None, sorted(problems, key=_table_order)
+    for note in assumed_defaults(folder, tables):
+        warnings.warn(note, AssumedDefaultWarning, stacklevel=3)
     dataset = Dataset(
         loans=result.frames["loans"],
         actions=result.frames.get("actions"),
@@ -173,6 +176,24 @@ def _load(
         source=folder,
     )
     return dataset, []
+
+
+def assumed_defaults(folder: Path, tables: dict[str, RawTable]) -> list[str]:
+    """What was assumed for each absent optional column that feeds a number, in words.
+
+    One line per column the contract gives a default for (``accrued_interest``,
+    ``collateral_value``, ``senior_liens``) that a table's file does not hold.
+    """
+    notes = []
+    for name, table in tables.items():
+        for col in TABLES[name].columns:
+            if col.default is not None and col.name not in table.schema:
+                taken = f"{col.default:g}"
+                notes.append(
+                    f"{folder}: {name} has no {col.name} column: taken as {taken} for every "
+                    f"{name.removesuffix('s')} ({col.if_absent})"
+                )
+    return notes
 
 
 def validate_dataset(
