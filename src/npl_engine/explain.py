@@ -46,8 +46,7 @@ from npl_engine.features import (
     FEATURE_LABELS,
     FeatureMatrix,
 )
-from npl_engine.scoring import RecoveryModel
-from npl_engine.scoring._collections import CHANNELS, _has_collateral
+from npl_engine.scoring import CHANNELS, RecoveryModel, has_collateral
 from npl_engine.treeshap import CompiledTrees, compile_booster, tree_shap
 
 __all__ = [
@@ -342,7 +341,8 @@ def explain_collections(
     loans without collateral get no collateral part.
     """
     totals = model.collections_.predict_total(x)
-    secured = _has_collateral(x)
+    uncalibrated = model.collections_.predict_total(x, calibrated=False)
+    secured = has_collateral(x)
     n, n_features = x.values.shape
     contributions = np.zeros((n, n_features))
     link_values: dict[str, FloatArray] = {}
@@ -360,12 +360,15 @@ def explain_collections(
             booster, x.values[rows], num_iteration=booster.best_iteration
         )
         money = exposure * totals[channel]
+        fitted = exposure * uncalibrated[channel]
         money_base = exposure * math.exp(link_base[channel])
         contributions[rows] += _share_out(
-            link[rows], (money - money_base)[rows], slope_at_zero=money_base[rows]
+            link[rows], (fitted - money_base)[rows], slope_at_zero=money_base[rows]
         )
         if channel == "collateral":
-            contributions[~rows, x.names.index(_GATE_FEATURE)] += (money - money_base)[~rows]
+            contributions[~rows, x.names.index(_GATE_FEATURE)] += (fitted - money_base)[~rows]
+        # The segment's calibration factor (docs/models.md) is the segment's doing.
+        contributions[:, x.names.index("segment")] += money - fitted
         link_values[channel] = link
         output += money
         base += money_base

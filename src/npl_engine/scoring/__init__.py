@@ -3,16 +3,19 @@
 See ``docs/models.md`` for the design and its checks against the simulator's truth.
 """
 
+from npl_engine.scoring._collections import CHANNELS, has_collateral
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
 from npl_engine.scoring._targets import build_targets, month_after_cutoff, months_observed
 
 __all__ = [
+    "CHANNELS",
     "MODEL_FORMAT",
     "RecoveryDefinition",
     "RecoveryModel",
     "Scores",
     "build_targets",
+    "has_collateral",
     "month_after_cutoff",
     "months_observed",
 ]

@@ -33,7 +33,7 @@ from npl_engine.scoring._card import model_card
 from npl_engine.scoring._classifier import DEFAULT_GRID, RecoveryClassifier
 from npl_engine.scoring._collections import CHANNELS, CollectionsModel, default_knots
 from npl_engine.scoring._definition import RecoveryDefinition
-from npl_engine.scoring._folds import cutoff_folds
+from npl_engine.scoring._folds import cutoff_folds, loan_folds
 from npl_engine.scoring._metrics import classification_metrics
 from npl_engine.scoring._targets import build_targets
 from npl_engine.stability import ReferenceProfile
@@ -44,7 +44,7 @@ FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[str], None]
 
 #: Version of the model folder's layout.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 #: What a model folder holds (an existing folder with only these may be replaced).
 MODEL_FILES = frozenset({"model.json", "model_card.md", "classifier.txt", "collections"})
 
@@ -136,6 +136,10 @@ class RecoveryModel:
         LightGBM settings tried for the classifier.
     baselines
         Also fit the logistic-regression and random-forest baselines for the model card.
+    calibrate_segments
+        Rescale expected collections per segment and channel by their out-of-fold ratio of
+        realised to predicted (see ``docs/models.md``); the ratios are in the model card
+        either way.
     seed
         Seed of every random choice in fitting.
 
@@ -164,6 +168,7 @@ class RecoveryModel:
     n_folds: int = 4
     grid: tuple[dict[str, Any], ...] = DEFAULT_GRID
     baselines: bool = True
+    calibrate_segments: bool = True
     seed: int = 0
     classifier_: RecoveryClassifier = field(init=False, repr=False)
     collections_: CollectionsModel = field(init=False, repr=False)
@@ -196,14 +201,16 @@ class RecoveryModel:
             c for c in _SOURCE_COLUMNS if loans[c].null_count() < loans.height
         )
         x = feature_matrix(features, self.vocabularies_)
-        folds = cutoff_folds(_cutoff_month(loans), self.n_folds)
+        notes: list[str] = []
+        folds = self._folds(_cutoff_month(loans), notes)
 
         labelled = targets["recovered"].is_not_null().to_numpy()
         if labelled.sum() < 100:
             msg = (
                 f"only {int(labelled.sum())} loans have their "
                 f"{self.definition.horizon_months}-month recovery window fully observed before "
-                "as_of_date: too few to train"
+                f"as_of_date {book.as_of_date} (at least 100 are needed, out of "
+                f"{loans.height:,} loans): too few to train"
             )
             raise NplError(msg)
         y = targets["recovered"].to_numpy()[labelled].astype(float)
@@ -220,11 +227,13 @@ class RecoveryModel:
             raise NplError(msg)
         xl = FeatureMatrix(x.values[labelled], x.names, x.categorical)
         fl = folds[labelled]
+        if np.unique(fl).size < 2:  # the labelled (older) loans all fell in one fold
+            fl = self._folds(_cutoff_month(loans)[labelled], notes)
         n_folds = len(np.unique(fl))
         say(f"tuning the recovery classifier ({len(self.grid)} settings × {n_folds} folds)")
         self.classifier_ = RecoveryClassifier(grid=self.grid, seed=self.seed).fit(xl, y, fl)
 
-        say(f"fitting collections models ({len(CHANNELS)} channels × {len(knots)} knots)")
+        say(f"fitting collections models (up to {len(CHANNELS)} channels × {len(knots)} knots)")
         exposure = targets["exposure"].to_numpy()
         y_cum = {
             (ch, k): targets[f"{ch}_{k}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -232,9 +241,12 @@ class RecoveryModel:
             for k in knots
         }
         try:
-            self.collections_ = CollectionsModel(knots=knots, seed=self.seed).fit(
-                x, y_cum, exposure, folds
-            )
+            self.collections_ = CollectionsModel(
+                knots=knots,
+                seed=self.seed,
+                segments=self.vocabularies_["segment"],
+                calibrate=self.calibrate_segments,
+            ).fit(x, y_cum, exposure, folds)
         except ValueError as exc:
             msg = f"cannot learn collections from this book's payments table: {exc}"
             raise NplError(msg) from exc
@@ -260,6 +272,9 @@ class RecoveryModel:
             "collections_observed": {
                 str(k): int(targets[f"borrower_{k}"].is_not_null().sum()) for k in knots
             },
+            "collections_horizon_months": self.collections_.horizon_months,
+            "collections_calibration": self.collections_.calibration_,
+            "notes": notes + self.collections_.notes_,
         }
         self.info_ = {
             "engine_version": __version__,
@@ -271,6 +286,25 @@ class RecoveryModel:
             "packages": {p: version(p) for p in ("lightgbm", "polars", "numpy", "scikit-learn")},
         }
         return self
+
+    def _folds(
+        self, cutoff_month: npt.NDArray[np.int64], notes: list[str]
+    ) -> npt.NDArray[np.int64]:
+        """Folds by cut-off date; by loan (at random) when all loans share one cut-off month."""
+        try:
+            return cutoff_folds(cutoff_month, self.n_folds)
+        except ValueError:
+            notes.append(
+                f"All {cutoff_month.size:,} loans share one cut-off month: folds are drawn at "
+                "random by loan, so the metrics do not measure how the model ages over time."
+            )
+            return loan_folds(cutoff_month.size, self.n_folds, seed=self.seed)
+
+    @property
+    def horizon_months(self) -> int:
+        """Months of the collections curves: the valuation horizon, or less for a short book."""
+        self._check_fitted()
+        return self.collections_.horizon_months
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -448,7 +482,14 @@ class RecoveryModel:
         meta = {
             "info": self.info_,
             "definition": asdict(self.definition),
-            "knots": list(self.collections_.knots),
+            "knots": list(self.collections_.knots_),
+            "requested_knots": list(self.collections_.knots),
+            "zero_intervals": [f"{c}_{k}" for c, k in sorted(self.collections_.zero_)],
+            "collections_notes": list(self.collections_.notes_),
+            "collections_factors": {
+                channel: dict(zip(self.collections_.segments, f.tolist(), strict=True))
+                for channel, f in self.collections_.factors_.items()
+            },
             "feature_names": list(NUMERIC_FEATURES) + list(self.vocabularies_),
             "vocabularies": {k: list(v) for k, v in self.vocabularies_.items()},
             "used_columns": list(self.used_columns_),
@@ -465,7 +506,12 @@ class RecoveryModel:
                 **{f"{c}_total": b.best_iteration for c, b in self.collections_.totals_.items()},
             },
             "metrics": self.metrics_,
-            "settings": {"n_folds": self.n_folds, "seed": self.seed, "grid": list(self.grid)},
+            "settings": {
+                "n_folds": self.n_folds,
+                "seed": self.seed,
+                "grid": list(self.grid),
+                "calibrate_segments": self.calibrate_segments,
+            },
             "reference": None if self.reference_ is None else self.reference_.to_dict(),
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
@@ -498,6 +544,7 @@ class RecoveryModel:
             definition=RecoveryDefinition(**meta["definition"]),
             n_folds=meta["settings"]["n_folds"],
             seed=meta["settings"]["seed"],
+            calibrate_segments=meta["settings"]["calibrate_segments"],
         )
         clf = RecoveryClassifier(seed=model.seed)
         clf.booster_ = lgb.Booster(model_str=(folder / "classifier.txt").read_text())
@@ -508,8 +555,23 @@ class RecoveryModel:
         clf.params_ = meta["classifier"]["params"]
         clf.n_rounds_ = meta["classifier"]["n_rounds"]
         knots = tuple(meta["knots"])
-        col = CollectionsModel(knots=knots, seed=model.seed)
+        segments = tuple(meta["vocabularies"]["segment"])
+        col = CollectionsModel(
+            knots=tuple(meta["requested_knots"]),
+            seed=model.seed,
+            segments=segments,
+            calibrate=model.calibrate_segments,
+        )
+        col.knots_ = knots
+        col.factors_ = {
+            channel: np.array([by_segment[s] for s in segments], dtype=np.float64)
+            for channel, by_segment in meta["collections_factors"].items()
+        }
+        col.calibration_ = meta["metrics"]["collections_calibration"]
+        col.zero_ = set()
+        col.notes_ = list(meta["collections_notes"])
         col.boosters_ = {}
+        zero = set(meta["zero_intervals"])
         col.totals_ = {  # an unsecured book has no collateral models
             channel: lgb.Booster(model_str=path.read_text())
             for channel in CHANNELS
@@ -517,6 +579,9 @@ class RecoveryModel:
         }
         for channel in col.totals_:
             for k in knots:
+                if f"{channel}_{k}" in zero:  # learnt as zero: no booster was written
+                    col.zero_.add((channel, k))
+                    continue
                 text = (folder / "collections" / f"{channel}_{k:03d}.txt").read_text()
                 col.boosters_[(channel, k)] = lgb.Booster(model_str=text)
         model.classifier_ = clf
