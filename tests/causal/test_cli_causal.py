@@ -43,7 +43,11 @@ def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     plan = pl.read_parquet(plan_file)
-    assert plan.columns == ["loan_id", "action", "expected_uplift", "cost"]
+    assert plan.columns[:6] == [
+        "loan_id", "action", "expected_uplift", "cost", "uplift_low", "uplift_high"
+    ]  # fmt: skip
+    assert (plan["uplift_low"] <= plan["expected_uplift"]).all()
+    assert (plan["expected_uplift"] <= plan["uplift_high"]).all()
     assert plan.height == 500
     assert plan["cost"].sum() <= 5000 + 1e-6
     assert "business as usual" in res.output

@@ -600,6 +600,17 @@ class ActionEffectModel:
             ]
         return ids.with_columns(columns)
 
+    def baseline(self, X: Array) -> Array:  # noqa: N803
+        """Expected outcome with no action per row of X, in the outcome's unit.
+
+        The doubly robust learner's outcome model of the ``none`` arm, averaged over its
+        cross-fitting folds.
+        """
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)  # noqa: N806
+        folds = self.model_.models_regression[0]
+        return np.asarray(np.mean([m.models_[0].predict(X) for m in folds], axis=0))
+
     def propensity(self, X: Array) -> Array:  # noqa: N803
         """Business-as-usual probability of each arm (columns in :attr:`arms_` order)."""
         self._check_fitted()
