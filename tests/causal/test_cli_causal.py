@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from npl_engine.cli import main
@@ -51,3 +52,18 @@ def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
     assert plan.height == 500
     assert plan["cost"].sum() <= 5000 + 1e-6
     assert "business as usual" in res.output
+    # The gain curve: a folder whose point at 5,000 is the plan above.
+    curve_dir = tmp_path / "curve"
+    res = runner.invoke(
+        main,
+        ["policy", "--effects", str(out), "--data", str(tape), "--budgets", "0,5000,1e9",
+         "--out", str(curve_dir), "--no-audit"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "spending stops paying past" in res.output
+    curve = pl.read_parquet(curve_dir / "curve.parquet")
+    assert {"budget", "spend", "expected_gain", "gain_low", "gain_high"} <= set(curve.columns)
+    point = curve.filter(pl.col("budget") == 5000).row(0, named=True)
+    assert point["expected_gain"] == pytest.approx(plan["expected_uplift"].sum())
+    assert pl.read_parquet(curve_dir / "plan_5000.parquet")["action"].equals(plan["action"])
+    assert (curve["expected_gain"].diff().drop_nulls() >= 0).all()
