@@ -48,12 +48,15 @@ def test_sensitivity_passes_for_a_real_effect(known: dict) -> None:  # type: ign
     assert known["sensitivity"]["robustness_value"] > 0.05
 
 
-def test_sensitivity_fails_for_no_effect() -> None:
-    """With no true effect the robustness value is tiny and the sensitivity check fails."""
+def test_no_effect_makes_sensitivity_not_applicable_rather_than_failed() -> None:
+    """With no true effect the estimate is insignificant: robustness value 0, check n/a."""
     x, t, y = _linear(3000, 0.0, seed=2)
     result = refute_action(x, t, y, RefutationSettings(num_simulations=5))
+    assert not result["significant"]
+    assert result["sensitivity"]["robustness_value_alpha"] == 0.0
     assert not result["sensitivity"]["passed"]
-    assert not result["passed"]
+    assert result["sensitivity"]["status"] == "not applicable"
+    assert result["assumptions_hold"]
 
 
 def test_refuting_several_actions_in_parallel_gives_the_serial_results() -> None:
