@@ -562,15 +562,17 @@ def policy_inputs(
 
     low = high = without = None
     if with_interval:
-        low_effect, high_effect = model.effect_interval(X)
+        effect, low_effect, high_effect = model.effect_and_interval(X)
         low, high = money(low_effect), money(high_effect)
+    else:
+        effect = model.effect(X)
     if with_baseline:
         base = model.baseline(X)
         without = base * exposure if outcome == "recovery_rate" else base
     inputs = PolicyInputs(
         loan_ids=frame["loan_id"],
         exposure=exposure,
-        uplift=money(model.effect(X)),
+        uplift=money(effect),
         cost=cost,
         uplift_low=low,
         uplift_high=high,
