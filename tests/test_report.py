@@ -187,3 +187,49 @@ def test_backtest_section_renders_its_chart_and_flags(tmp_path: Path) -> None:
     html = _backtest(SimpleNamespace(backtest=section, charts={"backtest": chart}))  # type: ignore[arg-type]
     assert "First period below 90% of plan: 2." in html
     assert html.count("below threshold") == 1
+
+
+def test_effects_section_shows_checks_reasons_validation_and_the_curve() -> None:
+    """The section separates 'against zero' from failed checks and shows reasons and curve."""
+    from npl_engine.report._build import ReportData  # noqa: PLC0415
+    from npl_engine.report._html import _effects  # noqa: PLC0415
+
+    curve = pl.DataFrame(
+        {"budget": [0.0, 1e4], "expected_gain": [0.0, 5e5], "gain_low": [0.0, 1e5],
+         "gain_high": [0.0, 9e5], "gain_only_letter": [0.0, 2e5]}
+    )  # fmt: skip
+    checks = {
+        "letter": {
+            "effect": "not distinguishable from zero",
+            "assumptions": "checks passed",
+            "failures": [],
+            "statuses": {
+                "placebo": "pass",
+                "random_common_cause": "pass",
+                "data_subset": "pass",
+                "sensitivity": "not applicable",
+            },
+        }
+    }
+    effects = {
+        "outcome": "recovery_rate", "method": "m", "budget": 1e4, "comparison": [],
+        "actions": [{"action": "letter", "ate": 0.001, "ci_low": -0.01, "ci_high": 0.012}],
+        "checks": checks, "plan_band": [1e5, 9e5], "saturation_spend": 12_345.0,
+        "validation": {"letter": {
+            "calibration": {"groups": [{"group": 1, "predicted": 0.01, "doubly_robust": 0.02}],
+                            "slope": 0.8},
+            "toc": {"autoc": 0.004, "autoc_ci": [-0.001, 0.009]}}},
+        "settlement": None,
+    }  # fmt: skip
+    chart = _plots.gain_curve(curve, ["letter"])
+    data = ReportData(
+        title="t", created="now", facts={}, valuation={}, simulation=None, effects=effects,
+        fairness=None, fairness_groups=None, model={},
+        charts={"effects": chart, "gain_curve": chart},
+    )  # fmt: skip
+    html = _effects(data)
+    assert "not distinguishable from zero" in html
+    assert "not applicable" in html
+    assert "assumption check failed" not in html
+    assert "+0.0040 [-0.0010, +0.0090]" in html
+    assert "Spending stops paying past 12,345" in html

@@ -494,9 +494,11 @@ def policy_decisions(
     """
     from npl_engine.causal import plan_actions, policy_inputs  # noqa: PLC0415
 
-    ids, uplift, cost, _ = policy_inputs(effects_model, loans, costs, with_bau=False)
+    inputs = policy_inputs(effects_model, loans, costs, with_bau=False)
     limit = math.inf if budget is None else budget
-    plan = plan_actions(ids, uplift, cost, effects_model.actions_, budget=limit).plan
+    plan = plan_actions(
+        inputs.loan_ids, inputs.uplift, inputs.cost, effects_model.actions_, budget=limit
+    ).plan
     columns: dict[str, pl.Expr] = {}
     if "settlement_offer" in effects_model.actions_:
         columns["policy_settlement"] = pl.col("action") == "settlement_offer"

@@ -3,6 +3,7 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
@@ -45,10 +46,36 @@ def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     plan = pl.read_parquet(plan_file)
-    assert plan.columns == ["loan_id", "action", "expected_uplift", "cost"]
+    assert plan.columns[:6] == [
+        "loan_id", "action", "expected_uplift", "cost", "uplift_low", "uplift_high"
+    ]  # fmt: skip
+    assert (plan["uplift_low"] <= plan["expected_uplift"]).all()
+    assert (plan["expected_uplift"] <= plan["uplift_high"]).all()
     assert plan.height == 500
     assert plan["cost"].sum() <= 5000 + 1e-6
     assert "business as usual" in res.output
+    _check_plan_formats(runner, out, tape, plan, tmp_path)
+    # The gain curve: a folder whose point at 5,000 is the plan above.
+    curve_dir = tmp_path / "curve"
+    res = runner.invoke(
+        main,
+        ["policy", "--effects", str(out), "--data", str(tape), "--budgets", "0,5000,1e9",
+         "--out", str(curve_dir), "--no-audit"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "spending stops paying past" in res.output
+    curve = pl.read_parquet(curve_dir / "curve.parquet")
+    assert {"budget", "spend", "expected_gain", "gain_low", "gain_high"} <= set(curve.columns)
+    point = curve.filter(pl.col("budget") == 5000).row(0, named=True)
+    assert point["expected_gain"] == pytest.approx(plan["expected_uplift"].sum())
+    assert pl.read_parquet(curve_dir / "plan_5000.parquet")["action"].equals(plan["action"])
+    assert (curve["expected_gain"].diff().drop_nulls() >= 0).all()
+
+
+def _check_plan_formats(
+    runner: CliRunner, out: Path, tape: Path, plan: pl.DataFrame, tmp_path: Path
+) -> None:
+    """The same plan written as .csv, .json and .xlsx holds the Parquet plan's rows."""
     for suffix in (".csv", ".json", ".xlsx"):  # the suffix names the format written
         other = tmp_path / f"plan{suffix}"
         res = runner.invoke(

@@ -314,8 +314,9 @@ def test_recommend_gives_the_best_net_action(server: Server, tape: pl.DataFrame)
     assert server.settings.effects_dir is not None
     effects = ActionEffectModel.load(server.settings.effects_dir)
     raw = json.loads((server.settings.effects_dir / "costs.json").read_text())
-    costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
-    _, uplift, cost, _ = policy_inputs(effects, loan.lazy(), costs, with_bau=False)
+    costs = ActionCosts.from_dict(raw)
+    inputs = policy_inputs(effects, loan.lazy(), costs, with_bau=False)
+    uplift, cost = inputs.uplift, inputs.cost
     net = uplift[0] - cost[0]
     best = int(np.argmax(net))
     expected = effects.actions_[best] if net[best] > 0 else "none"

@@ -10,6 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from npl_engine.causal._costs import (
+        DEFAULT_SETTLEMENT_DISCOUNT,
+        ActionCosts,
+        CostRule,
+        estimate_costs,
+        load_costs,
+        parse_costs,
+    )
     from npl_engine.causal._effects import (
         MODEL_FILE,
         ActionEffect,
@@ -18,16 +26,25 @@ if TYPE_CHECKING:
     )
     from npl_engine.causal._policy import (
         BAU_SAMPLE,
-        ActionCosts,
         BusinessAsUsual,
+        GainCurve,
         PlanResult,
-        estimate_costs,
-        load_costs,
+        PolicyInputs,
+        gain_curve,
+        parse_budgets,
         plan_actions,
+        plan_frame,
         policy_inputs,
+        settlement_economics,
         solve_plan,
     )
-    from npl_engine.causal._refute import RefutationSettings, refute_action, refute_effects
+    from npl_engine.causal._refute import (
+        CHECKS,
+        RefutationSettings,
+        refute_action,
+        refute_effects,
+        verdict,
+    )
     from npl_engine.causal._treatment import (
         ACTION_INTENSITY,
         CONTROL,
@@ -40,7 +57,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTION_INTENSITY",
     "BAU_SAMPLE",
+    "CHECKS",
     "CONTROL",
+    "DEFAULT_SETTLEMENT_DISCOUNT",
     "MODEL_FILE",
     "ActionCosts",
     "ActionEffect",
@@ -48,29 +67,41 @@ __all__ = [
     "BusinessAsUsual",
     "CausalData",
     "CausalSettings",
+    "CostRule",
+    "GainCurve",
     "OverlapReport",
     "PlanResult",
+    "PolicyInputs",
     "RefutationSettings",
     "build_causal_data",
     "calibration_groups",
     "estimate_costs",
+    "gain_curve",
     "load_costs",
+    "parse_budgets",
+    "parse_costs",
     "plan_actions",
+    "plan_frame",
     "policy_inputs",
     "refute_action",
     "refute_effects",
+    "settlement_economics",
     "solve_plan",
     "toc",
+    "verdict",
 ]
 
 #: The private module that defines each public name.
 _WHERE: dict[str, str] = {
     **dict.fromkeys(("MODEL_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"),
                     "_effects"),
-    **dict.fromkeys(("BAU_SAMPLE", "ActionCosts", "BusinessAsUsual", "PlanResult",
-                     "estimate_costs", "load_costs", "plan_actions", "policy_inputs",
-                     "solve_plan"), "_policy"),
-    **dict.fromkeys(("RefutationSettings", "refute_action", "refute_effects"), "_refute"),
+    **dict.fromkeys(("DEFAULT_SETTLEMENT_DISCOUNT", "ActionCosts", "CostRule", "estimate_costs",
+                     "load_costs", "parse_costs"), "_costs"),
+    **dict.fromkeys(("BAU_SAMPLE", "BusinessAsUsual", "GainCurve", "PlanResult", "PolicyInputs",
+                     "gain_curve", "parse_budgets", "plan_actions", "plan_frame",
+                     "policy_inputs", "settlement_economics", "solve_plan"), "_policy"),
+    **dict.fromkeys(("CHECKS", "RefutationSettings", "refute_action", "refute_effects",
+                     "verdict"), "_refute"),
     **dict.fromkeys(("ACTION_INTENSITY", "CONTROL", "CausalData", "CausalSettings",
                      "build_causal_data"), "_treatment"),
     **dict.fromkeys(("calibration_groups", "toc"), "_validate"),

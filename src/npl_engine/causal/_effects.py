@@ -553,6 +553,34 @@ class ActionEffectModel:
         )
         return self._stack([b[0] for b in bounds]), self._stack([b[1] for b in bounds])
 
+    def effect_and_interval(
+        self,
+        X: Array,  # noqa: N803
+        *,
+        alpha: float = 0.05,
+    ) -> tuple[Array, Array, Array]:
+        """Effect and its pointwise (1 − alpha) interval in one pass of the forest.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (effect, low, high), each (n, actions): what :meth:`effect` and
+            :meth:`effect_interval` give, at the cost of the latter alone.
+        """
+        self._check_fitted()
+
+        def predict(block: Array) -> tuple[Any, Any, Any]:
+            inference = self.forest_.const_marginal_effect_inference(block)
+            low, high = inference.conf_int(alpha=alpha)
+            return inference.point_estimate, low, high
+
+        parts = self._by_block(X, predict)
+        return (
+            self._stack([p[0] for p in parts]),
+            self._stack([p[1] for p in parts]),
+            self._stack([p[2] for p in parts]),
+        )
+
     def _by_block(self, X: Array, predict: Callable[[Array], Any]) -> list[Any]:  # noqa: N803
         """``predict`` on blocks of rows of X (missing values filled).
 
@@ -599,6 +627,17 @@ class ActionEffectModel:
                 pl.Series(f"cate_{a}_high", high[:, i]),
             ]
         return ids.with_columns(columns)
+
+    def baseline(self, X: Array) -> Array:  # noqa: N803
+        """Expected outcome with no action per row of X, in the outcome's unit.
+
+        The doubly robust learner's outcome model of the ``none`` arm, averaged over its
+        cross-fitting folds.
+        """
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)  # noqa: N806
+        folds = self.model_.models_regression[0]
+        return np.asarray(np.mean([m.models_[0].predict(X) for m in folds], axis=0))
 
     def propensity(self, X: Array) -> Array:  # noqa: N803
         """Business-as-usual probability of each arm (columns in :attr:`arms_` order)."""

@@ -7,134 +7,138 @@ uplift is that minus the action's cost. The plan solves the multiple-choice knap
     maximise Σ_i Σ_a x_ia (uplift_ia − cost_ia)  s.t.  Σ x_ia cost_ia ≤ budget, Σ_a x_ia ≤ 1
 
 through its Lagrangian: for a price λ ≥ 0 on the budget every loan takes the action maximising
-uplift − (1 + λ) × cost when that is positive; λ is the smallest price (found by bisection)
-whose plan fits the budget. This is the LP relaxation's solution up to the loans at the margin,
-vectorised over loans and actions.
+uplift − (1 + λ) × cost when that is positive; λ is the smallest price whose plan fits the
+budget. This is the LP relaxation's solution up to the loans at the margin, vectorised over
+loans and actions. As λ rises each loan's choice moves to cheaper actions at known prices (the
+upper envelope of its lines uplift − (1 + λ) × cost); these switches, sorted once, give the plan
+at every budget, so the whole gain curve (:func:`gain_curve`) costs one pass over the loans per
+budget and each of its points is the plan :func:`plan_actions` makes at that budget.
+
+λ is the shadow price of the budget: one more unit of budget buys about λ of expected net
+collections (1 + λ gross). It is 0 once the budget exceeds what the unconstrained plan spends:
+past that point every further action would cost more than it brings.
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npl_engine.causal._costs import ActionCosts, estimate_costs, load_costs
 from npl_engine.causal._treatment import CONTROL
-from npl_engine.data import Dataset
 from npl_engine.errors import NplError, SettingsError
 
 __all__ = [
     "BAU_SAMPLE",
     "ActionCosts",
     "BusinessAsUsual",
+    "GainCurve",
     "PlanResult",
+    "PolicyInputs",
     "estimate_costs",
+    "gain_curve",
     "load_costs",
+    "parse_budgets",
     "plan_actions",
+    "plan_frame",
     "policy_inputs",
+    "settlement_economics",
     "solve_plan",
 ]
 
 Array = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
-class ActionCosts:
-    """Cost of each action for a loan: ``fixed[a] + per_exposure[a] × exposure``.
+class _PriceSchedule:
+    """Every loan's choice as the budget's price λ rises, summarised as sorted events.
 
-    Parameters
-    ----------
-    fixed
-        Action → cost per loan, in money.
-    per_exposure
-        Action → cost per unit of exposure (0 where absent).
+    At price λ a loan takes the action maximising ``net − λ × cost`` (``net`` = uplift − cost)
+    when positive, i.e. the upper envelope of one line per action and the line 0 (no action).
+    As λ rises the envelope moves to cheaper actions; each move is an event (price, change in
+    spend). Sorted once, the events give the plan's spend at any price by a binary search, so
+    a bisection for the price of a budget costs no pass over the loans.
     """
 
-    fixed: dict[str, float]
-    per_exposure: dict[str, float] = field(default_factory=dict)
+    def __init__(self, uplift: Array, cost: Array) -> None:
+        self.uplift, self.cost = uplift, cost
+        k = uplift.shape[1]
+        net = uplift - cost
+        self.pick0, self.spend0 = self.choose(0.0)
+        current = self.pick0.copy()
+        prices: list[Array] = []
+        changes: list[Array] = []
+        rows = np.nonzero(current >= 0)[0]
+        for _ in range(k):
+            if rows.size == 0:
+                break
+            a = current[rows]
+            c_a, m_a = cost[rows, a], net[rows, a]
+            c_b, m_b = cost[rows], net[rows]
+            flatter = c_b < c_a[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = np.where(flatter, (m_a[:, None] - m_b) / (c_a[:, None] - c_b), np.inf)
+                cross_none = np.where(c_a > 0, m_a / c_a, np.inf)
+            nxt = cross.argmin(axis=1) if k else np.zeros(rows.size, np.int64)
+            at = cross[np.arange(rows.size), nxt]
+            to_none = cross_none <= at
+            at = np.where(to_none, cross_none, at)
+            nxt = np.where(to_none, -1, nxt)
+            moves = np.isfinite(at)
+            rows, a, at, nxt = rows[moves], a[moves], at[moves], nxt[moves]
+            c_next = np.where(nxt >= 0, cost[rows, np.maximum(nxt, 0)], 0.0)
+            prices.append(at)
+            changes.append(c_next - cost[rows, a])
+            current[rows] = nxt
+            rows = rows[nxt >= 0]
+        price = np.concatenate([np.zeros(0), *prices])
+        order = np.argsort(price, kind="stable")
+        self.prices = price[order]
+        self.cum_change = np.cumsum(np.concatenate([np.zeros(0), *changes])[order])
 
-    def of(self, action: str, exposure: Array) -> Array:
-        """Cost of ``action`` for loans with these exposures."""
-        if action not in self.fixed:
-            msg = f"no cost known for action {action!r}; add it to the costs file"
-            raise NplError(msg)
-        return self.fixed[action] + self.per_exposure.get(action, 0.0) * exposure
+    def choose(self, price: float) -> tuple[npt.NDArray[np.int64], float]:
+        """Each loan's action at ``price`` (-1: none) and the plan's spend."""
+        score = self.uplift - (1.0 + price) * self.cost
+        best = score.argmax(axis=1)
+        rows = np.arange(score.shape[0])
+        take = score[rows, best] > 0
+        pick = np.where(take, best, -1).astype(np.int64)
+        spent = float(self.cost[rows, best][take].sum())
+        return pick, spent
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain form, for JSON."""
-        return {"fixed": dict(self.fixed), "per_exposure": dict(self.per_exposure)}
+    def spend(self, price: float) -> float:
+        """Spend of the plan at ``price`` (events strictly below it have happened)."""
+        i = int(np.searchsorted(self.prices, price, side="left"))
+        return self.spend0 + (float(self.cum_change[i - 1]) if i else 0.0)
 
+    def shadow_price(self, price: float) -> float:
+        """The budget's price λ for a plan at ``price``: the last switch at or below it."""
+        i = int(np.searchsorted(self.prices, price, side="right"))
+        return float(self.prices[i - 1]) if i else 0.0
 
-def estimate_costs(book: Dataset) -> ActionCosts:
-    """Cost per action type from a book's actions: least squares of cost on exposure.
+    def price_of(self, budget: float) -> float:
+        """A price whose plan is the cheapest-priced plan that fits ``budget``; 0 if all fit.
 
-    Notes
-    -----
-    A straight line in the loan's exposure per action type (a constant when exposures do not
-    vary): a flat mean would under-cost legal action on the big loans it is taken on.
-    """
-    if book.actions is None:
-        msg = "the dataset has no actions table to estimate action costs from; pass --costs"
-        raise NplError(msg)
-    rows = (
-        book.actions.join(
-            book.loans.select(
-                "loan_id", exposure=pl.col("outstanding_principal") + pl.col("accrued_interest")
-            ),
-            on="loan_id",
-        )
-        .select(pl.col("action_type").cast(pl.String), "cost", "exposure")
-        .collect()
-    )
-    fixed, slope = {}, {}
-    for (action,), group in rows.group_by("action_type"):
-        x, y = group["exposure"].to_numpy(), group["cost"].to_numpy()
-        b = float(np.cov(x, y, ddof=0)[0, 1] / x.var()) if x.size > 1 and x.var() > 0 else 0.0
-        b = max(b, 0.0)
-        fixed[str(action)] = max(float(y.mean() - b * x.mean()), 0.0)
-        slope[str(action)] = b
-    return ActionCosts(fixed=fixed, per_exposure=slope)
-
-
-def load_costs(path: str | Path) -> ActionCosts:
-    """Read action costs from TOML: ``[costs]`` with ``action = amount`` or a table.
-
-    Examples
-    --------
-    A file may say ``letter = 4.0`` or ``legal_action = {fixed = 1200, per_exposure = 0.01}``
-    under ``[costs]``.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        msg = f"{path}: cannot read the costs file: {exc}"
-        raise SettingsError(msg) from exc
-    table = raw.get("costs")
-    if not isinstance(table, dict) or not table:
-        msg = f"{path}: expected a [costs] table with one entry per action"
-        raise SettingsError(msg)
-    fixed, slope = {}, {}
-    for action, spec in table.items():
-        if isinstance(spec, int | float) and spec >= 0:
-            fixed[action], slope[action] = float(spec), 0.0
-        elif isinstance(spec, dict) and set(spec) <= {"fixed", "per_exposure"}:
-            values = (spec.get("fixed", 0.0), spec.get("per_exposure", 0.0))
-            if not all(isinstance(v, int | float) and v >= 0 for v in values):
-                msg = f"{path}: costs.{action}: fixed and per_exposure must be numbers >= 0"
-                raise SettingsError(msg)
-            fixed[action], slope[action] = float(values[0]), float(values[1])
-        else:
-            msg = (
-                f"{path}: costs.{action} must be a number >= 0 or a table with "
-                "fixed and per_exposure"
-            )
-            raise SettingsError(msg)
-    return ActionCosts(fixed=fixed, per_exposure=slope)
+        Spend falls in steps at the event prices; the price returned lies midway between the
+        event after which the plan fits and the next one, where every loan's choice is clear
+        of ties.
+        """
+        if self.spend0 <= budget or self.prices.size == 0:
+            return 0.0
+        after = self.spend0 + self.cum_change  # spend once events 0..j have happened
+        j = int(np.searchsorted(-after, -budget, side="left"))
+        while j < self.prices.size:
+            # events at the same price happen together
+            j = int(np.searchsorted(self.prices, self.prices[j], side="right")) - 1
+            nxt = self.prices[j + 1] if j + 1 < self.prices.size else 2 * self.prices[j] + 1
+            price = float(0.5 * (self.prices[j] + nxt))
+            if self.choose(price)[1] <= budget:
+                return price
+            j += 1  # a tie rounded the other way: take the next step
+        return float(2 * self.prices[-1] + 1)
 
 
 def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.int64]:
@@ -162,29 +166,8 @@ def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.i
     if budget < 0:
         msg = f"budget must be >= 0, got {budget}"
         raise ValueError(msg)
-
-    def choose(price: float) -> tuple[npt.NDArray[np.int64], float]:
-        score = uplift - (1.0 + price) * cost
-        best = score.argmax(axis=1)
-        take = score[np.arange(score.shape[0]), best] > 0
-        pick = np.where(take, best, -1).astype(np.int64)
-        spent = float(cost[np.arange(cost.shape[0]), best][take].sum())
-        return pick, spent
-
-    pick, spent = choose(0.0)
-    if spent <= budget or uplift.shape[0] == 0:
-        return pick
-    ratio = np.where(cost > 0, uplift / np.maximum(cost, 1e-12), 0.0)
-    lo, hi = 0.0, float(max(ratio.max(), 1.0))
-    best_pick, _ = choose(hi)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        pick, spent = choose(mid)
-        if spent <= budget:
-            hi, best_pick = mid, pick
-        else:
-            lo = mid
-    return best_pick
+    schedule = _PriceSchedule(uplift, cost)
+    return schedule.choose(schedule.price_of(budget))[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +195,8 @@ class PlanResult:
     ----------
     plan
         ``loan_id``, ``action`` (``none`` where no action), ``expected_uplift`` (money, gross
-        of cost) and ``cost``.
+        of cost), ``cost`` and, when the inputs had them, ``uplift_low`` and ``uplift_high``
+        (the 95 % interval of the loan's uplift, from its effect interval).
     comparison
         ``policy`` (plan, business as usual, no action, best single action for all),
         ``loans_acted``, ``cost``, ``expected_uplift`` and ``expected_net`` (uplift − cost),
@@ -223,6 +207,37 @@ class PlanResult:
     comparison: pl.DataFrame
 
 
+def plan_frame(
+    loan_ids: pl.Series,
+    pick: npt.NDArray[np.int64],
+    actions: tuple[str, ...],
+    columns: dict[str, Array | None],
+) -> pl.DataFrame:
+    """The plan of a choice per loan (-1: none): its action and each column's chosen value.
+
+    Parameters
+    ----------
+    loan_ids
+        (n,) loan ids.
+    pick
+        (n,) index of the chosen action in ``actions``, -1 for none.
+    actions
+        Action names.
+    columns
+        Output name → (n, k) values per action (``None``: column left out); 0 where no action.
+    """
+    rows = np.arange(pick.size)
+    taken = pick >= 0
+    col = np.maximum(pick, 0)
+    names = np.array([CONTROL, *actions], dtype=object)
+    values = {
+        name: np.where(taken, array[rows, col], 0.0) if array.shape[1] else np.zeros(pick.size)
+        for name, array in columns.items()
+        if array is not None
+    }
+    return pl.DataFrame({"loan_id": loan_ids, "action": names[pick + 1].astype(str), **values})
+
+
 def plan_actions(
     loan_ids: pl.Series,
     uplift: Array,
@@ -231,6 +246,8 @@ def plan_actions(
     *,
     budget: float,
     bau: BusinessAsUsual | None = None,
+    uplift_low: Array | None = None,
+    uplift_high: Array | None = None,
 ) -> PlanResult:
     """Plan at most one action per loan within a budget, and compare with simple policies.
 
@@ -248,6 +265,8 @@ def plan_actions(
     bau
         Business-as-usual propensities, for the business-as-usual line (expected uplift and
         cost weighted by them); the line is omitted if ``None``.
+    uplift_low, uplift_high
+        (n, k) 95 % interval of each uplift; the plan gets ``uplift_low`` and ``uplift_high``.
 
     Returns
     -------
@@ -255,22 +274,20 @@ def plan_actions(
         The plan and the comparison table.
     """
     pick = solve_plan(uplift, cost, budget=budget)
-    rows = np.arange(uplift.shape[0])
-    taken = pick >= 0
-    col = np.maximum(pick, 0)
-    plan_uplift = np.where(taken, uplift[rows, col], 0.0)
-    plan_cost = np.where(taken, cost[rows, col], 0.0)
-    names = np.array([CONTROL, *actions], dtype=object)
-    plan = pl.DataFrame(
-        {
-            "loan_id": loan_ids,
-            "action": names[pick + 1].astype(str),
-            "expected_uplift": plan_uplift,
-            "cost": plan_cost,
-        }
-    )
+    columns = {
+        "expected_uplift": uplift,
+        "cost": cost,
+        "uplift_low": uplift_low,
+        "uplift_high": uplift_high,
+    }
+    plan = plan_frame(loan_ids, pick, actions, columns)
     lines: list[dict[str, Any]] = [
-        _line("plan", int(taken.sum()), plan_uplift.sum(), plan_cost.sum()),
+        _line(
+            "plan",
+            int((pick >= 0).sum()),
+            float(plan["expected_uplift"].sum()),
+            float(plan["cost"].sum()),
+        ),
     ]
     if bau is not None:
         rows_bau = bau.rows
@@ -298,19 +315,209 @@ def plan_actions(
     return PlanResult(plan=plan, comparison=pl.DataFrame(lines))
 
 
+@dataclass(frozen=True, slots=True)
+class GainCurve:
+    """Expected gain of the best plan at each of several budgets, and the plans themselves.
+
+    Parameters
+    ----------
+    curve
+        One row per budget: ``budget``, ``spend``, ``expected_gain`` (Σ ``expected_uplift`` of
+        the plan at that budget, gross of cost), ``gain_low`` and ``gain_high`` (its 95 %
+        band), ``expected_net`` (gain − spend), ``shadow_price`` (expected net collections one
+        more unit of budget buys), ``marginal_return`` (gross gain per unit of spend since the
+        previous budget; NaN at the first), ``loans_<action>`` (the mix) and
+        ``gain_only_<action>`` (a Qini-style curve: the best gain within the budget using that
+        action alone, loans ranked by uplift per unit of cost).
+    saturation_spend
+        What the unconstrained plan spends: budget beyond it stays unspent, since every further
+        action would cost more than it is expected to bring.
+    picks
+        (budgets, n) chosen action index per loan (-1: none), int8.
+    """
+
+    curve: pl.DataFrame
+    saturation_spend: float
+    picks: npt.NDArray[np.int8]
+
+
+def gain_curve(
+    uplift: Array,
+    cost: Array,
+    actions: tuple[str, ...],
+    *,
+    budgets: Array,
+    uplift_low: Array | None = None,
+    uplift_high: Array | None = None,
+) -> GainCurve:
+    """The cost-aware gain curve: the best plan's expected gain at each budget, in one pass.
+
+    Parameters
+    ----------
+    uplift, cost
+        (n, k) expected gross uplift in money and cost of each action.
+    actions
+        Action names (columns of ``uplift``).
+    budgets
+        Budgets (≥ 0) at which to plan.
+    uplift_low, uplift_high
+        (n, k) 95 % intervals of each uplift; without them the band equals the gain.
+
+    Returns
+    -------
+    GainCurve
+        The curve and the choice per loan at each budget.
+
+    Notes
+    -----
+    The plan at each budget is exactly :func:`plan_actions` at that budget (same solver). The
+    band sums the per-loan 95 % bounds of the chosen uplifts, i.e. it treats the loans' errors as
+    perfectly correlated: conservative (wider than a band that assumes independent errors,
+    which a forest's correlated errors would make too narrow).
+
+    Examples
+    --------
+    >>> up = np.array([[10.0], [6.0], [1.0]])
+    >>> gc = gain_curve(up, np.full((3, 1), 2.0), ("call",), budgets=np.array([0.0, 2.0, 9.0]))
+    >>> gc.curve["expected_gain"].to_list(), gc.saturation_spend
+    ([0.0, 10.0, 16.0], 4.0)
+    """
+    budgets = np.asarray(budgets, dtype=np.float64)
+    if budgets.size and budgets.min() < 0:
+        msg = "budgets must be >= 0"
+        raise ValueError(msg)
+    low = uplift if uplift_low is None else uplift_low
+    high = uplift if uplift_high is None else uplift_high
+    schedule = _PriceSchedule(uplift, cost)
+    n, k = uplift.shape
+    rows = np.arange(n)
+    picks = np.empty((budgets.size, n), dtype=np.int8)
+    records: list[dict[str, Any]] = []
+    for i, budget in enumerate(budgets):
+        price = schedule.price_of(float(budget))
+        pick = schedule.choose(price)[0]
+        picks[i] = pick
+        taken = pick >= 0
+        sel, col = rows[taken], pick[taken]
+        record: dict[str, Any] = {
+            "budget": float(budget),
+            "spend": float(cost[sel, col].sum()),
+            "expected_gain": float(uplift[sel, col].sum()),
+            "gain_low": float(low[sel, col].sum()),
+            "gain_high": float(high[sel, col].sum()),
+            "shadow_price": schedule.shadow_price(price),
+        }
+        counts = np.bincount(col, minlength=k)
+        record |= {f"loans_{a}": int(counts[j]) for j, a in enumerate(actions)}
+        records.append(record)
+    curve = pl.DataFrame(records) if records else pl.DataFrame({"budget": budgets})
+    if records:
+        gain, spend = curve["expected_gain"].to_numpy(), curve["spend"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            marginal = np.diff(gain) / np.diff(spend)
+        curve = curve.with_columns(
+            expected_net=pl.col("expected_gain") - pl.col("spend"),
+            marginal_return=pl.Series(np.concatenate([[np.nan], marginal])).fill_nan(None),
+            **{
+                f"gain_only_{a}": pl.Series(_single_action_gain(uplift[:, j], cost[:, j], budgets))
+                for j, a in enumerate(actions)
+            },
+        )
+    return GainCurve(curve=curve, saturation_spend=schedule.spend0, picks=picks)
+
+
+def _single_action_gain(uplift: Array, cost: Array, budgets: Array) -> Array:
+    """Best gain of one action within each budget: loans by uplift per unit of cost, greedily.
+
+    Loans whose uplift does not exceed the cost are never taken (as in the plan).
+    """
+    worth = uplift > cost
+    u, c = uplift[worth], cost[worth]
+    with np.errstate(divide="ignore"):
+        ratio = np.where(c > 0, u / np.where(c > 0, c, 1.0), np.inf)
+    order = np.argsort(-ratio, kind="stable")
+    spend = np.cumsum(c[order])
+    gain = np.concatenate([[0.0], np.cumsum(u[order])])
+    taken = np.searchsorted(spend, budgets, side="right")
+    result: Array = gain[taken]
+    return result
+
+
+def parse_budgets(text: str) -> Array:
+    """Budgets from ``start:stop:count`` (evenly spaced, both ends included) or ``a,b,c``.
+
+    Examples
+    --------
+    >>> parse_budgets("0:1000:5").tolist(), parse_budgets("20000, 100000").tolist()
+    ([0.0, 250.0, 500.0, 750.0, 1000.0], [20000.0, 100000.0])
+    """
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            values = np.linspace(float(start), float(stop), int(count))
+        else:
+            values = np.array([float(v) for v in text.split(",") if v.strip()])
+    except ValueError as exc:
+        msg = f"budgets {text!r}: expected START:STOP:COUNT (e.g. 0:1000000:50) or a,b,c"
+        raise SettingsError(msg) from exc
+    if values.size == 0 or not np.isfinite(values).all() or values.min() < 0:
+        msg = f"budgets {text!r}: expected at least one finite budget, all >= 0"
+        raise SettingsError(msg)
+    return np.sort(values)
+
+
 #: Loans whose business-as-usual propensities are predicted for the plan's comparison line;
 #: larger tapes use a seeded random sample of this size (the propensity models cost about 25 times
 #: the effect forest per loan, and the line is a portfolio total).
 BAU_SAMPLE = 20_000
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyInputs:
+    """What a plan needs per loan and action, in money.
+
+    Parameters
+    ----------
+    loan_ids
+        (n,) loan ids.
+    exposure
+        (n,) outstanding principal plus accrued interest.
+    uplift, cost
+        (n, k) expected gross uplift and cost of each action.
+    bau
+        Business-as-usual propensities (``None`` unless asked for).
+    uplift_low, uplift_high
+        (n, k) 95 % interval of each uplift (``None`` unless asked for).
+    collections_without
+        (n,) expected collections with no action, in money (``None`` unless asked for).
+    """
+
+    loan_ids: pl.Series
+    exposure: Array
+    uplift: Array
+    cost: Array
+    bau: BusinessAsUsual | None = None
+    uplift_low: Array | None = None
+    uplift_high: Array | None = None
+    collections_without: Array | None = None
+
+
 def policy_inputs(
-    model: Any, loans: pl.LazyFrame, costs: ActionCosts, *, with_bau: bool = True
-) -> tuple[pl.Series, Array, Array, BusinessAsUsual | None]:
-    """Loan ids, gross uplift in money, cost and business-as-usual propensities for a plan.
+    model: Any,
+    loans: pl.LazyFrame,
+    costs: ActionCosts,
+    *,
+    with_bau: bool = True,
+    with_interval: bool = False,
+    with_baseline: bool = False,
+) -> PolicyInputs:
+    """Loan ids, gross uplift in money, cost, and optionally propensities and uplift intervals.
 
     The propensities (``None`` unless ``with_bau``) are for all loans, or for a seeded random
-    sample of :data:`BAU_SAMPLE` of them on a larger tape.
+    sample of :data:`BAU_SAMPLE` of them on a larger tape. The uplift interval (``None`` unless
+    ``with_interval``) is the loan's 95 % effect interval in money; the expected collections
+    with no action (``None`` unless ``with_baseline``) come from the effect model's outcome
+    model of the ``none`` arm.
 
     Parameters
     ----------
@@ -336,21 +543,94 @@ def policy_inputs(
         )
         raise NplError(msg)
     frame = loans.select(
-        "loan_id", exposure=pl.col("outstanding_principal") + pl.col("accrued_interest")
+        "loan_id",
+        pl.col("segment").cast(pl.String),
+        pl.col("legal_stage").cast(pl.String),
+        exposure=pl.col("outstanding_principal") + pl.col("accrued_interest").fill_null(0.0),
     ).collect()
     exposure = frame["exposure"].to_numpy().astype(np.float64)
     X = model.covariates(loans)  # noqa: N806
-    cate = model.effect(X)
-    cost = np.column_stack([costs.of(a, exposure) for a in model.actions_])
-    uplift = cate * exposure[:, None] if outcome == "recovery_rate" else cate + cost
+    cost = costs.matrix(
+        model.actions_,
+        exposure,
+        segment=frame["segment"].to_numpy(),
+        legal_stage=frame["legal_stage"].to_numpy(),
+    )
+
+    def money(effect: Array) -> Array:
+        return effect * exposure[:, None] if outcome == "recovery_rate" else effect + cost
+
+    low = high = without = None
+    if with_interval:
+        effect, low_effect, high_effect = model.effect_and_interval(X)
+        low, high = money(low_effect), money(high_effect)
+    else:
+        effect = model.effect(X)
+    if with_baseline:
+        base = model.baseline(X)
+        without = base * exposure if outcome == "recovery_rate" else base
+    inputs = PolicyInputs(
+        loan_ids=frame["loan_id"],
+        exposure=exposure,
+        uplift=money(effect),
+        cost=cost,
+        uplift_low=low,
+        uplift_high=high,
+        collections_without=without,
+    )
     if not with_bau:
-        return frame["loan_id"], uplift, cost, None
+        return inputs
     n = exposure.size
     rows = np.arange(n)
     if n > BAU_SAMPLE:
         rows = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
     bau = BusinessAsUsual(propensity=model.propensity(X[rows]), rows=rows)
-    return frame["loan_id"], uplift, cost, bau
+    return replace(inputs, bau=bau)
+
+
+def settlement_economics(
+    inputs: PolicyInputs, actions: tuple[str, ...], costs: ActionCosts
+) -> pl.DataFrame:
+    """What a settlement offer gives up and brings, per loan, in money.
+
+    Parameters
+    ----------
+    inputs
+        From :func:`policy_inputs` with ``with_baseline=True``.
+    actions
+        The effect model's actions (must include ``settlement_offer``).
+    costs
+        Costs, for the offer's discount (share of the claim waived).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``loan_id``, ``collections_without_offer`` (expected collections with no action),
+        ``collections_with_offer`` (that plus the offer's expected uplift) and
+        ``amount_waived``.
+
+    Notes
+    -----
+    ``amount_waived`` is ``discount / (1 − discount) × collections_with_offer``: the face value
+    given up if every collection under the offer came from an accepted settlement paying
+    ``1 − discount`` of the claim. Part of those collections would come from other channels, so
+    it is an upper bound of the expected amount waived.
+    """
+    if inputs.collections_without is None:
+        msg = "settlement economics need policy_inputs(..., with_baseline=True)"
+        raise ValueError(msg)
+    k = actions.index("settlement_offer")
+    without = inputs.collections_without
+    with_offer = without + inputs.uplift[:, k]
+    d = costs.settlement_discount
+    return pl.DataFrame(
+        {
+            "loan_id": inputs.loan_ids,
+            "collections_without_offer": without,
+            "collections_with_offer": with_offer,
+            "amount_waived": d / (1.0 - d) * np.maximum(with_offer, 0.0),
+        }
+    )
 
 
 def _line(policy: str, acted: int, uplift: float, cost: float) -> dict[str, Any]:

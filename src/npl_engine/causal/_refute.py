@@ -32,7 +32,7 @@ from dowhy import CausalModel
 
 from npl_engine.causal._treatment import CONTROL
 
-__all__ = ["RefutationSettings", "refute_action", "refute_effects"]
+__all__ = ["CHECKS", "RefutationSettings", "refute_action", "refute_effects", "verdict"]
 
 Array = npt.NDArray[np.float64]
 
@@ -172,24 +172,37 @@ def refute_action(
     placebo_bound = cfg.placebo_z * se / np.sqrt(k)
     rv = float(sens.stats["robustness_value"])
     rv_alpha = float(sens.stats["robustness_value_alpha"])
+    significant = bool(rv_alpha > 0)
+    placebo_ok = bool(abs(placebo.new_effect) <= placebo_bound)
+    common_shift = float(common.new_effect - value)
+    subset_shift = float(subset.new_effect - value)
     results: dict[str, Any] = {
         "placebo": {
             "new_effect": float(placebo.new_effect),
             "bound": float(placebo_bound),
             "rule": "|mean placebo effect| <= placebo_z * se / sqrt(num_simulations)",
-            "passed": bool(abs(placebo.new_effect) <= placebo_bound),
+            "passed": placebo_ok,
+            "status": "pass" if placebo_ok else "fail",
+            "reason": ""
+            if placebo_ok
+            else (
+                f"a randomly permuted action still shows an effect of "
+                f"{placebo.new_effect:+.4g} (allowed ±{placebo_bound:.2g})"
+            ),
         },
-        "random_common_cause": {
+        "random_common_cause": _shift_check(
+            "an independent random covariate", common_shift, cfg.common_cause_tolerance, se
+        )
+        | {
             "new_effect": float(common.new_effect),
-            "shift": float(common.new_effect - value),
             "rule": "|new effect - estimate| <= common_cause_tolerance * se",
-            "passed": bool(abs(common.new_effect - value) <= cfg.common_cause_tolerance * se),
         },
-        "data_subset": {
+        "data_subset": _shift_check(
+            f"{cfg.subset_fraction:.0%} subsets", subset_shift, cfg.subset_tolerance, se
+        )
+        | {
             "new_effect": float(subset.new_effect),
-            "shift": float(subset.new_effect - value),
             "rule": "|mean subset effect - estimate| <= subset_tolerance * se",
-            "passed": bool(abs(subset.new_effect - value) <= cfg.subset_tolerance * se),
         },
         "sensitivity": {
             "method": "linear partial R2 (Cinelli & Hazlett 2020)",
@@ -197,6 +210,7 @@ def refute_action(
             "robustness_value_alpha": rv_alpha,
             "rule": "robustness_value_alpha >= min_robustness_value",
             "passed": bool(rv_alpha >= cfg.min_robustness_value),
+            **_sensitivity_status(rv_alpha, cfg.min_robustness_value),
         },
     }
     return {
@@ -204,11 +218,99 @@ def refute_action(
         "estimand_detail": str(estimand).splitlines()[:8],
         "estimate": value,
         "standard_error": se,
+        "significant": significant,
         "n": int(frame.shape[0]),
         "settings": asdict(cfg),
         **results,
         "passed": all(r["passed"] for r in results.values()),
+        "assumptions_hold": all(r["status"] != "fail" for r in results.values()),
     }
+
+
+def _shift_check(what: str, shift: float, tolerance: float, se: float) -> dict[str, Any]:
+    """A check that the estimate moves by at most ``tolerance`` standard errors."""
+    ok = bool(abs(shift) <= tolerance * se)
+    return {
+        "shift": shift,
+        "passed": ok,
+        "status": "pass" if ok else "fail",
+        "reason": ""
+        if ok
+        else (
+            f"{what} moved the estimate by {shift:+.4g}, more than {tolerance:g} standard "
+            f"errors ({tolerance * se:.2g})"
+        ),
+    }
+
+
+def _sensitivity_status(rv_alpha: float, minimum: float) -> dict[str, str]:
+    """Status of the sensitivity check: an insignificant estimate is not an assumption failure.
+
+    A robustness value of 0 at the 5 % level means the estimate is already not significant:
+    no hidden confounder is needed to explain it away, and nothing about the assumptions is
+    learned. Only a significant estimate that a weak hidden confounder would explain away is a
+    failed check.
+    """
+    if rv_alpha <= 0:
+        return {
+            "status": "not applicable",
+            "reason": "not significant at 5 %: robustness value 0",
+        }
+    if rv_alpha < minimum:
+        return {
+            "status": "fail",
+            "reason": f"fragile: a hidden confounder explaining {rv_alpha:.1%} of the "
+            "residual variance of both action and outcome would make it insignificant "
+            f"(robustness value {rv_alpha:.3f} < {minimum:g})",
+        }
+    return {"status": "pass", "reason": ""}
+
+
+#: The checks in the order they are shown, with their names for a reader.
+CHECKS: dict[str, str] = {
+    "placebo": "placebo",
+    "random_common_cause": "random common cause",
+    "data_subset": "subset",
+    "sensitivity": "sensitivity",
+}
+
+
+def verdict(ci_low: float, ci_high: float, refutation: dict[str, Any] | None) -> dict[str, Any]:
+    """What an action's estimate and checks say, separating the two questions.
+
+    Parameters
+    ----------
+    ci_low, ci_high
+        The average effect's 95 % interval.
+    refutation
+        The action's result of :func:`refute_action`, or ``None`` if not run.
+
+    Returns
+    -------
+    dict
+        ``effect`` ("distinguishable from zero" or "not distinguishable from zero": whether
+        the interval excludes 0), ``assumptions`` ("checks passed", "assumption check failed:
+        <names>" or "not checked"), and ``failures``: one line per failed check with its
+        reason.
+
+    Examples
+    --------
+    >>> verdict(-0.01, 0.02, None)["effect"]
+    'not distinguishable from zero'
+    """
+    effect = (
+        "not distinguishable from zero" if ci_low <= 0.0 <= ci_high else "distinguishable from zero"
+    )
+    if refutation is None:
+        return {"effect": effect, "assumptions": "not checked", "failures": []}
+    failed = [k for k in CHECKS if refutation[k].get("status") == "fail"]
+    failures = [f"{CHECKS[k]}: {refutation[k]['reason']}" for k in failed]
+    assumptions = (
+        f"assumption check failed: {', '.join(CHECKS[k] for k in failed)}"
+        if failed
+        else "checks passed"
+    )
+    return {"effect": effect, "assumptions": assumptions, "failures": failures}
 
 
 def refute_effects(

@@ -401,7 +401,7 @@ def _effect_costs(effects_dir: Path) -> Any:
         msg = f"{effects_dir} holds no costs.json: rerun `npl effects`"
         raise NplError(msg)
     raw = json.loads(path.read_text())
-    return ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+    return ActionCosts.from_dict(raw)
 
 
 def _print_fairness(report: Any) -> None:

@@ -78,13 +78,17 @@ def _segment_curves(portfolio: Any) -> pl.DataFrame:
 
 def _effects_section(
     effects_dir: Path, loans: pl.DataFrame, budget: float | None, say: Progress
-) -> tuple[dict[str, Any], str]:
-    """Average effects, per-loan effects on the tape and the action plan against simple rules."""
-    from npl_engine.causal import (  # noqa: PLC0415
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Average effects and their checks, per-loan effects, the plan, the gain curve, offers."""
+    from npl_engine.causal import (  # noqa: PLC0415 - EconML is heavy and optional here
+        CHECKS,
         ActionCosts,
         ActionEffectModel,
+        gain_curve,
         plan_actions,
         policy_inputs,
+        settlement_economics,
+        verdict,
     )
 
     summary_path, costs_path = effects_dir / "effects.json", effects_dir / "costs.json"
@@ -94,13 +98,51 @@ def _effects_section(
             raise NplError(msg)
     summary = json.loads(summary_path.read_text())
     raw = json.loads(costs_path.read_text())
-    costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+    costs = ActionCosts.from_dict(raw)
     say(f"loading {effects_dir} and predicting each action's effect on the tape")
     model = ActionEffectModel.load(effects_dir)
     cate = model.cate(loans.lazy())
-    ids, uplift, cost, bau = policy_inputs(model, loans.lazy(), costs)
+    offers = "settlement_offer" in model.actions_
+    inputs = policy_inputs(model, loans.lazy(), costs, with_interval=True, with_baseline=offers)
     limit = math.inf if budget is None else budget
-    plan = plan_actions(ids, uplift, cost, model.actions_, budget=limit, bau=bau)
+    plan = plan_actions(
+        inputs.loan_ids,
+        inputs.uplift,
+        inputs.cost,
+        model.actions_,
+        budget=limit,
+        bau=inputs.bau,
+        uplift_low=inputs.uplift_low,
+        uplift_high=inputs.uplift_high,
+    )
+    # the gain curve from nothing to past the point where spending stops paying
+    saturation = gain_curve(inputs.uplift, inputs.cost, model.actions_, budgets=np.zeros(1))
+    top = max(saturation.saturation_spend * 1.2, 1.0)
+    curve = gain_curve(
+        inputs.uplift,
+        inputs.cost,
+        model.actions_,
+        budgets=np.linspace(0.0, top, 25),
+        uplift_low=inputs.uplift_low,
+        uplift_high=inputs.uplift_high,
+    )
+    settlement = None
+    if offers:
+        chosen_offer = (plan.plan["action"] == "settlement_offer").to_numpy()
+        econ = settlement_economics(inputs, model.actions_, costs).filter(pl.Series(chosen_offer))
+        settlement = {
+            "loans": econ.height,
+            "collections_without_offer": float(econ["collections_without_offer"].sum()),
+            "collections_with_offer": float(econ["collections_with_offer"].sum()),
+            "amount_waived": float(econ["amount_waived"].sum()),
+            "discount": costs.settlement_discount,
+        }
+    refuted = summary.get("refutations", {})
+    checks = {}
+    for a in summary["actions"]:
+        result = refuted.get(a["action"])
+        statuses = {k: result[k].get("status", "-") for k in CHECKS} if result else {}
+        checks[a["action"]] = verdict(a["ci_low"], a["ci_high"], result) | {"statuses": statuses}
     unit = "money" if summary["outcome"] == "net_collections" else "share of exposure"
     chart = _plots.effects(
         summary["actions"],
@@ -109,7 +151,14 @@ def _effects_section(
         unit=unit,
     )
     chosen = plan.plan.group_by("action").agg(loans=pl.len()).sort("loans", descending=True)
+    charts = {"effects": chart, "gain_curve": _plots.gain_curve(curve.curve, model.actions_)}
     return {
+        "checks": checks,
+        "validation": summary.get("validation", {}),
+        "curve": curve.curve.to_dicts(),
+        "saturation_spend": curve.saturation_spend,
+        "settlement": settlement,
+        "plan_band": [float(plan.plan["uplift_low"].sum()), float(plan.plan["uplift_high"].sum())],
         "outcome": summary["outcome"],
         "horizon_months": summary.get("horizon_months"),
         "method": summary.get("method"),
@@ -118,7 +167,7 @@ def _effects_section(
         "comparison": plan.comparison.to_dicts(),
         "plan_actions": chosen.to_dicts(),
         "source": str(effects_dir),
-    }, chart
+    }, charts
 
 
 def _facts(portfolio: Any, loans: pl.DataFrame, tape: Dataset) -> dict[str, Any]:
@@ -255,7 +304,8 @@ def gather(
 
     effects = None
     if effects_dir is not None:
-        effects, charts["effects"] = _effects_section(effects_dir, loans, budget, say)
+        effects, effect_charts = _effects_section(effects_dir, loans, budget, say)
+        charts |= effect_charts
 
     fairness, groups = None, None
     if fairness_book is not None:

@@ -177,10 +177,25 @@ def _effects(d: ReportData) -> str:
         for r in e["comparison"]
     ]
     table = _table(["policy", "loans acted>", "cost>", "expected uplift>", "expected net>"], rows)
+    low, high = e["plan_band"]
     body = (
         _img(d.charts["effects"], "action effects and policy value")
-        + f"<p>Outcome: {escape(str(e['outcome']))}; {escape(str(e['method']))}. "
-        f"Plan: at most one action per loan, {budget}. Values against no action:</p>" + table
+        + f"<p>Outcome: {escape(str(e['outcome']))}; {escape(str(e['method']))}.</p>"
+        + "<h3>Is each effect real, and do the checks hold?</h3>"
+        + _checks_table(e)
+        + _validation_table(e)
+        + f"<h3>The plan</h3><p>At most one action per loan, {budget}. Values against no "
+        f"action:</p>"
+        + table
+        + f"<p>The plan's expected uplift, 95 % band from the per-loan effect intervals: "
+        f"{_money(low)} to {_money(high)}.</p>"
+        + _settlement(e)
+        + "<h3>What a bigger budget buys</h3>"
+        + _img(d.charts["gain_curve"], "expected gain against the budget")
+        + f"<p>Spending stops paying past {_money(e['saturation_spend'])}: a larger budget "
+        "stays unspent, since every further action is expected to cost more than it brings. "
+        "The band sums the per-loan 95 % bounds (errors treated as perfectly correlated); "
+        "dashed lines: the best plan with one action alone (Qini-style).</p>"
     )
     return _section("effects", "Collection actions and the plan", lead, body)
 
@@ -229,6 +244,78 @@ def _backtest(d: ReportData) -> str:
         + _table([*headers, "flag"], rows)
     )
     return _section("backtest", "Backtest against the business plan", lead, body)
+
+
+_CHECK_NAMES = (("placebo", "placebo"), ("random_common_cause", "random common cause"),
+                ("data_subset", "subset"), ("sensitivity", "sensitivity"))  # fmt: skip
+
+
+def _checks_table(e: dict[str, Any]) -> str:
+    """Per action: effect against zero, each check's status, and the reasons of failures."""
+    rows = []
+    for a in e["actions"]:
+        check = e["checks"][a["action"]]
+        statuses = check["statuses"]
+        rows.append(
+            [
+                escape(a["action"]),
+                f"{a['ate']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}]",
+                escape(check["effect"]),
+                *[escape(statuses.get(key, "-")) for key, _ in _CHECK_NAMES],
+                escape(check["assumptions"]),
+            ]
+        )
+    headers = ["action", "effect, 95% CI>", "against zero", *(n for _, n in _CHECK_NAMES),
+               "assumptions"]  # fmt: skip
+    reasons = "".join(
+        f"<li>{escape(action)}: {escape(line)}</li>"
+        for action, check in e["checks"].items()
+        for line in check["failures"]
+    )
+    return _table(headers, rows, raw=True) + (f"<ul>{reasons}</ul>" if reasons else "")
+
+
+def _validation_table(e: dict[str, Any]) -> str:
+    """Calibration by quartile of predicted effect and AUTOC with its interval, per action."""
+    validation = e.get("validation") or {}
+    rows = []
+    for action, checks in validation.items():
+        if not isinstance(checks, dict) or "calibration" not in checks:
+            continue
+        groups = "; ".join(
+            f"Q{g['group']} {g['predicted']:+.3f} vs {g['doubly_robust']:+.3f}"
+            for g in checks["calibration"]["groups"]
+        )
+        low, high = checks["toc"]["autoc_ci"]
+        rows.append(
+            [
+                escape(action),
+                escape(groups),
+                f"{checks['calibration']['slope']:.2f}",
+                f"{checks['toc']['autoc']:+.4f} [{low:+.4f}, {high:+.4f}]",
+            ]
+        )
+    if not rows:
+        return ""
+    return (
+        "<p>Validation of the per-loan effects (out of sample): by quartile of predicted "
+        "effect, predicted against doubly robust mean; slope 1 = calibrated; AUTOC above 0 "
+        "with its interval = the ranking finds loans where the action does more.</p>"
+        + _table(["action", "calibration by quartile", "slope>", "AUTOC, 95% CI>"], rows, raw=True)
+    )
+
+
+def _settlement(e: dict[str, Any]) -> str:
+    """What the plan's settlement offers give up."""
+    s = e.get("settlement")
+    if not s or not s["loans"]:
+        return ""
+    return (
+        f"<p>Settlement offers to {s['loans']:,} loans: expected collections "
+        f"{_money(s['collections_without_offer'])} without the offer, "
+        f"{_money(s['collections_with_offer'])} with it; amount waived at a "
+        f"{s['discount']:.0%} discount: at most {_money(s['amount_waived'])}.</p>"
+    )
 
 
 def _fairness(d: ReportData) -> str:

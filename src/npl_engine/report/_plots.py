@@ -284,6 +284,30 @@ def effects(
         return _svg(fig)
 
 
+def gain_curve(curve: pl.DataFrame, actions: Sequence[str]) -> str:
+    """Expected gain of the best plan against spend, its 95 % band, and each action alone."""
+    with rc_context(_STYLE):
+        fig, (ax,) = _figure(8, 3.8)
+        budget = curve["budget"].to_numpy()
+        ax.fill_between(
+            budget, curve["gain_low"].to_numpy(), curve["gain_high"].to_numpy(),
+            color=ACCENT, alpha=0.18, lw=0, label="95 % band",
+        )  # fmt: skip
+        ax.plot(budget, curve["expected_gain"].to_numpy(), color=ACCENT, lw=2, label="plan")
+        for i, action in enumerate(actions):
+            ax.plot(
+                budget, curve[f"gain_only_{action}"].to_numpy(), lw=1, ls="--",
+                color=PALETTE[(i + 1) % len(PALETTE)], label=f"{action.replace('_', ' ')} only",
+            )  # fmt: skip
+        ax.plot(budget, budget, color=MUTED, lw=1, ls=":", label="gain = spend")
+        ax.xaxis.set_major_formatter(FuncFormatter(_millions))
+        ax.yaxis.set_major_formatter(FuncFormatter(_millions))
+        ax.set_xlabel("budget")
+        ax.set_title("Expected collections gained against the budget")
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+        return _svg(fig)
+
+
 def calibration_by_group(groups: pl.DataFrame, attributes: Sequence[str]) -> str:
     """Predicted vs realised recovery for each group, one panel per attribute."""
     with rc_context(_STYLE):

@@ -90,7 +90,7 @@ class Engine:
             msg = f"{folder} holds no costs.json: rerun `npl effects` to write it"
             raise NplError(msg)
         raw = json.loads(costs_file.read_text())
-        self.costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+        self.costs = ActionCosts.from_dict(raw)
         self.effects = ActionEffectModel.load(folder)
         self.effects_fingerprint = files_fingerprint(folder)
 
@@ -221,7 +221,8 @@ class Engine:
             msg = "no effect model loaded"
             raise NplError(msg)
         frame = loans_frame(job.loans)
-        ids, uplift, cost, _ = policy_inputs(self.effects, frame.lazy(), self.costs, with_bau=False)
+        inputs = policy_inputs(self.effects, frame.lazy(), self.costs, with_bau=False)
+        ids, uplift, cost = inputs.loan_ids, inputs.uplift, inputs.cost
         net = uplift[0] - cost[0]
         actions = list(self.effects.actions_)
         best = int(np.argmax(net))
