@@ -28,7 +28,7 @@ DEFAULT_WORLD_DIGEST = "98e880e0e2a41dd48a9c39df88f208c1e136bc3f50615585bce2af3f
 
 UNSECURED = {"sme_unsecured": 0.12, "consumer_unsecured": 0.25, "credit_card": 0.15}
 
-#: Worlds whose realisations are checked against their truth (10,000 loans each).
+#: Worlds whose realisations are checked against their truth (6,000 loans each).
 WORLDS: dict[str, dict[str, Any]] = {
     "plans_end_at_18": {"borrower_payment_months": 18},
     "no_collateral_sales": {"collateral_sales": False},
@@ -54,8 +54,8 @@ def _month_after_cutoff(payments: pl.DataFrame, loans: pl.DataFrame) -> pl.DataF
 
 @pytest.fixture(scope="module", params=list(WORLDS))
 def world(request: pytest.FixtureRequest) -> Simulation:
-    """A 10,000-loan book of one world of the family."""
-    return simulate(SimulationSettings(n_loans=10_000, seed=31, **WORLDS[request.param]))
+    """A 6,000-loan book of one world of the family."""
+    return simulate(SimulationSettings(n_loans=6_000, seed=31, **WORLDS[request.param]))
 
 
 def test_default_world_draws_what_it_always_drew() -> None:
@@ -167,8 +167,8 @@ def test_heavy_tail_makes_a_few_loans_huge() -> None:
         exposure = sim.truth["exposure"]
         return float(exposure.quantile(0.999) / exposure.median())  # type: ignore[operator]
 
-    settings = SimulationSettings(n_loans=20_000, seed=36)
-    tail = SimulationSettings(n_loans=20_000, seed=36, exposure_tail_index=1.2)
+    settings = SimulationSettings(n_loans=10_000, seed=36)
+    tail = SimulationSettings(n_loans=10_000, seed=36, exposure_tail_index=1.2)
     assert spread(simulate(tail)) > 5 * spread(simulate(settings))
 
 
