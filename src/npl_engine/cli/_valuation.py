@@ -49,6 +49,26 @@ def _load_portfolio(
     return model, build_portfolio(model, loans, collateral_grid=grid)
 
 
+def _horizon_the_model_has(model: Any, scenario_set: Any) -> tuple[Any, str | None]:
+    """The scenarios cut to the horizon a model trained on a short book really has.
+
+    A model whose book was too short for its valuation horizon predicts fewer months (its model
+    card says which); the valuation then runs on those months and says so. A model that
+    predicts its full horizon is left to refuse a longer scenario horizon as before.
+    """
+    asked = scenario_set.pricing.horizon_months
+    has = model.horizon_months
+    if asked <= has or has >= model.definition.valuation_horizon_months:
+        return scenario_set, None
+    pricing = scenario_set.pricing.model_copy(update={"horizon_months": has})
+    note = (
+        f"valued over {has} months, not the scenario file's {asked}: the model's training "
+        f"book observed too few loans beyond month {has} (see its model card); collections "
+        "after that are not counted"
+    )
+    return scenario_set.model_copy(update={"pricing": pricing}), note
+
+
 @main.command()
 @MODEL_OPTION
 @data_option("The tape to value (its loans table).")
@@ -130,12 +150,15 @@ def value(
     tranche_structure = _load_tranches(tranches_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=bool(simulations))
     model, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    extra: dict[str, Any] = {}
+    scenario_set, horizon_note = _horizon_the_model_has(model, scenario_set)
+    if horizon_note is not None:
+        extra["horizon_note"] = horizon_note
     say("valuing scenarios")
     try:
         valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
     except ValueError as exc:
         raise NplError(str(exc)) from exc
-    extra: dict[str, Any] = {}
     paths = None
     if simulations:
         settings = MonteCarloSettings(n_paths=simulations, seed=seed)
@@ -206,6 +229,8 @@ def _print_valuation(result: dict[str, Any]) -> None:
         f"GBV {result['gbv']:,.0f} ({result['n_loans']:,} loans); target IRR "
         f"{result['target_irr']:.1%}; horizon {result['horizon_months']} months"
     )
+    if "horizon_note" in result:
+        console.print(f"note: {result['horizon_note']}")
     with_price = result["price"] is not None
     headers = ["scenario", "weight>", "gross>", "costs>", "net>", "price>", "% GBV>"]
     if with_price:

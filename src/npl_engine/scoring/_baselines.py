@@ -64,7 +64,8 @@ def baseline_oof_predictions(
 
     The logistic regression imputes medians with a missing-indicator per column, standardises,
     and one-hot encodes categories; the forest fills missing values with -1 and uses
-    categorical codes as numbers. Both are fitted fold by fold on the LightGBM folds.
+    categorical codes as numbers. Both are fitted fold by fold on the LightGBM folds; a fold
+    whose training part has one outcome only predicts that outcome's rate.
     """
     out = {}
     for name, make in (
@@ -74,6 +75,9 @@ def baseline_oof_predictions(
         oof = np.empty(y.size)
         for f in np.unique(folds):
             train, valid = folds != f, folds == f
+            if np.unique(y[train]).size < 2:  # one outcome only: nothing to separate
+                oof[valid] = y[train].mean()
+                continue
             model = make().fit(x.values[train], y[train])  # type: ignore[no-untyped-call]
             oof[valid] = model.predict_proba(x.values[valid])[:, 1]
         out[name] = oof

@@ -31,6 +31,11 @@ def model_card(meta: dict[str, Any]) -> str:
     )
     observed = ", ".join(f"{k}: {v:,}" for k, v in metrics["collections_observed"].items())
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
+    horizon = metrics["collections_horizon_months"]
+    notes = "\n".join(f"- {line}" for line in metrics["notes"]) or (
+        "- None: every channel collected in every interval between knots, and the book observes "
+        "the whole horizon."
+    )
     return f"""# Model card: npl_engine recovery model
 
 ## What it predicts
@@ -38,7 +43,7 @@ For each loan, from what is known at its cut-off date:
 - `p_recover`: the calibrated probability that collections within
   {definition["horizon_months"]} months after the cut-off reach {definition["threshold"]:g} ×
   exposure (exposure = outstanding principal + accrued interest);
-- the expected gross collections in each month 1..{definition["valuation_horizon_months"]},
+- the expected gross collections in each month 1..{horizon},
   split into borrower payments (guarantors included) and collateral-sale proceeds, undiscounted,
   under the business-as-usual collection the training book received.
 
@@ -51,6 +56,9 @@ Design: `docs/models.md`.
 - cut-off dates {info["cutoff_range"][0]} to {info["cutoff_range"][1]}; as of {info["as_of_date"]}
 - loans observed through each knot month: {observed}
 - fingerprint (sha256 of the data files): `{info["data_fingerprint"]}`
+
+## What this book could not teach (learnt as zero, dropped or cut short)
+{notes}
 
 ## Performance (out of fold, {metrics["n_folds"]} folds split by cut-off date)
 | model | AUC | Brier | log loss | calibration error |
@@ -74,7 +82,7 @@ Chosen: {meta["classifier"]["params"].get("num_leaves")} leaves,
   What a different action would do is the causal models' question, not this one's.
 - Loans unlike the training book (new segments, regions, legal systems, far larger exposures)
   get extrapolated scores; categories never seen in training are treated as missing.
-- Collections are predicted only up to {definition["valuation_horizon_months"]} months;
+- Collections are predicted only up to {horizon} months;
   months far out are learnt from fewer (older) loans.
 - Metrics are measured on the training book's own history; a book from another servicer or
   period can behave differently.

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from npl_engine.features import FeatureMatrix
 from npl_engine.scoring._classifier import lgb_dataset, subset
 
-__all__ = ["CHANNELS", "CollectionsModel", "default_knots"]
+__all__ = ["CHANNELS", "MIN_OBSERVED", "CollectionsModel", "default_knots"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -92,6 +92,12 @@ def interpolation_matrix(knots: tuple[int, ...], horizon: int) -> FloatArray:
     return w
 
 
+#: Fewest loans observed through a knot (and eligible) for that knot to be learnt at all.
+MIN_OBSERVED = 50
+#: Rounds of a booster fitted without a validation part (too few cut-offs to hold one out).
+_ROUNDS_WITHOUT_VALIDATION = 100
+
+
 @dataclass(kw_only=True)
 class CollectionsModel:
     """Expected monthly collections per channel.
@@ -99,7 +105,8 @@ class CollectionsModel:
     Parameters
     ----------
     knots
-        Knot months (the last is the curve's horizon).
+        Knot months asked for (the last is the curve's horizon). A book too short to observe
+        a knot is learnt only up to the last knot it observes: see ``knots_``.
     max_rounds, early_stopping_rounds
         Boosting rounds and patience on the validation fold.
     seed
@@ -109,10 +116,21 @@ class CollectionsModel:
 
     Attributes
     ----------
+    knots_
+        The knots learnt: those at least :data:`MIN_OBSERVED` loans were observed through.
+        ``knots_[-1]`` is the horizon of every prediction.
     boosters_
-        ``{(channel, k): Booster}``.
-    rounds_
-        Best iteration of each booster.
+        ``{(channel, k): Booster}`` of the increment between the previous knot and k. An
+        interval in which no loan of the channel collected anything has no booster: it is in
+        ``zero_`` and predicts 0.
+    totals_
+        ``{channel: Booster}`` of the horizon total. A channel with no collections at all (an
+        unsecured book's collateral sales) has none and predicts 0.
+    zero_
+        The ``(channel, k)`` intervals learnt as zero.
+    notes_
+        What was learnt as zero, dropped or not learnt, and why, in words (the model card's
+        lines).
     """
 
     knots: tuple[int, ...]
@@ -120,8 +138,16 @@ class CollectionsModel:
     early_stopping_rounds: int = 100
     seed: int = 0
     weight_power: float = 0.5
+    knots_: tuple[int, ...] = field(init=False, repr=False)
     boosters_: dict[tuple[str, int], lgb.Booster] = field(init=False, repr=False)
     totals_: dict[str, lgb.Booster] = field(init=False, repr=False)
+    zero_: set[tuple[str, int]] = field(init=False, repr=False)
+    notes_: list[str] = field(init=False, repr=False)
+
+    @property
+    def horizon_months(self) -> int:
+        """Months of every predicted curve: the last knot learnt."""
+        return self.knots_[-1]
 
     def fit(
         self,
@@ -135,12 +161,40 @@ class CollectionsModel:
         ``targets[(channel, k)]`` is the share of exposure collected by month k (NaN where not
         observed). Loans are weighted by ``exposure ** weight_power``. Early stopping uses the
         latest fold that has observations.
+
+        Nothing about the book's shape is assumed: an interval in which no loan collected
+        anything is learnt as zero, a channel that never collected is dropped, and knots
+        observed for fewer than :data:`MIN_OBSERVED` loans are not learnt (the horizon is
+        then the last knot learnt). Each is recorded in ``notes_``.
+
+        Raises
+        ------
+        ValueError
+            If not even the first knot is observed for :data:`MIN_OBSERVED` loans.
         """
         weight = np.maximum(exposure, 1.0) ** self.weight_power
         has_collateral = _has_collateral(x)
-        horizon = self.knots[-1]
-        self.boosters_ = {}
-        self.totals_ = {}
+        self.boosters_, self.totals_, self.zero_, self.notes_ = {}, {}, set(), []
+        observed = {k: int(np.sum(~np.isnan(targets[("borrower", k)]))) for k in self.knots}
+        self.knots_ = tuple(k for k in self.knots if observed[k] >= MIN_OBSERVED)
+        if not self.knots_:
+            k = self.knots[0]
+            msg = (
+                f"only {observed[k]} loans are observed for {k} months after their cut-off "
+                f"(at least {MIN_OBSERVED} are needed to learn collections that far out); "
+                "the book's as_of_date is too close to its cut-off dates"
+            )
+            raise ValueError(msg)
+        if self.knots_ != self.knots:
+            missing = [k for k in self.knots if k not in self.knots_]
+            self.notes_.append(
+                f"Collections are learnt up to month {self.horizon_months}, not "
+                f"{self.knots[-1]}: loans observed through months "
+                + ", ".join(f"{k} ({observed[k]:,})" for k in missing)
+                + f" are fewer than the {MIN_OBSERVED} needed; curves end at month "
+                f"{self.horizon_months}."
+            )
+        horizon = self.horizon_months
         for channel in CHANNELS:
             params = {**_PARAMS, "seed": self.seed}
             eligible = np.ones(exposure.size, dtype=bool)
@@ -149,23 +203,37 @@ class CollectionsModel:
                 params["monotone_constraints"] = [
                     1 if n in _MONOTONE_UP else -1 if n in _MONOTONE_DOWN else 0 for n in x.names
                 ]
-                total = targets[(channel, horizon)][eligible]
-                if np.nansum(total) <= 0:  # e.g. an unsecured book: no sale to learn from
-                    continue
+            total = targets[(channel, horizon)][eligible]
+            if not np.nansum(total) > 0:  # e.g. an unsecured book: no sale to learn from
+                self.notes_.append(
+                    f"Channel {channel} dropped: none of the {int(np.sum(~np.isnan(total))):,} "
+                    f"loans{' with collateral' if channel == 'collateral' else ''} observed "
+                    f"through month {horizon} collected anything from it; it predicts 0."
+                )
+                continue
             self.totals_[channel] = self._fit_one(
-                params, x, targets[(channel, horizon)], eligible, weight, folds, horizon
+                params, x, targets[(channel, horizon)], eligible, weight, folds
             )
             timing = {**params, **_TIMING_PARAMS, "seed": self.seed}
-            for prev, k in zip((0, *self.knots[:-1]), self.knots, strict=True):
+            zero = []
+            for prev, k in zip((0, *self.knots_[:-1]), self.knots_, strict=True):
                 previous = targets[(channel, prev)] if prev else 0.0
                 # Clip float noise (cumulative sums differ by -1e-17): increments are never < 0.
                 y = np.maximum(targets[(channel, k)] - previous, 0.0)
-                self.boosters_[(channel, k)] = self._fit_one(
-                    timing, x, y, eligible, weight, folds, k
+                if not np.nansum(y[eligible]) > 0:
+                    self.zero_.add((channel, k))
+                    zero.append((prev, k, int(np.sum(~np.isnan(y[eligible])))))
+                    continue
+                self.boosters_[(channel, k)] = self._fit_one(timing, x, y, eligible, weight, folds)
+            if zero:
+                self.notes_.append(
+                    f"Channel {channel}: learnt as zero (no loan collected anything) in months "
+                    + ", ".join(f"{a + 1}-{b} ({n:,} loans observed)" for a, b, n in zero)
+                    + "."
                 )
         return self
 
-    def _fit_one(  # noqa: PLR0917 - private helper, called in one place
+    def _fit_one(  # noqa: PLR0917 - private helper, called in two places
         self,
         params: dict[str, Any],
         x: FeatureMatrix,
@@ -173,20 +241,22 @@ class CollectionsModel:
         eligible: npt.NDArray[np.bool_],
         weight: FloatArray,
         folds: npt.NDArray[np.int64],
-        month: int,
     ) -> lgb.Booster:
+        """One booster on the observed eligible rows (at least one of which collected).
+
+        Early stopping on the latest fold; without one (all rows in one fold) or when the
+        training part collected nothing (Poisson needs a positive label sum), a fixed number
+        of rounds on all rows.
+        """
         rows = np.flatnonzero(~np.isnan(y) & eligible)
-        if rows.size < 50:
-            msg = (
-                f"only {rows.size} loans are observed for {month} months after their cut-off: "
-                "too few to learn collections that far out"
-            )
-            raise ValueError(msg)
-        if not np.any(y[rows] > 0):
-            msg = f"no loan paid anything in the first {month} months after its cut-off"
-            raise ValueError(msg)
         valid_fold = folds[rows].max()
         train, valid = rows[folds[rows] != valid_fold], rows[folds[rows] == valid_fold]
+        if train.size == 0 or not np.sum(y[train]) > 0:
+            return lgb.train(
+                params,
+                lgb_dataset(subset(x, rows), y[rows], weight[rows]),
+                num_boost_round=_ROUNDS_WITHOUT_VALIDATION,
+            )
         return lgb.train(
             params,
             lgb_dataset(subset(x, train), y[train], weight[train]),
@@ -238,21 +308,27 @@ class CollectionsModel:
         """
         out = {}
         totals = self.predict_total(x) if totals is None else totals
+        n_knots = len(self.knots_)
         for channel in CHANNELS:
             rows = self._rows(x, channel)
             if channel not in self.totals_:
-                out[channel] = np.zeros((x.values.shape[0], len(self.knots)))
+                out[channel] = np.zeros((x.values.shape[0], n_knots))
                 continue
             values = x.values if rows is None else x.values[rows]
             increments = np.column_stack(
-                [self._predict(self.boosters_[(channel, k)], values) for k in self.knots]
+                [
+                    np.zeros(values.shape[0])
+                    if (channel, k) in self.zero_
+                    else self._predict(self.boosters_[(channel, k)], values)
+                    for k in self.knots_
+                ]
             )
             cum = np.cumsum(increments, axis=1)
             shape = cum / np.maximum(cum[:, -1:], 1e-12)
             if rows is None:
                 out[channel] = shape * totals[channel][:, None]
             else:
-                full = np.zeros((x.values.shape[0], len(self.knots)))
+                full = np.zeros((x.values.shape[0], n_knots))
                 full[rows] = shape * totals[channel][rows, None]
                 out[channel] = full
         return out
@@ -263,11 +339,14 @@ class CollectionsModel:
         """Expected collections per month 1..H as a share of exposure, per channel: (n, H).
 
         Each loan's months add up to its horizon total (``predict_total``; pass ``totals`` if
-        already predicted), up to rounding.
+        already predicted), up to rounding. Months of an interval learnt as zero are exactly 0.
         """
-        w = interpolation_matrix(self.knots, self.knots[-1])
+        w = interpolation_matrix(self.knots_, self.horizon_months)
         out = {}
         for channel, cum in self.predict_cumulative(x, totals).items():
-            by_month = cum @ w
-            out[channel] = np.diff(by_month, axis=1, prepend=0.0)
+            by_month = np.diff(cum @ w, axis=1, prepend=0.0)
+            for prev, k in zip((0, *self.knots_[:-1]), self.knots_, strict=True):
+                if (channel, k) in self.zero_:  # exactly 0, not rounding noise of the weights
+                    by_month[:, prev:k] = 0.0
+            out[channel] = by_month
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cutoff_folds"]
+__all__ = ["cutoff_folds", "loan_folds"]
 
 
 def cutoff_folds(cutoff_month: npt.NDArray[np.int64], n_folds: int) -> npt.NDArray[np.int64]:
@@ -37,4 +37,21 @@ def cutoff_folds(cutoff_month: npt.NDArray[np.int64], n_folds: int) -> npt.NDArr
         if folds_left > 0 and (filled >= total * (fold + 1) / k or months_left == folds_left):
             fold += 1
     out: npt.NDArray[np.int64] = block[np.searchsorted(months, cutoff_month)]
+    return out
+
+
+def loan_folds(n_loans: int, n_folds: int, *, seed: int = 0) -> npt.NDArray[np.int64]:
+    """Fold of each loan drawn at random, about equal sizes: for a book with one cut-off month.
+
+    Parameters
+    ----------
+    n_loans
+        Number of loans.
+    n_folds
+        Number of folds (fewer if there are fewer loans).
+    seed
+        Seed of the draw.
+    """
+    k = max(1, min(n_folds, n_loans))
+    out: npt.NDArray[np.int64] = np.random.default_rng(seed).permutation(n_loans) % k
     return out

@@ -33,7 +33,7 @@ from npl_engine.scoring._card import model_card
 from npl_engine.scoring._classifier import DEFAULT_GRID, RecoveryClassifier
 from npl_engine.scoring._collections import CHANNELS, CollectionsModel, default_knots
 from npl_engine.scoring._definition import RecoveryDefinition
-from npl_engine.scoring._folds import cutoff_folds
+from npl_engine.scoring._folds import cutoff_folds, loan_folds
 from npl_engine.scoring._metrics import classification_metrics
 from npl_engine.scoring._targets import build_targets
 
@@ -43,7 +43,7 @@ FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[str], None]
 
 #: Version of the model folder's layout.
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 #: What a model folder holds (an existing folder with only these may be replaced).
 MODEL_FILES = frozenset({"model.json", "model_card.md", "classifier.txt", "collections"})
 
@@ -194,7 +194,8 @@ class RecoveryModel:
             c for c in _SOURCE_COLUMNS if loans[c].null_count() < loans.height
         )
         x = feature_matrix(features, self.vocabularies_)
-        folds = cutoff_folds(_cutoff_month(loans), self.n_folds)
+        notes: list[str] = []
+        folds = self._folds(_cutoff_month(loans), notes)
 
         labelled = targets["recovered"].is_not_null().to_numpy()
         if labelled.sum() < 100:
@@ -218,11 +219,13 @@ class RecoveryModel:
             raise NplError(msg)
         xl = FeatureMatrix(x.values[labelled], x.names, x.categorical)
         fl = folds[labelled]
+        if np.unique(fl).size < 2:  # the labelled (older) loans all fell in one fold
+            fl = self._folds(_cutoff_month(loans)[labelled], notes)
         n_folds = len(np.unique(fl))
         say(f"tuning the recovery classifier ({len(self.grid)} settings × {n_folds} folds)")
         self.classifier_ = RecoveryClassifier(grid=self.grid, seed=self.seed).fit(xl, y, fl)
 
-        say(f"fitting collections models ({len(CHANNELS)} channels × {len(knots)} knots)")
+        say(f"fitting collections models (up to {len(CHANNELS)} channels × {len(knots)} knots)")
         exposure = targets["exposure"].to_numpy()
         y_cum = {
             (ch, k): targets[f"{ch}_{k}"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -257,6 +260,8 @@ class RecoveryModel:
             "collections_observed": {
                 str(k): int(targets[f"borrower_{k}"].is_not_null().sum()) for k in knots
             },
+            "collections_horizon_months": self.collections_.horizon_months,
+            "notes": notes + self.collections_.notes_,
         }
         self.info_ = {
             "engine_version": __version__,
@@ -268,6 +273,25 @@ class RecoveryModel:
             "packages": {p: version(p) for p in ("lightgbm", "polars", "numpy", "scikit-learn")},
         }
         return self
+
+    def _folds(
+        self, cutoff_month: npt.NDArray[np.int64], notes: list[str]
+    ) -> npt.NDArray[np.int64]:
+        """Folds by cut-off date; by loan (at random) when all loans share one cut-off month."""
+        try:
+            return cutoff_folds(cutoff_month, self.n_folds)
+        except ValueError:
+            notes.append(
+                f"All {cutoff_month.size:,} loans share one cut-off month: folds are drawn at "
+                "random by loan, so the metrics do not measure how the model ages over time."
+            )
+            return loan_folds(cutoff_month.size, self.n_folds, seed=self.seed)
+
+    @property
+    def horizon_months(self) -> int:
+        """Months of the collections curves: the valuation horizon, or less for a short book."""
+        self._check_fitted()
+        return self.collections_.horizon_months
 
     # -- prediction --------------------------------------------------------------------------
 
@@ -445,7 +469,10 @@ class RecoveryModel:
         meta = {
             "info": self.info_,
             "definition": asdict(self.definition),
-            "knots": list(self.collections_.knots),
+            "knots": list(self.collections_.knots_),
+            "requested_knots": list(self.collections_.knots),
+            "zero_intervals": [f"{c}_{k}" for c, k in sorted(self.collections_.zero_)],
+            "collections_notes": list(self.collections_.notes_),
             "feature_names": list(NUMERIC_FEATURES) + list(self.vocabularies_),
             "vocabularies": {k: list(v) for k, v in self.vocabularies_.items()},
             "used_columns": list(self.used_columns_),
@@ -504,8 +531,12 @@ class RecoveryModel:
         clf.params_ = meta["classifier"]["params"]
         clf.n_rounds_ = meta["classifier"]["n_rounds"]
         knots = tuple(meta["knots"])
-        col = CollectionsModel(knots=knots, seed=model.seed)
+        col = CollectionsModel(knots=tuple(meta["requested_knots"]), seed=model.seed)
+        col.knots_ = knots
+        col.zero_ = set()
+        col.notes_ = list(meta["collections_notes"])
         col.boosters_ = {}
+        zero = set(meta["zero_intervals"])
         col.totals_ = {  # an unsecured book has no collateral models
             channel: lgb.Booster(model_str=path.read_text())
             for channel in CHANNELS
@@ -513,6 +544,9 @@ class RecoveryModel:
         }
         for channel in col.totals_:
             for k in knots:
+                if f"{channel}_{k}" in zero:  # learnt as zero: no booster was written
+                    col.zero_.add((channel, k))
+                    continue
                 text = (folder / "collections" / f"{channel}_{k:03d}.txt").read_text()
                 col.boosters_[(channel, k)] = lgb.Booster(model_str=text)
         model.classifier_ = clf
