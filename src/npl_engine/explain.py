@@ -272,6 +272,7 @@ def _explain_collections(
     model: RecoveryModel, x: FeatureMatrix, exposure: FloatArray
 ) -> Attribution:
     totals = model.collections_.predict_total(x)
+    uncalibrated = model.collections_.predict_total(x, calibrated=False)
     secured = _has_collateral(x)
     n, n_features = x.values.shape
     contributions = np.zeros((n, n_features))
@@ -290,12 +291,15 @@ def _explain_collections(
             booster, x.values[rows], num_iteration=booster.best_iteration
         )
         money = exposure * totals[channel]
+        fitted = exposure * uncalibrated[channel]
         money_base = exposure * math.exp(link_base[channel])
         contributions[rows] += _share_out(
-            link[rows], (money - money_base)[rows], slope_at_zero=money_base[rows]
+            link[rows], (fitted - money_base)[rows], slope_at_zero=money_base[rows]
         )
         if channel == "collateral":
-            contributions[~rows, x.names.index(_GATE_FEATURE)] += (money - money_base)[~rows]
+            contributions[~rows, x.names.index(_GATE_FEATURE)] += (fitted - money_base)[~rows]
+        # The segment's calibration factor (docs/models.md) is the segment's doing.
+        contributions[:, x.names.index("segment")] += money - fitted
         link_values[channel] = link
         output += money
         base += money_base

@@ -193,3 +193,26 @@ def test_valuation_of_a_short_model_states_the_horizon_it_has(
     assert v["horizon_note"].startswith("valued over 36 months, not the scenario file's 60")
     assert "horizon 36 months" in result.output
     assert "note: valued over 36 months" in result.output
+
+
+@pytest.mark.slow  # the CLI trains with the full grid: about a minute on one core
+def test_npl_train_prints_what_the_book_could_not_teach(
+    plans_end_book: Dataset, tmp_path: Path
+) -> None:
+    """`npl train` on the month-36 book succeeds and prints the zero intervals as notes."""
+    write_dataset(
+        tmp_path / "book",
+        loans=plans_end_book.loans,
+        actions=plans_end_book.actions,
+        payments=plans_end_book.payments,
+    )
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(tmp_path / "book"), "--out", str(tmp_path / "model"),
+         "--no-baselines"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: Channel borrower: learnt as zero (no loan collected anything) in months 37-48"
+        in (result.output.replace("\n", " "))
+    )

@@ -106,6 +106,8 @@ def train(
     _console().print(
         _table(["model (out of fold)", "AUC>", "Brier>", "log loss>", "calibration error>"], rows)
     )
+    for note in model.metrics_["notes"]:  # what the book could not teach, as in the card
+        click.echo(f"note: {note}")
     click.echo(f"wrote model {out} (model card: {out / 'model_card.md'})")
 
 

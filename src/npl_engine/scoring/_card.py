@@ -17,6 +17,19 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}"
 
 
+def _calibration_rows(rows: list[dict[str, Any]]) -> str:
+    """One table row per segment and channel: the out-of-fold ratio and the factor applied."""
+
+    def se(x: float | None) -> str:
+        return "n/a (too few loans)" if x is None else f"{x:.3f}"
+
+    return "\n".join(
+        f"| {r['segment']} | {r['channel']} | {r['n_loans']:,} | {r['ratio']:.3f} | "
+        f"{se(r['standard_error'])} | {r['factor']:.3f} |"
+        for r in rows
+    )
+
+
 def model_card(meta: dict[str, Any]) -> str:
     """Markdown model card from the metadata a model writes to ``model.json``."""
     info, definition, metrics = meta["info"], meta["definition"], meta["metrics"]
@@ -32,6 +45,11 @@ def model_card(meta: dict[str, Any]) -> str:
     observed = ", ".join(f"{k}: {v:,}" for k, v in metrics["collections_observed"].items())
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
     horizon = metrics["collections_horizon_months"]
+    calibration = (
+        "applied"
+        if meta["settings"]["calibrate_segments"]
+        else "not applied: the model was trained with calibration off"
+    )
     notes = "\n".join(f"- {line}" for line in metrics["notes"]) or (
         "- None: every channel collected in every interval between knots, and the book observes "
         "the whole horizon."
@@ -59,6 +77,16 @@ Design: `docs/models.md`.
 
 ## What this book could not teach (learnt as zero, dropped or cut short)
 {notes}
+
+## Expected collections by segment and channel (out of fold)
+Each channel's horizon total was refitted fold by fold; realised / predicted is the ratio of
+the collections the loans observed through month {horizon} realised to those predicted for
+them out of fold (in money). The factor multiplies the model's predictions for that segment
+and channel: the ratio shrunk towards 1 by its standard error ({calibration}).
+
+| segment | channel | loans | realised / predicted | standard error | factor applied |
+|---|---|---|---|---|---|
+{_calibration_rows(metrics["collections_calibration"])}
 
 ## Performance (out of fold, {metrics["n_folds"]} folds split by cut-off date)
 | model | AUC | Brier | log loss | calibration error |

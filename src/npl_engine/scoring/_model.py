@@ -135,6 +135,10 @@ class RecoveryModel:
         LightGBM settings tried for the classifier.
     baselines
         Also fit the logistic-regression and random-forest baselines for the model card.
+    calibrate_segments
+        Rescale expected collections per segment and channel by their out-of-fold ratio of
+        realised to predicted (see ``docs/models.md``); the ratios are in the model card
+        either way.
     seed
         Seed of every random choice in fitting.
 
@@ -163,6 +167,7 @@ class RecoveryModel:
     n_folds: int = 4
     grid: tuple[dict[str, Any], ...] = DEFAULT_GRID
     baselines: bool = True
+    calibrate_segments: bool = True
     seed: int = 0
     classifier_: RecoveryClassifier = field(init=False, repr=False)
     collections_: CollectionsModel = field(init=False, repr=False)
@@ -202,7 +207,8 @@ class RecoveryModel:
             msg = (
                 f"only {int(labelled.sum())} loans have their "
                 f"{self.definition.horizon_months}-month recovery window fully observed before "
-                "as_of_date: too few to train"
+                f"as_of_date {book.as_of_date} (at least 100 are needed, out of "
+                f"{loans.height:,} loans): too few to train"
             )
             raise NplError(msg)
         y = targets["recovered"].to_numpy()[labelled].astype(float)
@@ -233,9 +239,12 @@ class RecoveryModel:
             for k in knots
         }
         try:
-            self.collections_ = CollectionsModel(knots=knots, seed=self.seed).fit(
-                x, y_cum, exposure, folds
-            )
+            self.collections_ = CollectionsModel(
+                knots=knots,
+                seed=self.seed,
+                segments=self.vocabularies_["segment"],
+                calibrate=self.calibrate_segments,
+            ).fit(x, y_cum, exposure, folds)
         except ValueError as exc:
             msg = f"cannot learn collections from this book's payments table: {exc}"
             raise NplError(msg) from exc
@@ -261,6 +270,7 @@ class RecoveryModel:
                 str(k): int(targets[f"borrower_{k}"].is_not_null().sum()) for k in knots
             },
             "collections_horizon_months": self.collections_.horizon_months,
+            "collections_calibration": self.collections_.calibration_,
             "notes": notes + self.collections_.notes_,
         }
         self.info_ = {
@@ -473,6 +483,10 @@ class RecoveryModel:
             "requested_knots": list(self.collections_.knots),
             "zero_intervals": [f"{c}_{k}" for c, k in sorted(self.collections_.zero_)],
             "collections_notes": list(self.collections_.notes_),
+            "collections_factors": {
+                channel: dict(zip(self.collections_.segments, f.tolist(), strict=True))
+                for channel, f in self.collections_.factors_.items()
+            },
             "feature_names": list(NUMERIC_FEATURES) + list(self.vocabularies_),
             "vocabularies": {k: list(v) for k, v in self.vocabularies_.items()},
             "used_columns": list(self.used_columns_),
@@ -489,7 +503,12 @@ class RecoveryModel:
                 **{f"{c}_total": b.best_iteration for c, b in self.collections_.totals_.items()},
             },
             "metrics": self.metrics_,
-            "settings": {"n_folds": self.n_folds, "seed": self.seed, "grid": list(self.grid)},
+            "settings": {
+                "n_folds": self.n_folds,
+                "seed": self.seed,
+                "grid": list(self.grid),
+                "calibrate_segments": self.calibrate_segments,
+            },
         }
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         (folder / "model_card.md").write_text(model_card(meta))
@@ -521,6 +540,7 @@ class RecoveryModel:
             definition=RecoveryDefinition(**meta["definition"]),
             n_folds=meta["settings"]["n_folds"],
             seed=meta["settings"]["seed"],
+            calibrate_segments=meta["settings"]["calibrate_segments"],
         )
         clf = RecoveryClassifier(seed=model.seed)
         clf.booster_ = lgb.Booster(model_str=(folder / "classifier.txt").read_text())
@@ -531,8 +551,19 @@ class RecoveryModel:
         clf.params_ = meta["classifier"]["params"]
         clf.n_rounds_ = meta["classifier"]["n_rounds"]
         knots = tuple(meta["knots"])
-        col = CollectionsModel(knots=tuple(meta["requested_knots"]), seed=model.seed)
+        segments = tuple(meta["vocabularies"]["segment"])
+        col = CollectionsModel(
+            knots=tuple(meta["requested_knots"]),
+            seed=model.seed,
+            segments=segments,
+            calibrate=model.calibrate_segments,
+        )
         col.knots_ = knots
+        col.factors_ = {
+            channel: np.array([by_segment[s] for s in segments], dtype=np.float64)
+            for channel, by_segment in meta["collections_factors"].items()
+        }
+        col.calibration_ = meta["metrics"]["collections_calibration"]
         col.zero_ = set()
         col.notes_ = list(meta["collections_notes"])
         col.boosters_ = {}
