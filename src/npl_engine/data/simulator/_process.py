@@ -14,6 +14,9 @@ Before a path resolves, willing borrowers make small, decaying "trickle" payment
 schedule. The workout ends at month :data:`WORKOUT_MONTHS`. All random quantities are
 geometric or discrete, so expectations and recovery probabilities are computed exactly (sums of
 finitely many terms), and realisations are drawn from the very same parameters.
+
+:class:`ProcessSettings` changes the rules for a world of the family (payment plans that end,
+no collateral sales, quieter or stronger actions); the truth follows the same rules.
 """
 
 from __future__ import annotations
