@@ -216,3 +216,33 @@ def test_npl_train_prints_what_the_book_could_not_teach(
         "note: Channel borrower: learnt as zero (no loan collected anything) in months 37-48"
         in (result.output.replace("\n", " "))
     )
+
+
+def test_a_one_segment_book_cut_off_in_one_month_trains_and_says_how() -> None:
+    """500 unsecured consumer loans, one cut-off date: folds by loan, no collateral model."""
+    sim = simulate(
+        SimulationSettings(
+            n_loans=2_000,
+            seed=5,
+            book_cutoff_first=date(2019, 6, 30),
+            book_cutoff_last=date(2019, 6, 30),
+        )
+    )
+    assert sim.actions is not None
+    assert sim.payments is not None
+    loans = sim.loans.filter(pl.col("segment") == "consumer_unsecured")
+    ids = loans["loan_id"].implode()
+    book = Dataset(
+        loans=loans.lazy(),
+        actions=sim.actions.filter(pl.col("loan_id").is_in(ids)).lazy(),
+        payments=sim.payments.filter(pl.col("loan_id").is_in(ids)).lazy(),
+        as_of_date=sim.settings.as_of_date,
+    )
+    model = RecoveryModel(grid=SMALL_GRID, baselines=True).fit(book)
+    notes = model.metrics_["notes"]
+    assert notes[0].startswith(f"All {loans.height:,} loans share one cut-off month")
+    assert "Channel collateral dropped: no loan has collateral worth anything" in notes[1]
+    scores = model.score(loans.lazy()).scores
+    assert scores["p_recover"].is_between(0, 1).all()
+    assert (scores["expected_collateral"] == 0).all()
+    assert scores["expected_borrower"].sum() > 0

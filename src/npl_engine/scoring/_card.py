@@ -82,7 +82,7 @@ Design: `docs/models.md`.
 Each channel's horizon total was refitted fold by fold; realised / predicted is the ratio of
 the collections the loans observed through month {horizon} realised to those predicted for
 them out of fold (in money). The factor multiplies the model's predictions for that segment
-and channel: the ratio shrunk towards 1 by its standard error ({calibration}).
+and channel: the ratio shrunk towards 1 by its standard error. Factors: {calibration}.
 
 | segment | channel | loans | realised / predicted | standard error | factor applied |
 |---|---|---|---|---|---|
