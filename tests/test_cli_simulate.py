@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -97,3 +98,45 @@ def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     assert (out / "model" / "model_card.md").is_file()
     assert (out / "scores" / "scores.parquet").is_file()
     assert "weighted" in json.loads((out / "valuation" / "valuation.json").read_text())
+
+
+def test_world_options_shape_the_book_and_are_recorded(tmp_path: Path) -> None:
+    """World options give one segment, plans ending at 12, no sales, one cut-off month."""
+    out = tmp_path / "book"
+    result = _npl(
+        "simulate", "--out", str(out), "--loans", "400", "--segments", "auto",
+        "--borrower-payment-months", "12", "--no-collateral-sales", "--cutoff-from",
+        "2024-03-31", "--cutoff-to", "2024-03-31", "--as-of", "2026-06-30",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = read_dataset(out, kind="book")
+    loans = data.loans.collect()
+    assert loans["segment"].cast(pl.String).unique().to_list() == ["auto"]
+    assert loans["cutoff_date"].unique().to_list() == [date(2024, 3, 31)]
+    payments = data.payments.collect() if data.payments is not None else None
+    assert payments is not None
+    assert payments["source"].unique().to_list() == ["borrower"]
+    assert payments["payment_date"].max() <= date(2025, 3, 31)  # type: ignore[operator]
+    settings = json.loads((out / "truth" / "simulation.json").read_text())["settings"]
+    assert settings["segment_mix"] == {"auto": 0.08}
+    assert (settings["borrower_payment_months"], settings["collateral_sales"]) == (12, False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--segments", "gold_bars"), "--segments: unknown segment 'gold_bars'"),
+        (("--segments", "auto=lots"), "--segments: weight of 'auto' is not a number"),
+        (("--cutoff-from", "2023-01-31"), "book_cutoff_first must not be after"),
+    ],
+)
+def test_bad_world_options_are_refused_with_an_error_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """A bad world option exits 2 with an error line naming it, and writes nothing."""
+    out = tmp_path / "book"
+    result = _npl("simulate", "--out", str(out), "--loans", "50", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert not out.exists()

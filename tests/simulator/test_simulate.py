@@ -19,6 +19,7 @@ from npl_engine.data.simulator import (
     simulate,
     true_outcomes,
 )
+from npl_engine.errors import SettingsError
 
 
 @pytest.fixture(scope="module")
@@ -239,5 +240,5 @@ def test_realised_months_of_a_tape_leave_loans_and_truth_unchanged() -> None:
 
 def test_realised_months_are_for_tapes_only() -> None:
     """A book has its own history: asking for realised months of one is refused."""
-    with pytest.raises(ValueError, match="tapes only"):
+    with pytest.raises(SettingsError, match="tapes only"):
         SimulationSettings(kind="book", realised_months=12)

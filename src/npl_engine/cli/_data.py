@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
 
 from npl_engine.cli._base import COLUMNS_OPTION, _console, _table, _user_errors, main, read_data
 from npl_engine.data import DatasetKind, DatasetSummary, infer_kind, summarize
-from npl_engine.errors import NplError
+from npl_engine.errors import NplError, SettingsError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @main.command()
@@ -98,6 +101,139 @@ def _print_summary(console: Console, summary: DatasetSummary) -> None:
     console.print(_table(["segment", "loans>", "GBV>", "share of GBV>"], segments))
 
 
+def _world_options(func: F) -> F:
+    """The options of `npl simulate` that change the simulated world (docs/simulator.md)."""
+    date_type = click.DateTime(formats=["%Y-%m-%d"])
+    options = [
+        click.option(
+            "--segments",
+            default=None,
+            metavar="SEG[=W],...",
+            help="Segments to simulate, e.g. credit_card (one segment) or "
+            "sme_unsecured,consumer_unsecured,credit_card (unsecured only), each with an "
+            "optional weight (auto=1,credit_card=3). Default: the mixed book.",
+        ),
+        click.option(
+            "--borrower-payment-months",
+            type=click.IntRange(0, 60),
+            default=60,
+            show_default=True,
+            help="Borrower payments stop this many months after cut-off (fixed-term plans); "
+            "collateral sales run on to month 60.",
+        ),
+        click.option(
+            "--no-collateral-sales",
+            is_flag=True,
+            help="No collateral is ever sold (loans keep their collateral).",
+        ),
+        click.option(
+            "--guarantor-share",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.0,
+            show_default=True,
+            help="Share of loans whose settlement is paid by a guarantor.",
+        ),
+        click.option(
+            "--exposure-tail",
+            type=click.FloatRange(1.0),
+            default=None,
+            help="Pareto index of a heavy tail of loan sizes (1.5: about 1 loan in 1,000 "
+            "above 60 times its segment's typical size). Default: log-normal sizes.",
+        ),
+        click.option(
+            "--action-rate",
+            type=click.FloatRange(0.0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Multiplies the odds of each collection action against none.",
+        ),
+        click.option(
+            "--action-effect-scale",
+            type=click.FloatRange(0.0),
+            default=1.0,
+            show_default=True,
+            help="Scales every action's effect on collections (0: actions change nothing).",
+        ),
+        click.option(
+            "--cutoff-from",
+            type=date_type,
+            default=None,
+            help="Book: first cut-off month (YYYY-MM-DD). Default: 2016-01-31.",
+        ),
+        click.option(
+            "--cutoff-to",
+            type=date_type,
+            default=None,
+            help="Book: last cut-off month; equal to --cutoff-from for cut-offs in one month. "
+            "Default: 2022-12-31.",
+        ),
+        click.option(
+            "--as-of",
+            "as_of",
+            type=date_type,
+            default=None,
+            help="Book: day the history is extracted; close to --cutoff-to for a short "
+            "history. Default: 2025-12-31.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _world_settings(
+    *,
+    segments: str | None,
+    borrower_payment_months: int,
+    no_collateral_sales: bool,
+    guarantor_share: float,
+    exposure_tail: float | None,
+    action_rate: float,
+    action_effect_scale: float,
+    cutoff_from: datetime | None,
+    cutoff_to: datetime | None,
+    as_of: datetime | None,
+) -> dict[str, Any]:
+    """The `SimulationSettings` keywords of the world options (dates only where given)."""
+    dates = {
+        "book_cutoff_first": cutoff_from,
+        "book_cutoff_last": cutoff_to,
+        "as_of_date": as_of,
+    }
+    return {
+        **{key: value.date() for key, value in dates.items() if value is not None},
+        "segment_mix": None if segments is None else _segment_mix(segments),
+        "borrower_payment_months": borrower_payment_months,
+        "collateral_sales": not no_collateral_sales,
+        "guarantor_share": guarantor_share,
+        "exposure_tail_index": exposure_tail,
+        "action_rate": action_rate,
+        "action_effect_scale": action_effect_scale,
+    }
+
+
+def _segment_mix(text: str) -> dict[str, float]:
+    """``seg,seg`` keeps the default relative shares; ``seg=w`` sets a weight."""
+    from npl_engine.data.simulator import SEGMENT_MIX
+
+    mix: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        name = name.strip()
+        if name not in SEGMENT_MIX:
+            msg = f"--segments: unknown segment {name!r}; known: {', '.join(SEGMENT_MIX)}"
+            raise SettingsError(msg)
+        try:
+            mix[name] = float(weight) if weight else SEGMENT_MIX[name]
+        except ValueError:
+            msg = f"--segments: weight of {name!r} is not a number: {weight!r}"
+            raise SettingsError(msg) from None
+    if not mix:
+        msg = "--segments: name at least one segment"
+        raise SettingsError(msg)
+    return mix
+
+
 @main.command()
 @click.option(
     "--out",
@@ -139,6 +275,7 @@ def _print_summary(console: Console, summary: DatasetSummary) -> None:
     help="Tape only: also write the actions and payments its loans make over the N months "
     "after the cut-off (the tape observed later, for `npl backtest`); loans and truth unchanged.",
 )
+@_world_options
 @_user_errors
 def simulate(
     *,
@@ -149,11 +286,13 @@ def simulate(
     fmt: str,
     missing_rate: float,
     realised_months: int,
+    **world: Any,
 ) -> None:
     """Simulate an NPL book or tape whose ground truth is known (see docs/simulator.md).
 
     The folder holds the dataset in contract form; truth/ beside the tables holds each loan's
-    true recovery probability, expected monthly collections and action effects.
+    true recovery probability, expected monthly collections and action effects. The world
+    options below change the world (and its truth) away from the default mixed book.
     """
     from npl_engine.data.simulator import SimulationSettings, write_simulation
     from npl_engine.data.simulator import simulate as run_simulation
@@ -170,6 +309,7 @@ def simulate(
         kind=cast("DatasetKind", kind),
         missing_rate=missing_rate,
         realised_months=realised_months,
+        **_world_settings(**world),
     )
     with console.status(f"simulating {n_loans:,} loans ({kind}, seed {seed})"):
         sim = run_simulation(settings)

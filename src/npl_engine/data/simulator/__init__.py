@@ -12,8 +12,10 @@ from npl_engine.data.simulator._simulate import (
     simulate,
     true_outcomes,
 )
+from npl_engine.data.simulator._world import SEGMENT_MIX
 
 __all__ = [
+    "SEGMENT_MIX",
     "SIMULATED_ACTIONS",
     "SIMULATOR_VERSION",
     "TRUTH_FOLDER",

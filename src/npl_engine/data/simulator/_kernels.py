@@ -35,6 +35,7 @@ def _expected_monthly(  # noqa: PLR0917 - a kernel takes flat arrays
     h_c: Arr,
     sale_price: Arr,
     luck_p: Arr,
+    borrower_end: int,
     weight: Arr,
     borrower: Arr,
     collateral: Arr,
@@ -53,8 +54,9 @@ def _expected_monthly(  # noqa: PLR0917 - a kernel takes flat arrays
         paid_before = 0.0  # trickle paid by the end of month t - 1
         decay = 1.0
         for t in range(1, borrower.shape[1] + 1):
+            pays = t <= borrower_end  # the borrower pays nothing after borrower_end
             trickle_t = 0.0
-            if t % trickle_period[i] == 0:
+            if pays and t % trickle_period[i] == 0:
                 trickle_t = trickle_period[i] * trickle_base[i] * decay
             g_t = h_p[i] * no_plan
             no_plan *= keep_p
@@ -62,8 +64,8 @@ def _expected_monthly(  # noqa: PLR0917 - a kernel takes flat arrays
             if t - d >= 1:
                 g_back = h_p[i] * keep_p ** (t - d - 1)
             active = keep_b * active + g_t - g_back * keep_b_d
-            payer = trickle_t * no_plan + instalment[i] * active
-            lump = s_share[i] * exposure[i] * h_s[i] * no_settle
+            payer = trickle_t * no_plan + (instalment[i] * active if pays else 0.0)
+            lump = s_share[i] * exposure[i] * h_s[i] * no_settle if pays else 0.0
             no_settle *= keep_s
             settler = trickle_t * no_settle + lump
             q_t = 0.0
@@ -104,11 +106,13 @@ def _recovery(  # noqa: PLR0917 - a numba kernel takes flat arrays
     h_c: Arr,
     sale_price: Arr,
     luck_p: Arr,
+    borrower_end: int,
     horizon: int,
     threshold: float,
     out: Arr,
 ) -> None:
     n = exposure.size
+    borrower_horizon = min(horizon, borrower_end)
     for i in numba.prange(n):
         target = threshold * exposure[i]
         keep_p, keep_s, keep_c, keep_b = 1.0 - h_p[i], 1.0 - h_s[i], 1.0 - h_c[i], 1.0 - b[i]
@@ -126,10 +130,12 @@ def _recovery(  # noqa: PLR0917 - a numba kernel takes flat arrays
                 plan_ok = 1.0
             else:
                 k = max(np.ceil(need / instalment[i] - 1e-9), 1.0)
-                plan_ok = keep_b ** (k - 1.0) if k <= min(plan_months[i], horizon - j + 1) else 0.0
+                fits = k <= min(plan_months[i], borrower_horizon - j + 1)
+                plan_ok = keep_b ** (k - 1.0) if fits else 0.0
             payer += h_p[i] * no_plan * plan_ok
             no_plan *= keep_p
-            if before + s_share[i] * exposure[i] >= target:
+            lump_j = s_share[i] * exposure[i] if j <= borrower_end else 0.0
+            if before + lump_j >= target:
                 settler += h_s[i] * no_settle
             no_settle *= keep_s
             if secured[i] and j - sale_lag[i] >= 1:
@@ -140,7 +146,7 @@ def _recovery(  # noqa: PLR0917 - a numba kernel takes flat arrays
                         reach += luck_p[k2]
                 non_payer += h_c[i] * not_sold * reach
                 not_sold *= keep_c
-            if j % trickle_period[i] == 0:
+            if j <= borrower_end and j % trickle_period[i] == 0:
                 before += trickle_period[i] * trickle_base[i] * decay
             decay *= TRICKLE_DECAY
         if before >= target:  # trickle alone reaches the threshold by the horizon

@@ -14,6 +14,9 @@ Before a path resolves, willing borrowers make small, decaying "trickle" payment
 schedule. The workout ends at month :data:`WORKOUT_MONTHS`. All random quantities are
 geometric or discrete, so expectations and recovery probabilities are computed exactly (sums of
 finitely many terms), and realisations are drawn from the very same parameters.
+
+:class:`ProcessSettings` changes the rules for a world of the family (payment plans that end,
+no collateral sales, quieter or stronger actions); the truth follows the same rules.
 """
 
 from __future__ import annotations
@@ -169,6 +172,30 @@ class WorkoutParams:
     sale_lag: IntArray
     sale_hazard: FloatArray
     sale_price: FloatArray  # (n, 3): proceeds before the cap, per market-luck outcome
+    borrower_months: int = WORKOUT_MONTHS  # the borrower pays nothing after this month
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSettings:
+    """How the workout behaves in a simulated world (see ``SimulationSettings``).
+
+    The defaults are the default world; each knob changes the truth and the realisations alike.
+    """
+
+    group_effect: float = 0.0
+    borrower_payment_months: int = WORKOUT_MONTHS
+    collateral_sales: bool = True
+    action_rate: float = 1.0
+    action_effect_scale: float = 1.0
+
+
+def _scaled(multiplier: float, scale: float) -> float:
+    """A hazard multiplier with its effect scaled: ``1 + (multiplier - 1) × scale``.
+
+    Exact at ``scale`` 1 (``multiplier - 1`` is exact for multipliers in [0.5, 2]), so the
+    default world's parameters are bit for bit what they were before the knob existed.
+    """
+    return 1.0 + (multiplier - 1.0) * scale
 
 
 def settlement_discount_offer(capacity: FloatArray) -> FloatArray:
@@ -186,12 +213,13 @@ def action_cost(action: str, exposure: FloatArray) -> FloatArray:
     return np.round(cost, 2)
 
 
-def bau_propensities(state: LoanState) -> FloatArray:
+def bau_propensities(state: LoanState, *, action_rate: float = 1.0) -> FloatArray:
     """Business-as-usual probabilities of each simulated action, shape (n, 5).
 
     Confounded on purpose: lawyers go to big secured loans of unwilling payers, settlement
     offers to borrowers with little capacity, letters to small balances. A floor of 2 % per
-    action keeps every action possible for every loan (overlap).
+    action keeps every action possible for every loan (overlap). ``action_rate`` multiplies
+    the odds of every action against none (below 1: a quieter servicer).
     """
     size = np.log(state.exposure / 20_000.0)
     w, c = state.willingness, state.capacity
@@ -205,6 +233,7 @@ def bau_propensities(state: LoanState) -> FloatArray:
         ],
         axis=1,
     )
+    u[:, 1:] += np.log(action_rate)
     e = np.exp(u - u.max(axis=1, keepdims=True))
     propensity: FloatArray = 0.9 * e / e.sum(axis=1, keepdims=True) + 0.02
     return propensity
@@ -215,7 +244,7 @@ def workout_params(
     action: str,
     *,
     collateral_value_change: float = 0.0,
-    group_effect: float = 0.0,
+    process: ProcessSettings = ProcessSettings(),
 ) -> WorkoutParams:
     """Parameters of every loan's workout if ``action`` is taken in the first 90 days.
 
@@ -227,9 +256,12 @@ def workout_params(
         One of :data:`SIMULATED_ACTIONS`.
     collateral_value_change
         Relative change applied to every collateral value (-0.2 = 20 % fall).
-    group_effect
-        Shift of the payer log-odds for female borrowers: 0 in a fair world; planted to test
-        fairness monitoring.
+    process
+        The world's rules: ``group_effect`` shifts the payer log-odds of female borrowers (0 in
+        a fair world; planted to test fairness monitoring), ``action_effect_scale`` scales
+        every action's effect (a settlement offer's lump stays ``1 - discount``),
+        ``borrower_payment_months`` ends borrower payments, ``collateral_sales`` False sells
+        no collateral.
     """
     if action not in SIMULATED_ACTIONS:
         msg = f"unknown simulated action {action!r}; expected one of {SIMULATED_ACTIONS}"
@@ -241,7 +273,7 @@ def workout_params(
         + 0.6 * c
         + _SEG_PAYER[state.segment]
         + state.stage_payer
-        + group_effect * state.female
+        + process.group_effect * state.female
     )
     z_settler = -1.5 + 0.3 * w - 0.4 * c + _SEG_SETTLER[state.segment] + state.stage_settler
     plan_start_hazard = np.full_like(e, 0.06)
@@ -250,19 +282,21 @@ def workout_params(
     sale_lag = np.where(state.vehicle, 2, state.stage_lag + state.court_delay)
     sale_hazard = np.where(state.vehicle, 0.3, 0.07)
 
+    # Each effect term is scaled on its own so that scale 1 repeats the default arithmetic.
+    k = process.action_effect_scale
     if action == "letter":
-        z_payer = z_payer + 0.35
+        z_payer = z_payer + 0.35 * k
     elif action == "call":  # a call helps those willing to pay
-        z_payer = z_payer + 1.2 * _sigmoid(2.0 * w) - 0.1
-        plan_start_hazard = plan_start_hazard * 1.25
+        z_payer = z_payer + k * (1.2 * _sigmoid(2.0 * w)) - 0.1 * k
+        plan_start_hazard = plan_start_hazard * _scaled(1.25, k)
     elif action == "settlement_offer":  # an offer helps those who cannot pay in full
-        z_settler = z_settler + 1.8 * _sigmoid(-1.5 * c)
-        settle_hazard = settle_hazard * 1.6
+        z_settler = z_settler + k * (1.8 * _sigmoid(-1.5 * c))
+        settle_hazard = settle_hazard * _scaled(1.6, k)
         settle_share = 1.0 - settlement_discount_offer(c)
     elif action == "legal_action":  # lawyers speed up the sale; a threat to those who can pay
-        sale_lag = np.maximum(sale_lag - 8, 1)
-        sale_hazard = sale_hazard * 1.4
-        z_payer = z_payer + 1.0 * _sigmoid(2.0 * c) - 0.2
+        sale_lag = np.maximum(sale_lag - round(8 * k), 1)
+        sale_hazard = sale_hazard * _scaled(1.4, k)
+        z_payer = z_payer + k * (1.0 * _sigmoid(2.0 * c)) - 0.2 * k
 
     z = np.stack([z_payer, z_settler, np.zeros_like(e)], axis=1)
     p_regime = np.exp(z - z.max(axis=1, keepdims=True))
@@ -286,10 +320,11 @@ def workout_params(
         settle_share=settle_share,
         trickle_base=trickle_base,
         trickle_period=trickle_period,
-        secured=state.secured,
+        secured=state.secured & process.collateral_sales,
         sale_lag=sale_lag.astype(np.int64),
         sale_hazard=sale_hazard,
         sale_price=sale_prices(state, collateral_value_change),
+        borrower_months=process.borrower_payment_months,
     )
 
 
@@ -320,7 +355,7 @@ def trickle_monthly(params: WorkoutParams) -> FloatArray:
     t = np.arange(1, WORKOUT_MONTHS + 1)[None, :]
     period = params.trickle_period[:, None]
     amount = (period * params.trickle_base[:, None]) * TRICKLE_DECAY ** (t - 1)
-    out: FloatArray = np.where(t % period == 0, amount, 0.0)
+    out: FloatArray = np.where((t % period == 0) & (t <= params.borrower_months), amount, 0.0)
     return out
 
 
@@ -389,7 +424,7 @@ def recovery_probability(
     return np.clip(out, 0.0, 1.0)
 
 
-def _kernel_args(params: WorkoutParams) -> tuple[npt.NDArray[Any], ...]:
+def _kernel_args(params: WorkoutParams) -> tuple[npt.NDArray[Any] | int, ...]:
     return (
         params.exposure,
         np.ascontiguousarray(params.p_regime),
@@ -406,6 +441,7 @@ def _kernel_args(params: WorkoutParams) -> tuple[npt.NDArray[Any], ...]:
         params.sale_hazard,
         np.ascontiguousarray(params.sale_price),
         SALE_LUCK_P,
+        params.borrower_months,
     )
 
 
@@ -474,10 +510,11 @@ def realised_cumulative(
     out = []
     for month in months:
         t = min(month, WORKOUT_MONTHS)
+        t_borrower = min(t, params.borrower_months)
         instalments = params.instalment * np.clip(
-            np.minimum(draws.instalments_paid, t - draws.plan_start + 1), 0, None
+            np.minimum(draws.instalments_paid, t_borrower - draws.plan_start + 1), 0, None
         )
-        lump = params.settle_share * params.exposure * (draws.settle_month <= t)
+        lump = params.settle_share * params.exposure * (draws.settle_month <= t_borrower)
         by_regime = np.select(
             [draws.regime == 0, draws.regime == 1],
             [instalments, lump],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
@@ -10,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.data.contract import ACTIONS, PAYMENTS
+from npl_engine.data.contract import ACTIONS, PAYMENTS, SEGMENTS
 from npl_engine.data.dataset import Dataset
 from npl_engine.data.simulator._process import (
     ACTION_COST_FIXED,
@@ -19,6 +21,7 @@ from npl_engine.data.simulator._process import (
     WORKOUT_MONTHS,
     Draws,
     LoanState,
+    ProcessSettings,
     WorkoutParams,
     action_cost,
     add_expected_monthly,
@@ -32,10 +35,12 @@ from npl_engine.data.simulator._process import (
     trickle_monthly,
     workout_params,
 )
-from npl_engine.data.simulator._world import draw_world
+from npl_engine.data.simulator._world import SEGMENT_MIX, draw_world
+from npl_engine.errors import SettingsError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 #: Version of the simulated world; bump when a change alters what a seed produces.
 SIMULATOR_VERSION = "1"
@@ -74,6 +79,32 @@ class SimulationSettings:
         last day of the N-th month), so that a business plan made on the tape can be
         backtested. 0 (the default) writes loans only. The loans and the truth do not depend
         on it: the payments are those of the realised outcomes the truth already records.
+    segment_mix
+        Share of each segment (normalised; segments left out get no loans), e.g.
+        ``{"consumer_unsecured": 1.0}`` for a single-segment book or the three unsecured
+        segments for an unsecured book. ``None`` (the default): the mixed book of
+        ``docs/simulator.md``.
+    borrower_payment_months
+        Borrower payments (trickle, instalments, settlement lumps) stop after this many months
+        from cut-off, as when payment plans have a fixed term; collateral sales still run to
+        month 60. 0 means borrowers never pay. Default 60: no cap.
+    collateral_sales
+        False: no collateral is ever sold (the loans still carry their collateral); secured
+        non-payers only trickle.
+    guarantor_share
+        Share of loans whose settlement lump is paid by a guarantor (payments with source
+        ``guarantor``). 0 (the default): no guarantors.
+    exposure_tail_index
+        Pareto index of a heavy tail of exposures: each original principal is multiplied by a
+        Pareto factor with this index, scaled to a median of 1 (1.5 puts about 1 loan in 1,000
+        above 60 times its segment's typical size). ``None`` (the default): log-normal sizes.
+    action_rate
+        Multiplies the odds of every collection action against none under business as usual
+        (0.2: a quiet servicer; 5: almost every loan gets an action). Every action keeps at
+        least 2 % (overlap).
+    action_effect_scale
+        Scales every action's effect on the workout (log-odds shifts, hazard multipliers, the
+        legal-lag cut); 0 is a world where actions change nothing but the settlement lump.
     """
 
     n_loans: int = 10_000
@@ -90,26 +121,58 @@ class SimulationSettings:
     recovery_threshold: float = 0.5
     later_actions_per_loan: float = 1.0
     realised_months: int = 0
+    segment_mix: Mapping[str, float] | None = None
+    borrower_payment_months: int = WORKOUT_MONTHS
+    collateral_sales: bool = True
+    guarantor_share: float = 0.0
+    exposure_tail_index: float | None = None
+    action_rate: float = 1.0
+    action_effect_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            msg = "simulation settings: " + "; ".join(problems)
+            raise SettingsError(msg)
+
+    def _problems(self) -> list[str]:  # noqa: PLR0912 - one check per setting
+        out: list[str] = []
         if self.n_loans < 1:
-            msg = f"n_loans must be at least 1, got {self.n_loans}"
-            raise ValueError(msg)
+            out.append(f"n_loans must be at least 1, got {self.n_loans}")
         if self.kind not in ("book", "tape"):
-            msg = f"kind must be 'book' or 'tape', got {self.kind!r}"
-            raise ValueError(msg)
+            out.append(f"kind must be 'book' or 'tape', got {self.kind!r}")
         if not 0.0 <= self.missing_rate < 1.0:
-            msg = f"missing_rate must be in [0, 1), got {self.missing_rate}"
-            raise ValueError(msg)
+            out.append(f"missing_rate must be in [0, 1), got {self.missing_rate}")
+        if self.kind == "book" and self.book_cutoff_first > self.book_cutoff_last:
+            out.append("book_cutoff_first must not be after book_cutoff_last")
         if self.kind == "book" and self.book_cutoff_last > self.as_of_date:
-            msg = "book_cutoff_last must not be after as_of_date"
-            raise ValueError(msg)
+            out.append("book_cutoff_last must not be after as_of_date")
+        if self.segment_mix is not None:
+            unknown = sorted(set(self.segment_mix) - set(SEGMENTS))
+            if unknown:
+                out.append(f"segment_mix names unknown segments {unknown}; known: {SEGMENTS}")
+            weights = list(self.segment_mix.values())
+            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+                out.append("segment_mix weights must be finite, non-negative and not all zero")
+        if not 0 <= self.borrower_payment_months <= WORKOUT_MONTHS:
+            out.append(
+                f"borrower_payment_months must be in [0, {WORKOUT_MONTHS}], "
+                f"got {self.borrower_payment_months}"
+            )
+        if not 0.0 <= self.guarantor_share <= 1.0:
+            out.append(f"guarantor_share must be in [0, 1], got {self.guarantor_share}")
+        if self.exposure_tail_index is not None and not self.exposure_tail_index >= 1.0:
+            out.append(f"exposure_tail_index must be at least 1, got {self.exposure_tail_index}")
+        if not (math.isfinite(self.action_rate) and self.action_rate > 0):
+            out.append(f"action_rate must be positive, got {self.action_rate}")
+        if not (math.isfinite(self.action_effect_scale) and self.action_effect_scale >= 0):
+            out.append(f"action_effect_scale must be non-negative, got {self.action_effect_scale}")
         if self.realised_months < 0 or (self.realised_months and self.kind != "tape"):
-            msg = (
+            out.append(
                 "realised_months must be >= 0 and is for tapes only (a book has its history), "
                 f"got {self.realised_months} for a {self.kind}"
             )
-            raise ValueError(msg)
+        return out
 
     @property
     def observed_until(self) -> date | None:
@@ -125,6 +188,16 @@ class SimulationSettings:
         month = np.datetime64(self.tape_cutoff_date, "M") + self.realised_months + 1
         last_day: date = (month.astype("datetime64[D]") - np.timedelta64(1, "D")).item()
         return last_day
+
+    def process(self) -> ProcessSettings:
+        """The workout rules these settings give (what the truth is computed under)."""
+        return ProcessSettings(
+            group_effect=self.group_effect,
+            borrower_payment_months=self.borrower_payment_months,
+            collateral_sales=self.collateral_sales,
+            action_rate=self.action_rate,
+            action_effect_scale=self.action_effect_scale,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +255,7 @@ def true_outcomes(
     latent: pl.DataFrame,
     *,
     collateral_value_change: float = 0.0,
-    group_effect: float = 0.0,
-    regional_court_delays: bool = True,
-    recovery_horizon_months: int = 24,
-    recovery_threshold: float = 0.5,
+    settings: SimulationSettings | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Exact expected outcomes of simulated loans, per action and under business as usual.
 
@@ -198,10 +268,10 @@ def true_outcomes(
         ``true_monthly_income``), e.g. the ``truth`` table of a :class:`Simulation`.
     collateral_value_change
         Relative shock to every collateral value (-0.2 = 20 % fall), as in a scenario.
-    group_effect, regional_court_delays
-        As in :class:`SimulationSettings`; use the values the data was simulated with.
-    recovery_horizon_months, recovery_threshold
-        The recovery definition for ``p_recover``.
+    settings
+        The settings the loans were simulated with (``Simulation.settings``): the world's
+        rules (group effect, court delays, payment months, collateral sales, actions) and the
+        recovery definition for ``p_recover``. Default: the default world.
 
     Returns
     -------
@@ -217,17 +287,18 @@ def true_outcomes(
     Business as usual mixes the actions with their propensities: an expectation under
     business as usual is the propensity-weighted sum of the expectations under each action.
     """
+    s = settings or SimulationSettings()
     state = LoanState.from_frames(loans, latent.select(
         "loan_id", "capacity", "willingness", "true_monthly_income"))  # fmt: skip
-    if not regional_court_delays:
+    if not s.regional_court_delays:
         state = replace(state, court_delay=np.zeros_like(state.court_delay))
     return _true_outcomes(
         loans["loan_id"],
         state,
         collateral_value_change=collateral_value_change,
-        group_effect=group_effect,
-        recovery_horizon_months=recovery_horizon_months,
-        recovery_threshold=recovery_threshold,
+        process=s.process(),
+        recovery_horizon_months=s.recovery_horizon_months,
+        recovery_threshold=s.recovery_threshold,
     )
 
 
@@ -236,11 +307,11 @@ def _true_outcomes(
     state: LoanState,
     *,
     collateral_value_change: float,
-    group_effect: float,
+    process: ProcessSettings,
     recovery_horizon_months: int,
     recovery_threshold: float,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    propensity = bau_propensities(state)
+    propensity = bau_propensities(state, action_rate=process.action_rate)
     n = state.exposure.size
     bau_borrower = np.zeros((n, WORKOUT_MONTHS))
     bau_collateral = np.zeros((n, WORKOUT_MONTHS))
@@ -251,7 +322,7 @@ def _true_outcomes(
             state,
             action,
             collateral_value_change=collateral_value_change,
-            group_effect=group_effect,
+            process=process,
         )
         w = propensity[:, a]
         borrower, collateral = add_expected_monthly(params, w, bau_borrower, bau_collateral)
@@ -299,9 +370,13 @@ def _true_outcomes(
 
 
 def _payment_rows(
-    params: WorkoutParams, draws: Draws, rows: IntArray
+    params: WorkoutParams, draws: Draws, rows: IntArray, guaranteed: BoolArray
 ) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
-    """Payments of one action group: (loan row, month, amount, source code 0 borrower / 1 sale)."""
+    """Payments of one action group: (loan row, month, amount, source code).
+
+    Source codes: 0 borrower, 1 collateral sale, 2 guarantor (the lump of a guaranteed loan).
+    """
+    last = min(WORKOUT_MONTHS, params.borrower_months)
     t = np.arange(1, WORKOUT_MONTHS + 1)[None, :]
     end = trickle_end(draws)[:, None]
     trickle = trickle_monthly(params)
@@ -310,14 +385,17 @@ def _payment_rows(
 
     start = draws.plan_start[:, None]
     plan = (
-        (draws.regime[:, None] == 0) & (t >= start) & (t < start + draws.instalments_paid[:, None])
+        (draws.regime[:, None] == 0)
+        & (t >= start)
+        & (t < start + draws.instalments_paid[:, None])
+        & (t <= last)
     )
     li, mi = np.nonzero(plan)
     parts.append((li, mi + 1, params.instalment[li], np.zeros(li.size, np.int64)))
 
-    li = np.nonzero((draws.regime == 1) & (draws.settle_month <= WORKOUT_MONTHS))[0]
+    li = np.nonzero((draws.regime == 1) & (draws.settle_month <= last))[0]
     lump = params.settle_share[li] * params.exposure[li]
-    parts.append((li, draws.settle_month[li], lump, np.zeros(li.size, np.int64)))
+    parts.append((li, draws.settle_month[li], lump, np.where(guaranteed[li], 2, 0)))
 
     proceeds = sale_amount(params, draws, np.cumsum(np.pad(trickle, ((0, 0), (1, 0))), axis=1))
     li = np.nonzero((draws.regime == 2) & (draws.sale_month <= WORKOUT_MONTHS) & (proceeds > 0))[0]
@@ -351,10 +429,17 @@ def simulate(settings: SimulationSettings) -> Simulation:
     (200, True)
     """
     s = settings
-    world_rng, action_rng, outcome_rng, date_rng = (
-        np.random.default_rng(c) for c in np.random.SeedSequence(s.seed).spawn(4)
+    # A fifth stream serves the knobs only, so the default world draws what it always drew.
+    world_rng, action_rng, outcome_rng, date_rng, knob_rng = (
+        np.random.default_rng(c) for c in np.random.SeedSequence(s.seed).spawn(5)
     )
     is_book = s.kind == "book"
+    n = s.n_loans
+    principal_factor = None
+    if s.exposure_tail_index is not None:
+        alpha = s.exposure_tail_index
+        principal_factor = (1.0 - knob_rng.random(n)) ** (-1.0 / alpha) / 2.0 ** (1.0 / alpha)
+    guaranteed = knob_rng.random(n) < s.guarantor_share
     world = draw_world(
         world_rng,
         s.n_loans,
@@ -362,6 +447,8 @@ def simulate(settings: SimulationSettings) -> Simulation:
         cutoff_last=s.book_cutoff_last if is_book else s.tape_cutoff_date,
         missing_rate=s.missing_rate,
         id_prefix="L" if is_book else "T",
+        segment_mix=SEGMENT_MIX if s.segment_mix is None else s.segment_mix,
+        principal_factor=principal_factor,
     )
     loans = world.loans
     state = LoanState.from_frames(loans, world.latent)
@@ -371,11 +458,10 @@ def simulate(settings: SimulationSettings) -> Simulation:
         loans["loan_id"],
         state,
         collateral_value_change=0.0,
-        group_effect=s.group_effect,
+        process=s.process(),
         recovery_horizon_months=s.recovery_horizon_months,
         recovery_threshold=s.recovery_threshold,
     )
-    n = s.n_loans
 
     # Business as usual picks one action per loan; its outcome is drawn under that action.
     propensity = np.stack([per_loan[f"p_bau_{a}"].to_numpy() for a in SIMULATED_ACTIONS], 1)
@@ -389,14 +475,14 @@ def simulate(settings: SimulationSettings) -> Simulation:
         rows = np.nonzero(treatment == a)[0]
         if rows.size == 0:
             continue
-        params = workout_params(state.take(rows), action, group_effect=s.group_effect)
+        params = workout_params(state.take(rows), action, process=s.process())
         draws = draw(params, outcome_rng)
         regime[rows] = draws.regime
         realised_h[rows], realised_60[rows] = realised_cumulative(
             params, draws, (s.recovery_horizon_months, WORKOUT_MONTHS)
         )
         if is_book or s.realised_months:
-            pay_parts.append(_payment_rows(params, draws, rows))
+            pay_parts.append(_payment_rows(params, draws, rows, guaranteed[rows]))
 
     actions_name = np.array(SIMULATED_ACTIONS, dtype=object)
     truth = world.latent.with_columns(
@@ -448,7 +534,9 @@ def _payments_frame(
             "loan_id": loans["loan_id"].to_numpy()[loan[keep]][order],
             "payment_date": paid_on[keep][order],
             "amount": amount[keep][order],
-            "source": np.array(["borrower", "collateral_sale"], dtype=object)[source[keep]][order],
+            "source": np.array(["borrower", "collateral_sale", "guarantor"], dtype=object)[
+                source[keep]
+            ][order],
         }
     ).cast(PAYMENTS.schema)  # type: ignore[arg-type]
 

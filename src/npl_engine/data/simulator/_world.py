@@ -7,6 +7,7 @@ partly missing views of those traits, as in a real loan tape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import cast
@@ -118,14 +119,19 @@ def draw_world(  # noqa: PLR0915 - one generative story, read top to bottom
     cutoff_last: date,
     missing_rate: float,
     id_prefix: str,
+    segment_mix: Mapping[str, float] = SEGMENT_MIX,
+    principal_factor: FloatArray | None = None,
 ) -> World:
     """Draw ``n_loans`` loans at their cut-off dates.
 
     Cut-off dates are month ends drawn uniformly between the months of ``cutoff_first`` and
-    ``cutoff_last`` (one month for a tape).
+    ``cutoff_last`` (one month for a tape). ``segment_mix`` gives each segment's share
+    (normalised; absent segments get none); ``principal_factor`` multiplies each loan's
+    original principal (a heavy tail of exposures), drawn by the caller from its own stream.
     """
     n = n_loans
-    seg = rng.choice(len(SEGMENTS), size=n, p=[SEGMENT_MIX[s] for s in SEGMENTS])
+    total = sum(segment_mix.values())
+    seg = rng.choice(len(SEGMENTS), size=n, p=[segment_mix.get(s, 0.0) / total for s in SEGMENTS])
     latent = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.3], [0.3, 1.0]], size=n)
     capacity, willingness = latent[:, 0], latent[:, 1]
     eps = rng.standard_normal((12, n))
@@ -145,7 +151,10 @@ def draw_world(  # noqa: PLR0915 - one generative story, read top to bottom
     days_past_due = (cutoff - last_payment).astype(np.int64)
 
     # Exposure.
-    original = np.round(_PRINCIPAL_MEDIAN[seg] * np.exp(_PRINCIPAL_SIGMA[seg] * eps[0]), 2)
+    principal = _PRINCIPAL_MEDIAN[seg] * np.exp(_PRINCIPAL_SIGMA[seg] * eps[0])
+    if principal_factor is not None:
+        principal = principal * principal_factor
+    original = np.round(principal, 2)
     amortised = np.where(secured & ~company, 0.45 + 0.5 * unif[2], 0.70 + 0.3 * unif[2])
     outstanding = np.round(original * amortised, 2)
     rate = np.round(_RATE_LOW[seg] + (_RATE_HIGH[seg] - _RATE_LOW[seg]) * unif[3], 4)
