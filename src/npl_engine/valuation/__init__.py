@@ -18,7 +18,16 @@ from npl_engine.valuation._finance import (
     present_value,
     weighted_average_life,
 )
-from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
+from npl_engine.valuation._montecarlo import (
+    MonteCarloResult,
+    MonteCarloSettings,
+    PathDraws,
+    draw_paths,
+    loan_keys,
+    path_flows,
+    paths_from_flows,
+    simulate_paths,
+)
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
     Portfolio,
@@ -52,6 +61,7 @@ __all__ = [
     "ExpectedLoss",
     "MonteCarloResult",
     "MonteCarloSettings",
+    "PathDraws",
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
@@ -66,13 +76,17 @@ __all__ = [
     "build_portfolio",
     "collateral_grid_for",
     "discount_factors",
+    "draw_paths",
     "expected_loss",
     "grid_table",
     "irr_grid",
     "load_tranches",
     "loan_cash_flows",
+    "loan_keys",
     "moic",
     "parse_tranches",
+    "path_flows",
+    "paths_from_flows",
     "present_value",
     "price_grid",
     "risk_attributes",
