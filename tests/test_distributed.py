@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from click.testing import CliRunner, Result
 from distributed import Client, LocalCluster
 from polars.testing import assert_frame_equal
 
 from npl_engine import distributed
+from npl_engine.cli import main
 from npl_engine.data import read_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
 from npl_engine.scenarios import load_scenarios
@@ -25,12 +28,12 @@ from npl_engine.valuation import (
     value_portfolio,
 )
 
-SCENARIOS = Path(__file__).parents[1] / "scenarios" / "eu_2026.toml"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "eu_2026.toml"
 PARTITIONS = (1, 3, 7)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[object]:
+def client() -> Iterator[Client]:
     """A 2-worker LocalCluster (threads: worker processes would each import the engine)."""
     with (
         LocalCluster(
@@ -62,7 +65,7 @@ def test_partitions_cover_every_loan_once() -> None:
 
 
 @pytest.mark.parametrize("n", PARTITIONS)
-def test_scores_equal_in_memory(client: object, tape, n: int) -> None:
+def test_scores_equal_in_memory(client: Client, tape, n: int) -> None:
     """Scores and curves scored in n partitions are the in-memory rows, in the same order."""
     model, loans = tape
     local = model.score(loans.lazy())
@@ -72,7 +75,7 @@ def test_scores_equal_in_memory(client: object, tape, n: int) -> None:
 
 
 @pytest.mark.parametrize("n", PARTITIONS)
-def test_value_paths_and_expected_loss_equal_in_memory(client: object, tape, n: int) -> None:
+def test_value_paths_and_expected_loss_equal_in_memory(client: Client, tape, n: int) -> None:
     """Valuation, expected loss and 200 Monte Carlo paths equal the in-memory run (1e-9)."""
     model, loans = tape
     scenarios = load_scenarios(SCENARIOS)
@@ -113,3 +116,73 @@ def test_monte_carlo_does_not_depend_on_loan_order(tape) -> None:
     a = simulate_paths(book, scenarios, settings, recovery_threshold=t)
     b = simulate_paths(shuffled, scenarios, settings, recovery_threshold=t)
     np.testing.assert_allclose(a.net, b.net, rtol=1e-9)
+
+
+def _npl(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _cli_runs_equal(model: Path, tape: Path, out: Path, cluster: str) -> None:
+    """`npl value` (with paths) and `npl score` on ``cluster`` write what they write in process."""
+    common = ("--model", model, "--data", tape, "--no-audit")
+    value = ("value", *common, "--scenarios", SCENARIOS, "--price", "5e7", "--simulations", "40")
+    assert _npl(*value, "--out", out / "a").exit_code == 0
+    result = _npl(*value, "--out", out / "b", "--cluster", cluster)
+    assert result.exit_code == 0, result.output
+    assert f"on {cluster}" in result.output
+    a = json.loads((out / "a" / "valuation.json").read_text())
+    b = json.loads((out / "b" / "valuation.json").read_text())
+    pa, pb = a.pop("simulation").pop("percentiles"), b.pop("simulation").pop("percentiles")
+    assert b == a
+    for name, qs in pa.items():
+        assert pb[name] == pytest.approx(qs, rel=1e-9)
+    for name in ("cashflows.parquet", "paths.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(out / "b" / name), pl.read_parquet(out / "a" / name), rel_tol=1e-9
+        )
+    assert _npl("score", *common, "--out", out / "s1").exit_code == 0
+    result = _npl("score", *common, "--out", out / "s2", "--cluster", cluster)
+    assert result.exit_code == 0, result.output
+    for name in ("scores.parquet", "curves.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(out / "s2" / name),
+            pl.read_parquet(out / "s1" / name),
+            check_exact=True,
+        )
+
+
+def test_cli_on_a_scheduler_address_equals_in_process(
+    client: Client, small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--cluster tcp://... (the test's in-process scheduler) gives the in-process outputs."""
+    _cli_runs_equal(*small_model_and_tape, tmp_path, client.scheduler.address)
+
+
+@pytest.mark.slow
+def test_cli_on_local_worker_processes_equals_in_process(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--cluster local:2 (two worker processes started and stopped by npl) gives the same."""
+    _cli_runs_equal(*small_model_and_tape, tmp_path, "local:2")
+
+
+def test_cli_refuses_a_bad_cluster_address(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A malformed local:N is a clear error (exit 2), and nothing is written."""
+    model, tape = small_model_and_tape
+    result = _npl(
+        "score",
+        "--model",
+        model,
+        "--data",
+        tape,
+        "--no-audit",
+        "--out",
+        tmp_path / "s",
+        "--cluster",
+        "local:zero",
+    )
+    assert result.exit_code == 2
+    assert "local:N" in result.output
+    assert not (tmp_path / "s").exists()

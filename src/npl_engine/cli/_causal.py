@@ -10,7 +10,9 @@ from typing import Any, cast
 import click
 
 from npl_engine.cli._base import (
+    CLUSTER_OPTION,
     _audit_options,
+    _cluster,
     _console,
     _money,
     _record_decisions,
@@ -193,6 +195,7 @@ def effects(
     type=click.Path(path_type=Path),
     help="TOML file with a [costs] table. Default: costs learned from the book by `npl effects`.",
 )
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def policy(
@@ -202,6 +205,7 @@ def policy(
     budget: float,
     out: Path,
     costs_file: Path | None,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -228,8 +232,17 @@ def policy(
     model = ActionEffectModel.load(effects_dir)
     say(f"reading and validating {data_dir}")
     data = read_dataset(data_dir)
-    say("predicting effects and solving the budgeted plan")
-    ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
+    cluster = _cluster(cluster_address)
+    if cluster is None:
+        say("predicting effects and solving the budgeted plan")
+        ids, uplift, cost, bau = policy_inputs(model, data.loans, costs)
+    else:
+        from npl_engine import distributed
+
+        say(f"predicting effects on {cluster_address}, then solving the budgeted plan")
+        ids, uplift, cost, bau = distributed.policy_inputs(
+            cluster, model, data.loans.collect(), costs
+        )
     result = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
     say(f"writing {out}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,10 @@ import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
+    CLUSTER_OPTION,
     MODEL_OPTION,
     _audit_options,
+    _cluster,
     _console,
     _file_ref,
     _money,
@@ -39,9 +41,17 @@ EL_FILES = frozenset(
 
 
 def _load_portfolio(
-    model_dir: Path, data_dir: Path, grid: tuple[float, ...], say: Callable[[str], None]
-) -> Any:
-    """Load a model, read and validate loans, score them and measure the collateral response."""
+    model_dir: Path,
+    data_dir: Path,
+    grid: tuple[float, ...],
+    say: Callable[[str], None],
+    cluster: Any = None,
+) -> tuple[Any, Any, Any]:
+    """Load a model, read and validate loans, score them and measure the collateral response.
+
+    Returns the model, the portfolio and, on a cluster, its partitions left on the workers.
+    """
+    from npl_engine import distributed
     from npl_engine.scoring import RecoveryModel
     from npl_engine.valuation import build_portfolio
 
@@ -50,7 +60,10 @@ def _load_portfolio(
     say(f"reading and validating {data_dir}")
     loans = read_dataset(data_dir).loans.collect()
     say(f"scoring {loans.height:,} loans and measuring their collateral response")
-    return model, build_portfolio(model, loans, collateral_grid=grid)
+    if cluster is None:
+        return model, build_portfolio(model, loans, collateral_grid=grid), None
+    book = distributed.portfolio(cluster, model, loans, collateral_grid=grid)
+    return model, book.portfolio, book
 
 
 @main.command()
@@ -121,6 +134,7 @@ def _load_portfolio(
     help="Monte Carlo paths (0 = none).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the Monte Carlo.")
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def value(
@@ -137,6 +151,7 @@ def value(
     tranches_file: Path | None,
     simulations: int,
     seed: int,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -149,6 +164,7 @@ def value(
     """
     from rich.progress import Progress
 
+    from npl_engine import distributed
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
     from npl_engine.valuation import (
@@ -168,7 +184,8 @@ def value(
     shocks = SensitivitySettings()
     if with_sensitivities:
         grid = tuple(sorted({*grid, *shocks.collateral_changes(scenario_set)}))
-    model, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    cluster = _cluster(cluster_address)
+    model, portfolio, book = _load_portfolio(model_dir, data_dir, grid, say, cluster)
     say("valuing scenarios")
     try:
         valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
@@ -178,8 +195,19 @@ def value(
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     paths = None
-    if simulations:
-        settings = MonteCarloSettings(n_paths=simulations, seed=seed)
+    settings = MonteCarloSettings(n_paths=max(simulations, 1), seed=seed)
+    if simulations and book is not None:
+        say(f"Monte Carlo, {simulations:,} paths on {cluster_address}")
+        paths = distributed.simulate_paths(
+            cluster,
+            book,
+            scenario_set,
+            settings,
+            recovery_threshold=model.definition.threshold,
+            target_irr=target_irr,
+            price=price,
+        )
+    elif simulations:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"Monte Carlo, {simulations:,} paths", total=simulations)
             paths = simulate_paths(
@@ -191,6 +219,7 @@ def value(
                 price=price,
                 progress=lambda done, _: bar.update(task, completed=done),
             )
+    if paths is not None:
         extra["simulation"] = paths.to_dict(scenario_set.names)
     if tranche_structure is not None:
         extra["tranches"] = _run_tranches(tranche_structure, valuation, paths, price)
@@ -517,6 +546,7 @@ def _print_valuation(
     help="Basel workout LGD: discount every loan at this annual rate (EBA GL/2017/16: an "
     "interbank rate + 0.05) instead of its contractual rate (IFRS 9, the default).",
 )
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def expected_loss_command(
@@ -526,6 +556,7 @@ def expected_loss_command(
     scenarios_file: Path,
     out: Path,
     discount_rate: float | None,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -545,7 +576,7 @@ def expected_loss_command(
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
-    _, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    _, portfolio, _ = _load_portfolio(model_dir, data_dir, grid, say, _cluster(cluster_address))
     loans = read_dataset(data_dir).loans.collect()
     say("discounting each loan's net collections under each scenario")
     try:
