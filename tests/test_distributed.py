@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,8 @@ from distributed import Client, LocalCluster
 from polars.testing import assert_frame_equal
 
 from npl_engine import distributed
+from npl_engine.causal import ActionEffectModel
+from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
@@ -186,3 +192,60 @@ def test_cli_refuses_a_bad_cluster_address(
     assert result.exit_code == 2
     assert "local:N" in result.output
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_policy_inputs_and_plan_equal_in_memory(client: Client, tape) -> None:
+    """Effects predicted in 1, 3 and 7 partitions give the in-memory plan (1e-9 relative).
+
+    The causal forest sums its trees in an order that depends on the rows predicted together,
+    so effects agree to rounding (not bit for bit) and the plan's actions are the same.
+    """
+    _, loans = tape
+    book = simulate(SimulationSettings(n_loans=3000, seed=43, kind="book")).dataset()
+    model = ActionEffectModel(n_estimators=40, seed=0).fit(book)
+    costs = ActionCosts(
+        fixed=dict.fromkeys(model.actions_, 20.0), per_exposure=dict.fromkeys(model.actions_, 0.001)
+    )
+    ids, uplift, cost, bau = policy_inputs(model, loans.lazy(), costs)
+    budget = 0.3 * float(cost.max(axis=1).sum())
+    local = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
+    assert local.plan["cost"].sum() <= budget
+    for n in PARTITIONS:
+        cluster = distributed.Cluster(client=client, partitions=n)
+        r_ids, r_uplift, r_cost, r_bau = distributed.policy_inputs(cluster, model, loans, costs)
+        assert r_ids.equals(ids)
+        np.testing.assert_allclose(r_uplift, uplift, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(r_cost, cost)
+        assert np.array_equal(r_bau.propensity, bau.propensity)
+        remote = plan_actions(r_ids, r_uplift, r_cost, model.actions_, budget=budget, bau=r_bau)
+        assert remote.plan["action"].equals(local.plan["action"])
+        assert_frame_equal(remote.plan, local.plan, rel_tol=1e-9, abs_tol=1e-9)
+        assert_frame_equal(remote.comparison, local.comparison, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_replaced_and_the_result_equals_the_clean_run(tape) -> None:
+    """SIGKILL a worker process while it scores: Dask reruns its tasks, the rows are the same."""
+    model, loans = tape
+    clean = model.score(loans.lazy())
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        Client(local) as c,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        pids = c.run(os.getpid)
+        running = pool.submit(
+            distributed.score, distributed.Cluster(client=c, partitions=7), model, loans
+        )
+        busy: list[str] = []
+        while not busy and not running.done():
+            busy = [w for w, tasks in c.processing().items() if tasks]
+            time.sleep(0.01)
+        assert busy, "the run ended before a worker could be killed"
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        result = running.result(timeout=600)
+    assert_frame_equal(result.scores, clean.scores, check_exact=True)
+    assert_frame_equal(result.curves, clean.curves, check_exact=True)
