@@ -23,6 +23,7 @@ from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.errors import NplError
 from npl_engine.scenarios import load_scenarios
 from npl_engine.scoring import RecoveryModel
 from npl_engine.valuation import (
@@ -192,6 +193,15 @@ def test_cli_refuses_a_bad_cluster_address(
     assert result.exit_code == 2
     assert "local:N" in result.output
     assert not (tmp_path / "s").exists()
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error() -> None:
+    """An address where no scheduler answers raises NplError naming the address."""
+    with (
+        pytest.raises(NplError, match=r"no Dask scheduler answered at 'tcp://127.0.0.1:1'"),
+        distributed.connect("tcp://127.0.0.1:1", timeout_seconds=1),
+    ):
+        pass
 
 
 @pytest.mark.slow

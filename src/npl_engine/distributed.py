@@ -112,7 +112,9 @@ class Cluster:
 
 
 @contextmanager
-def connect(address: str, *, partitions: int | None = None) -> Iterator[Cluster]:
+def connect(
+    address: str, *, partitions: int | None = None, timeout_seconds: float = 20.0
+) -> Iterator[Cluster]:
     """Connect to a Dask scheduler, or start a local cluster, for the duration of a block.
 
     Parameters
@@ -123,6 +125,8 @@ def connect(address: str, *, partitions: int | None = None) -> Iterator[Cluster]
         of a running scheduler, e.g. ``tcp://10.0.0.5:8786`` (see ``docs/scale.md``).
     partitions
         Partitions per run (default: two per worker).
+    timeout_seconds
+        How long to wait for a remote scheduler to answer.
 
     Raises
     ------
@@ -146,7 +150,7 @@ def connect(address: str, *, partitions: int | None = None) -> Iterator[Cluster]
             yield Cluster(client=client, partitions=partitions)
         return
     try:
-        client = Client(address, timeout="20s")  # type: ignore[no-untyped-call]
+        client = Client(address, timeout=f"{timeout_seconds}s")  # type: ignore[no-untyped-call]
     except (OSError, ValueError, TimeoutError) as exc:
         msg = f"no Dask scheduler answered at {address!r} ({exc}); see docs/scale.md"
         raise NplError(msg) from exc
