@@ -3,8 +3,16 @@
 See ``docs/models.md`` for the design and its checks against the simulator's truth.
 """
 
+from npl_engine.scoring._chunked import score_in_chunks
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
 from npl_engine.scoring._targets import build_targets
 
-__all__ = ["MODEL_FORMAT", "RecoveryDefinition", "RecoveryModel", "Scores", "build_targets"]
+__all__ = [
+    "MODEL_FORMAT",
+    "RecoveryDefinition",
+    "RecoveryModel",
+    "Scores",
+    "build_targets",
+    "score_in_chunks",
+]
