@@ -99,6 +99,31 @@ MODEL_OPTION = click.option(
 )
 
 
+#: ``--cluster ADDRESS``: run a command's per-loan work on a Dask cluster (docs/scale.md).
+CLUSTER_OPTION = click.option(
+    "--cluster",
+    "cluster_address",
+    default=None,
+    envvar="NPL_CLUSTER",
+    metavar="ADDRESS",
+    help="Run the per-loan work on a Dask cluster: local:N (N worker processes on this "
+    "machine) or a scheduler's address, e.g. tcp://10.0.0.5:8786. Default: $NPL_CLUSTER, "
+    "else in this process. Same results either way (docs/scale.md).",
+)
+
+
+def _cluster(address: str | None) -> Any:
+    """The Dask cluster of ``--cluster`` for the running command, or ``None`` without one.
+
+    The connection (and a ``local:N`` cluster) is closed when the command ends.
+    """
+    if not address:
+        return None
+    from npl_engine.distributed import connect
+
+    return click.get_current_context().with_resource(connect(address))
+
+
 def _remember_columns(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
     if value is not None:
         ctx.meta[_COLUMNS_KEY] = value

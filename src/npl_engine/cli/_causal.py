@@ -12,7 +12,9 @@ import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
+    CLUSTER_OPTION,
     _audit_options,
+    _cluster,
     _console,
     _money,
     _record_decisions,
@@ -292,6 +294,7 @@ def _settlement_summary(model: Any, loans: pl.LazyFrame, costs: Any) -> dict[str
     help="TOML file with a [costs] table (see docs/causal.md). Default: costs learned from the "
     "book by `npl effects`.",
 )
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def policy(
@@ -302,6 +305,7 @@ def policy(
     budgets: str | None,
     out: Path,
     costs_file: Path | None,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -328,15 +332,20 @@ def policy(
     model = ActionEffectModel.load(effects_dir)
     say(f"reading and validating {data_dir}")
     data = read_data(data_dir)
-    say("predicting effects with their intervals")
-    inputs = policy_inputs(
-        model,
-        data.loans,
-        costs,
-        with_bau=grid is None,
-        with_interval=True,
-        with_baseline=grid is None and "settlement_offer" in model.actions_,
-    )
+    options = {
+        "with_bau": grid is None,
+        "with_interval": True,
+        "with_baseline": grid is None and "settlement_offer" in model.actions_,
+    }
+    cluster = _cluster(cluster_address)
+    if cluster is None:
+        say("predicting effects with their intervals")
+        inputs = policy_inputs(model, data.loans, costs, **options)
+    else:
+        from npl_engine import distributed
+
+        say(f"predicting effects with their intervals on {cluster_address}")
+        inputs = distributed.policy_inputs(cluster, model, data.loans.collect(), costs, **options)
     loans = data.loans.collect()
     if grid is not None:
         where = {"out": out, "effects_dir": effects_dir, "data_dir": data_dir}

@@ -10,8 +10,10 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    CLUSTER_OPTION,
     MODEL_OPTION,
     _audit_options,
+    _cluster,
     _console,
     _record_decisions,
     _steps,
@@ -127,6 +129,7 @@ def train(
     help="Add each loan's top 3 reason codes (reason_1..3 for p_recover, "
     "collections_reason_1..3 for expected collections) to scores.parquet. Takes longer.",
 )
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def score(
@@ -135,6 +138,7 @@ def score(
     data_dir: Path,
     out: Path,
     with_reasons: bool,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -153,8 +157,15 @@ def score(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     data = read_data(data_dir)
-    say("scoring")
-    result = model.score(data.loans)
+    cluster = _cluster(cluster_address)
+    if cluster is None:
+        say("scoring")
+        result = model.score(data.loans)
+    else:
+        from npl_engine import distributed
+
+        say(f"scoring on {cluster_address}")
+        result = distributed.score(cluster, model, data.loans.collect())
     scores = result.scores
     if with_reasons:
         say("explaining: top 3 reason codes per loan")

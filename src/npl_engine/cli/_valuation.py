@@ -13,8 +13,10 @@ import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
+    CLUSTER_OPTION,
     MODEL_OPTION,
     _audit_options,
+    _cluster,
     _console,
     _file_ref,
     _money,
@@ -39,9 +41,17 @@ EL_FILES = frozenset(
 
 
 def _load_portfolio(
-    model_dir: Path, data_dir: Path, grid: tuple[float, ...], say: Callable[[str], None]
-) -> Any:
-    """Load a model, read and validate loans, score them and measure the collateral response."""
+    model_dir: Path,
+    data_dir: Path,
+    grid: tuple[float, ...],
+    say: Callable[[str], None],
+    cluster: Any = None,
+) -> tuple[Any, Any, Any]:
+    """Load a model, read and validate loans, score them and measure the collateral response.
+
+    Returns the model, the portfolio and, on a cluster, its partitions left on the workers.
+    """
+    from npl_engine import distributed
     from npl_engine.scoring import RecoveryModel
     from npl_engine.valuation import build_portfolio
 
@@ -50,7 +60,10 @@ def _load_portfolio(
     say(f"reading and validating {data_dir}")
     loans = read_data(data_dir).loans.collect()
     say(f"scoring {loans.height:,} loans and measuring their collateral response")
-    return model, build_portfolio(model, loans, collateral_grid=grid)
+    if cluster is None:
+        return model, build_portfolio(model, loans, collateral_grid=grid), None
+    book = distributed.portfolio(cluster, model, loans, collateral_grid=grid)
+    return model, book.portfolio, book
 
 
 def _horizon_the_model_has(model: Any, scenario_set: Any) -> tuple[Any, str | None]:
@@ -141,6 +154,7 @@ def _horizon_the_model_has(model: Any, scenario_set: Any) -> tuple[Any, str | No
     help="Monte Carlo paths (0 = none).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the Monte Carlo.")
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def value(
@@ -157,6 +171,7 @@ def value(
     tranches_file: Path | None,
     simulations: int,
     seed: int,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -167,15 +182,11 @@ def value(
     with --irr-grid and --sensitivities, the bid grid and the price tornado (see
     docs/valuation.md).
     """
-    from rich.progress import Progress
-
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
     from npl_engine.valuation import (
-        MonteCarloSettings,
         SensitivitySettings,
         collateral_grid_for,
-        simulate_paths,
         value_portfolio,
     )
 
@@ -188,7 +199,8 @@ def value(
     shocks = SensitivitySettings()
     if with_sensitivities:
         grid = tuple(sorted({*grid, *shocks.collateral_changes(scenario_set)}))
-    model, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    cluster = _cluster(cluster_address)
+    model, portfolio, book = _load_portfolio(model_dir, data_dir, grid, say, cluster)
     extra: dict[str, Any] = {}
     scenario_set, horizon_note = _horizon_the_model_has(model, scenario_set)
     if horizon_note is not None:
@@ -202,20 +214,12 @@ def value(
         extra |= grid_extra
     except ValueError as exc:
         raise NplError(str(exc)) from exc
-    paths = None
-    if simulations:
-        settings = MonteCarloSettings(n_paths=simulations, seed=seed)
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"Monte Carlo, {simulations:,} paths", total=simulations)
-            paths = simulate_paths(
-                portfolio,
-                scenario_set,
-                settings,
-                recovery_threshold=model.definition.threshold,
-                target_irr=target_irr,
-                price=price,
-                progress=lambda done, _: bar.update(task, completed=done),
-            )
+    paths = _monte_carlo(
+        portfolio, book, scenario_set, simulations=simulations, seed=seed, model=model,
+        target_irr=target_irr, price=price, cluster=cluster, cluster_address=cluster_address,
+        console=console,
+    )  # fmt: skip
+    if paths is not None:
         extra["simulation"] = paths.to_dict(scenario_set.names)
     if tranche_structure is not None:
         extra["tranches"] = _run_tranches(
@@ -471,6 +475,53 @@ def _print_tranches(tranches: dict[str, Any]) -> None:
         console.print(_table(headers, rows))
 
 
+def _monte_carlo(
+    portfolio: Any,
+    book: Any,
+    scenario_set: Any,
+    *,
+    simulations: int,
+    seed: int,
+    model: Any,
+    target_irr: float | None,
+    price: float | None,
+    cluster: Any,
+    cluster_address: str | None,
+    console: Any,
+) -> Any:
+    """The Monte Carlo paths asked for (``None`` for none): on the cluster, or here with a bar."""
+    from rich.progress import Progress
+
+    from npl_engine import distributed
+    from npl_engine.valuation import MonteCarloSettings, simulate_paths
+
+    if not simulations:
+        return None
+    settings = MonteCarloSettings(n_paths=simulations, seed=seed)
+    if book is not None:
+        console.print(f"Monte Carlo, {simulations:,} paths on {cluster_address}")
+        return distributed.simulate_paths(
+            cluster,
+            book,
+            scenario_set,
+            settings,
+            recovery_threshold=model.definition.threshold,
+            target_irr=target_irr,
+            price=price,
+        )
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"Monte Carlo, {simulations:,} paths", total=simulations)
+        return simulate_paths(
+            portfolio,
+            scenario_set,
+            settings,
+            recovery_threshold=model.definition.threshold,
+            target_irr=target_irr,
+            price=price,
+            progress=lambda done, _: bar.update(task, completed=done),
+        )
+
+
 def _print_valuation(
     result: dict[str, Any],
     *,
@@ -546,6 +597,7 @@ def _print_valuation(
     help="Basel workout LGD: discount every loan at this annual rate (EBA GL/2017/16: an "
     "interbank rate + 0.05) instead of its contractual rate (IFRS 9, the default).",
 )
+@CLUSTER_OPTION
 @_audit_options
 @_user_errors
 def expected_loss_command(
@@ -555,6 +607,7 @@ def expected_loss_command(
     scenarios_file: Path,
     out: Path,
     discount_rate: float | None,
+    cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
 ) -> None:
@@ -574,7 +627,7 @@ def expected_loss_command(
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
-    _, portfolio = _load_portfolio(model_dir, data_dir, grid, say)
+    _, portfolio, _ = _load_portfolio(model_dir, data_dir, grid, say, _cluster(cluster_address))
     loans = read_data(data_dir).loans.collect()
     say("discounting each loan's net collections under each scenario")
     try:

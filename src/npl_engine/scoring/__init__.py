@@ -3,6 +3,7 @@
 See ``docs/models.md`` for the design and its checks against the simulator's truth.
 """
 
+from npl_engine.scoring._chunked import score_in_chunks
 from npl_engine.scoring._collections import CHANNELS, has_collateral
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
@@ -18,4 +19,5 @@ __all__ = [
     "has_collateral",
     "month_after_cutoff",
     "months_observed",
+    "score_in_chunks",
 ]

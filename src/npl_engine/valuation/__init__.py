@@ -19,7 +19,16 @@ from npl_engine.valuation._finance import (
     present_value,
     weighted_average_life,
 )
-from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
+from npl_engine.valuation._montecarlo import (
+    MonteCarloResult,
+    MonteCarloSettings,
+    PathDraws,
+    draw_paths,
+    loan_keys,
+    path_flows,
+    paths_from_flows,
+    simulate_paths,
+)
 from npl_engine.valuation._plan import BusinessPlan, business_plan
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
@@ -59,6 +68,7 @@ __all__ = [
     "ExpectedLoss",
     "MonteCarloResult",
     "MonteCarloSettings",
+    "PathDraws",
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
@@ -77,14 +87,18 @@ __all__ = [
     "business_plan",
     "collateral_grid_for",
     "discount_factors",
+    "draw_paths",
     "expected_loss",
     "grid_table",
     "irr_grid",
     "load_tranches",
     "loan_cash_flows",
+    "loan_keys",
     "moic",
     "months_observed",
     "parse_tranches",
+    "path_flows",
+    "paths_from_flows",
     "present_value",
     "price_grid",
     "risk_attributes",

@@ -19,6 +19,15 @@ Each path k:
 
 Memory grows with loans × chunk of paths (a chunk of paths at a time), never with
 loans × paths × months: per chunk, four matrix products (paths × loans) @ (loans × months).
+
+Every draw is keyed, so results do not depend on the order of the loans or on how they are
+split: a path's scenario and factor come from a generator seeded with ``seed`` alone, and the
+loan-level ε_ik from a counter-based hash of (``seed``, path k, ``loan_id``) (a SplitMix64
+mix of a 64-bit FNV-1a hash of the loan id and a key spawned per path by
+:class:`numpy.random.SeedSequence`, mapped to a normal by the inverse normal CDF). The four
+products are sums over loans, so a portfolio split into parts gives the sum of its parts'
+flows (:func:`path_flows`), and :func:`paths_from_flows` turns them into paths; this is how
+``npl_engine.distributed`` runs a Monte Carlo over partitions of the loans.
 """
 
 from __future__ import annotations
@@ -27,8 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy.special import ndtri
 from scipy.stats import norm
 
 from npl_engine.scenarios import ScenarioSet
@@ -36,7 +50,16 @@ from npl_engine.valuation._cashflows import costs_of, shift
 from npl_engine.valuation._finance import annual_irr, discount_factors
 from npl_engine.valuation._portfolio import Portfolio, collateral_weights
 
-__all__ = ["MonteCarloResult", "MonteCarloSettings", "simulate_paths"]
+__all__ = [
+    "MonteCarloResult",
+    "MonteCarloSettings",
+    "PathDraws",
+    "draw_paths",
+    "loan_keys",
+    "path_flows",
+    "paths_from_flows",
+    "simulate_paths",
+]
 
 FloatArray = npt.NDArray[np.float64]
 PERCENTILES: tuple[int, ...] = (5, 25, 50, 75, 95)
@@ -148,6 +171,198 @@ def _multipliers(portfolio: Portfolio, threshold: float) -> tuple[FloatArray, Fl
     return up, np.maximum(down, 0.0)
 
 
+@numba.njit(cache=True)
+def _fnv1a(offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """64-bit FNV-1a hash of each string (bytes ``data[offsets[i]:offsets[i + 1]]``)."""
+    n = offsets.size - 1
+    out = np.empty(n, dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    for i in range(n):
+        h = np.uint64(14695981039346656037)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * prime
+        out[i] = h
+    return out
+
+
+@numba.njit(cache=True)
+def _splitmix64(x: np.uint64) -> np.uint64:
+    """SplitMix64's finaliser: a bijection of 64-bit integers that mixes every bit."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _uniforms(
+    loans: npt.NDArray[np.uint64], paths: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.float64]:
+    """Uniforms in (0, 1), shape (paths, loans): one per (path key, loan key), 53 bits each."""
+    out = np.empty((paths.size, loans.size))
+    scale = 2.0**-53
+    for k in range(paths.size):
+        for i in range(loans.size):
+            x = _splitmix64(_splitmix64(loans[i]) ^ paths[k])
+            out[k, i] = (float(x >> np.uint64(11)) + 0.5) * scale
+    return out
+
+
+def loan_keys(loan_id: pl.Series) -> npt.NDArray[np.uint64]:
+    """A stable 64-bit key per loan: the FNV-1a hash of its ``loan_id`` (UTF-8 bytes).
+
+    The same id gives the same key in every process, version and partition; the Monte Carlo
+    keys each loan's draws on it and ``npl_engine.distributed`` partitions loans by it.
+
+    >>> loan_keys(pl.Series(["a"])).tolist()  # FNV-1a 64 of b"a"
+    [12638187200555641996]
+    """
+    arr = loan_id.cast(pl.String).rechunk().to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = pc.cast(arr, pa.large_string())
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = (
+        np.frombuffer(buffers[2], dtype=np.uint8)
+        if buffers[2] is not None
+        else np.zeros(0, np.uint8)
+    )
+    return _fnv1a(np.ascontiguousarray(offsets), data)
+
+
+@dataclass(frozen=True, slots=True)
+class PathDraws:
+    """What every path shares across loans: its scenario, its factor Z and its key.
+
+    Parameters
+    ----------
+    scenario
+        Index of each path's scenario, shape (paths,).
+    factor
+        Systematic factor Z of each path.
+    key
+        64-bit key of each path (spawned from the seed), which keys the loans' draws.
+    """
+
+    scenario: npt.NDArray[np.int64]
+    factor: FloatArray
+    key: npt.NDArray[np.uint64]
+
+
+def draw_paths(scenarios: ScenarioSet, settings: MonteCarloSettings) -> PathDraws:
+    """Draw each path's scenario (by weight), factor and key from ``settings.seed``."""
+    rng = np.random.default_rng(settings.seed)
+    weights = np.array([s.weight for s in scenarios.scenarios])
+    scenario_of = rng.choice(weights.size, size=settings.n_paths, p=weights / weights.sum())
+    factor = rng.standard_normal(settings.n_paths)
+    key = np.array(
+        [
+            c.generate_state(1, np.uint64)[0]
+            for c in np.random.SeedSequence(settings.seed).spawn(settings.n_paths)
+        ],
+        dtype=np.uint64,
+    )
+    return PathDraws(scenario=scenario_of.astype(np.int64), factor=factor, key=key)
+
+
+def _horizon(portfolio: Portfolio, scenarios: ScenarioSet) -> int:
+    h = scenarios.pricing.horizon_months
+    if h > portfolio.horizon_months:
+        msg = f"horizon {h} exceeds the {portfolio.horizon_months} months the model predicts"
+        raise ValueError(msg)
+    return h
+
+
+def path_flows(
+    portfolio: Portfolio,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    draws: PathDraws,
+    *,
+    recovery_threshold: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> FloatArray:
+    """Sums over the loans of each path's scaled curves, before the scenario's delay and costs.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (4, paths, H): borrower, borrower of loans in legal stages, collateral sales,
+        collateral sales of loans in legal stages. Sums over loans: the flows of a portfolio
+        are the sum of the flows of any split of it into parts.
+    """
+    h = _horizon(portfolio, scenarios)
+    up, down = _multipliers(portfolio, recovery_threshold)
+    cutoff = norm.ppf(1.0 - np.clip(portfolio.p_recover, 1e-12, 1.0 - 1e-12))
+    legal = portfolio.in_legal_stage.astype(np.float64)
+    b, c = portfolio.borrower[:, :h], portfolio.collateral[:, :h]
+    b_legal, c_legal = b * legal[:, None], c * legal[:, None]
+    keys = loan_keys(portfolio.loan_id)
+    rho, sigma = settings.asset_correlation, settings.collateral_volatility
+    n_paths = draws.factor.size
+    out = np.zeros((4, n_paths, h))
+    for start in range(0, n_paths, settings.chunk_paths):
+        stop = min(start + settings.chunk_paths, n_paths)
+        z = draws.factor[start:stop]
+        eps = ndtri(_uniforms(keys, draws.key[start:stop]))
+        latent = np.sqrt(rho) * z[:, None] + np.sqrt(1.0 - rho) * eps
+        mult = np.where(latent > cutoff[None, :], up[None, :], down[None, :])
+        change = np.array(
+            [scenarios.scenarios[i].collateral_value_change for i in draws.scenario[start:stop]]
+        )
+        moved = (1.0 + change) * np.exp(sigma * z - 0.5 * sigma**2) - 1.0
+        factor_c = (
+            collateral_weights(portfolio.collateral_grid, moved) @ portfolio.collateral_response.T
+        )
+        mult_c = mult * factor_c
+        out[:, start:stop] = (mult @ b, mult @ b_legal, mult_c @ c, mult_c @ c_legal)
+        if progress is not None:
+            progress(stop, n_paths)
+    return out
+
+
+def paths_from_flows(
+    flows: FloatArray,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    draws: PathDraws,
+    *,
+    n_loans: int,
+    target_irr: float | None = None,
+    price: float | None = None,
+) -> MonteCarloResult:
+    """Apply each path's scenario (multiplier, delay, costs) to summed :func:`path_flows`.
+
+    ``n_loans`` is the number of loans the flows sum over (the fixed cost per loan).
+    """
+    pricing = scenarios.pricing
+    rate = pricing.target_irr if target_irr is None else target_irr
+    h = flows.shape[-1]
+    net = np.zeros((draws.factor.size, h))
+    gross = np.zeros((draws.factor.size, h))
+    for j, i in enumerate(draws.scenario):
+        s = scenarios.scenarios[i]
+        m = s.collections_multiplier
+        fb, fbl, fc, fcl = (shift(x[j], s.delay_months, h) for x in flows)
+        fb, fbl = m * fb, m * fbl
+        costs = costs_of(fb, fc, legal_borrower=fbl, legal_collateral=fcl, n_loans=n_loans,
+                         pricing=pricing)  # fmt: skip
+        gross[j] = fb + fc
+        net[j] = gross[j] - costs
+    pv = net @ discount_factors(h, rate)
+    irr = np.array([annual_irr(price, row) for row in net]) if price else np.full(pv.size, np.nan)
+    return MonteCarloResult(
+        scenario=draws.scenario,
+        factor=draws.factor,
+        net=net,
+        price=pv,
+        irr_at_price=irr,
+        settings=settings,
+        gross=gross,
+    )
+
+
 def simulate_paths(
     portfolio: Portfolio,
     scenarios: ScenarioSet,
@@ -176,59 +391,28 @@ def simulate_paths(
         Price paid: adds each path's IRR.
     progress
         Called with (paths done, paths in all) after each chunk.
-    """
-    pricing = scenarios.pricing
-    rate = pricing.target_irr if target_irr is None else target_irr
-    h = pricing.horizon_months
-    if h > portfolio.horizon_months:
-        msg = f"horizon {h} exceeds the {portfolio.horizon_months} months the model predicts"
-        raise ValueError(msg)
-    rng = np.random.default_rng(settings.seed)
-    n = portfolio.n_loans
-    up, down = _multipliers(portfolio, recovery_threshold)
-    cutoff = norm.ppf(1.0 - np.clip(portfolio.p_recover, 1e-12, 1.0 - 1e-12))
-    legal = portfolio.in_legal_stage.astype(np.float64)
-    b, c = portfolio.borrower[:, :h], portfolio.collateral[:, :h]
-    b_legal, c_legal = b * legal[:, None], c * legal[:, None]
-    weights = np.array([s.weight for s in scenarios.scenarios])
-    discount = discount_factors(h, rate)
-    rho, sigma = settings.asset_correlation, settings.collateral_volatility
 
-    scenario_of = rng.choice(weights.size, size=settings.n_paths, p=weights / weights.sum())
-    factor = rng.standard_normal(settings.n_paths)
-    net = np.zeros((settings.n_paths, h))
-    gross = np.zeros((settings.n_paths, h))
-    for start in range(0, settings.n_paths, settings.chunk_paths):
-        stop = min(start + settings.chunk_paths, settings.n_paths)
-        z = factor[start:stop]
-        latent = np.sqrt(rho) * z[:, None] + np.sqrt(1.0 - rho) * rng.standard_normal((z.size, n))
-        mult = np.where(latent > cutoff[None, :], up[None, :], down[None, :])
-        chunk_scen = [scenarios.scenarios[i] for i in scenario_of[start:stop]]
-        change = np.array([s.collateral_value_change for s in chunk_scen])
-        moved = (1.0 + change) * np.exp(sigma * z - 0.5 * sigma**2) - 1.0
-        factor_c = (
-            collateral_weights(portfolio.collateral_grid, moved) @ portfolio.collateral_response.T
-        )
-        mult_c = mult * factor_c
-        flows = (mult @ b, mult @ b_legal, mult_c @ c, mult_c @ c_legal)
-        for j, s in enumerate(chunk_scen):
-            m = s.collections_multiplier
-            fb, fbl, fc, fcl = (shift(x[j], s.delay_months, h) for x in flows)
-            fb, fbl = m * fb, m * fbl
-            costs = costs_of(fb, fc, legal_borrower=fbl, legal_collateral=fcl, n_loans=n,
-                             pricing=pricing)  # fmt: skip
-            gross[start + j] = fb + fc
-            net[start + j] = gross[start + j] - costs
-        if progress is not None:
-            progress(stop, settings.n_paths)
-    pv = net @ discount
-    irr = np.array([annual_irr(price, row) for row in net]) if price else np.full(pv.size, np.nan)
-    return MonteCarloResult(
-        scenario=scenario_of.astype(np.int64),
-        factor=factor,
-        net=net,
-        price=pv,
-        irr_at_price=irr,
-        settings=settings,
-        gross=gross,
+    Notes
+    -----
+    :func:`draw_paths`, then :func:`path_flows` and :func:`paths_from_flows`; the same seed
+    gives the same paths for the same loans in any order or split.
+    """
+    _horizon(portfolio, scenarios)
+    draws = draw_paths(scenarios, settings)
+    flows = path_flows(
+        portfolio,
+        scenarios,
+        settings,
+        draws,
+        recovery_threshold=recovery_threshold,
+        progress=progress,
+    )
+    return paths_from_flows(
+        flows,
+        scenarios,
+        settings,
+        draws,
+        n_loans=portfolio.n_loans,
+        target_irr=target_irr,
+        price=price,
     )

@@ -1,0 +1,389 @@
+"""Per-loan work on a Dask cluster: scores, portfolios, Monte Carlo paths and plan inputs.
+
+The loans are split into partitions by a stable hash of ``loan_id``
+(:func:`~npl_engine.valuation.loan_keys`), each partition is one task, and the results are
+combined on the client: per-loan rows are put back in the input order, and Monte Carlo flows,
+which are sums over loans, are added up. Every result equals the in-memory one (per-loan rows
+identically; sums to rounding, 1e-12 relative), whatever the number of workers or partitions:
+the Monte Carlo keys each draw on (seed, path, loan id), never on a partition.
+
+The model is sent once to every worker (:meth:`distributed.Client.scatter` with
+``broadcast=True``); a task carries its partition of the loans and returns its results. A task
+whose worker dies is run again on another worker by the scheduler (the partitions are part of
+the task graph, so nothing is lost), and ``retries`` more times if it raises.
+
+See ``docs/scale.md`` for running against a remote scheduler.
+
+Examples
+--------
+>>> from npl_engine.distributed import partition_rows
+>>> import polars as pl
+>>> [rows.tolist() for rows in partition_rows(pl.Series(["L1", "L2", "L3", "L4"]), 2)]
+[[0, 2], [1, 3]]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from distributed import Client, LocalCluster
+
+from npl_engine.errors import NplError
+from npl_engine.scenarios import ScenarioSet
+from npl_engine.scoring import RecoveryModel, Scores
+from npl_engine.valuation import (
+    DEFAULT_COLLATERAL_GRID,
+    MonteCarloResult,
+    MonteCarloSettings,
+    PathDraws,
+    Portfolio,
+    build_portfolio,
+    draw_paths,
+    loan_keys,
+    path_flows,
+    paths_from_flows,
+)
+
+__all__ = [
+    "CLUSTER_ENV",
+    "Cluster",
+    "DistributedPortfolio",
+    "cluster_address",
+    "connect",
+    "partition_rows",
+    "policy_inputs",
+    "portfolio",
+    "score",
+    "simulate_paths",
+]
+
+#: Environment variable read when ``--cluster`` is not given.
+CLUSTER_ENV = "NPL_CLUSTER"
+
+#: Times a task that raised is run again (a worker that dies is handled by the scheduler).
+RETRIES = 2
+
+Rows = npt.NDArray[np.int64]
+
+
+def partition_rows(loan_id: pl.Series, n_partitions: int) -> list[Rows]:
+    """Positions of the loans in each of ``n_partitions`` partitions, by a hash of ``loan_id``.
+
+    A loan always falls in the same partition for the same ``n_partitions`` (the hash is
+    FNV-1a of the id, the same in every process); positions are in input order.
+    """
+    if n_partitions < 1:
+        msg = f"the number of partitions must be at least 1, got {n_partitions}"
+        raise ValueError(msg)
+    part = (loan_keys(loan_id) % np.uint64(n_partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(n_partitions + 1))
+    return [order[bounds[i] : bounds[i + 1]].astype(np.int64) for i in range(n_partitions)]
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A connected Dask client and how many partitions to cut the loans into.
+
+    Parameters
+    ----------
+    client
+        A :class:`distributed.Client`.
+    partitions
+        Partitions per run; ``None``: two per worker (at least 1).
+    """
+
+    client: Any
+    partitions: int | None = None
+
+    def n_partitions(self) -> int:
+        """The partitions of a run: as set, else two per worker."""
+        if self.partitions is not None:
+            return self.partitions
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        return max(2 * workers, 1)
+
+
+@contextmanager
+def connect(
+    address: str, *, partitions: int | None = None, timeout_seconds: float = 20.0
+) -> Iterator[Cluster]:
+    """Connect to a Dask scheduler, or start a local cluster, for the duration of a block.
+
+    Parameters
+    ----------
+    address
+        ``local:N``: start a :class:`distributed.LocalCluster` of N worker processes (one
+        thread each) on this machine, closed at the end of the block. Otherwise the address
+        of a running scheduler, e.g. ``tcp://10.0.0.5:8786`` (see ``docs/scale.md``).
+    partitions
+        Partitions per run (default: two per worker).
+    timeout_seconds
+        How long to wait for a remote scheduler to answer.
+
+    Raises
+    ------
+    NplError
+        If the address is malformed or no scheduler answers there.
+    """
+    if address.startswith("local:"):
+        count = address.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            msg = f"--cluster local:N needs a number of workers N >= 1, got {address!r}"
+            raise NplError(msg)
+        with (
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=int(count),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,  # type: ignore[no-untyped-call]
+        ):
+            yield Cluster(client=client, partitions=partitions)
+        return
+    try:
+        client = Client(address, timeout=f"{timeout_seconds}s")  # type: ignore[no-untyped-call]
+    except (OSError, ValueError, TimeoutError) as exc:
+        msg = f"no Dask scheduler answered at {address!r} ({exc}); see docs/scale.md"
+        raise NplError(msg) from exc
+    try:
+        yield Cluster(client=client, partitions=partitions)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def cluster_address(option: str | None) -> str | None:
+    """The cluster to use: the ``--cluster`` option, else ``$NPL_CLUSTER``, else none."""
+    return option or os.environ.get(CLUSTER_ENV) or None
+
+
+# ------------------------------------------------------------------------- tasks (on workers)
+
+
+def _score_task(loans: pl.DataFrame, model: RecoveryModel) -> Scores:
+    return model.score(loans.lazy())
+
+
+def _portfolio_task(
+    loans: pl.DataFrame, model: RecoveryModel, grid: tuple[float, ...]
+) -> Portfolio:
+    return build_portfolio(model, loans, collateral_grid=grid)
+
+
+def _flows_task(
+    part: Portfolio,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    draws: PathDraws,
+    recovery_threshold: float,
+) -> npt.NDArray[np.float64]:
+    return path_flows(part, scenarios, settings, draws, recovery_threshold=recovery_threshold)
+
+
+def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str, bool]) -> Any:
+    # The causal stack (econml, dowhy) takes seconds to import: only the policy needs it.
+    from npl_engine.causal import policy_inputs as local_inputs  # noqa: PLC0415
+
+    return local_inputs(model, loans.lazy(), costs, with_bau=False, **options)
+
+
+# ------------------------------------------------------------------------------- the client
+
+
+def _split(cluster: Cluster, loans: pl.DataFrame) -> tuple[list[Rows], list[pl.DataFrame]]:
+    rows = partition_rows(loans["loan_id"], cluster.n_partitions())
+    # Empty partitions send no task; an empty tape still runs one (it fails or not as in memory).
+    rows = [r for r in rows if r.size] or rows[:1]
+    return rows, [loans[pl.Series(r)] for r in rows]
+
+
+def _order(rows: Sequence[Rows]) -> Rows:
+    """Positions in the concatenated partitions of each input row, in input order."""
+    inverse = np.empty(sum(r.size for r in rows), dtype=np.int64)
+    inverse[np.concatenate(rows)] = np.arange(inverse.size)
+    return inverse
+
+
+def _map(cluster: Cluster, func: Any, parts: Sequence[Any], **kwargs: Any) -> list[Any]:
+    """Run ``func`` on every part and gather the results, in order."""
+    futures = cluster.client.map(func, parts, retries=RETRIES, pure=False, **kwargs)
+    return list(cluster.client.gather(futures))
+
+
+def score(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores:
+    """Score ``loans`` on the cluster: the same rows as ``model.score(loans.lazy())``.
+
+    Parameters
+    ----------
+    cluster
+        From :func:`connect`.
+    model
+        A fitted recovery model (sent once to every worker).
+    loans
+        Validated contract ``loans``.
+    """
+    rows, parts = _split(cluster, loans)
+    remote = cluster.client.scatter(model, broadcast=True)
+    results: list[Scores] = _map(cluster, _score_task, parts, model=remote)
+    order = pl.Series(_order(rows))
+    scores = pl.concat([r.scores for r in results])[order]
+    curves = pl.concat([r.curves for r in results])
+    h = curves.height // max(scores.height, 1)
+    # Each loan's curve is h consecutive rows; gather them in input order.
+    curve_rows = (np.asarray(order)[:, None] * h + np.arange(h)[None, :]).ravel()
+    return Scores(scores=scores, curves=curves[pl.Series(curve_rows)])
+
+
+@dataclass(frozen=True, slots=True)
+class DistributedPortfolio:
+    """A portfolio built on the cluster: the whole of it, and its parts kept on the workers.
+
+    Parameters
+    ----------
+    portfolio
+        The loans in input order, equal to :func:`~npl_engine.valuation.build_portfolio`.
+    parts
+        Futures of the per-partition portfolios, held by the workers (for the Monte Carlo).
+    """
+
+    portfolio: Portfolio
+    parts: list[Any]
+
+
+def portfolio(
+    cluster: Cluster,
+    model: RecoveryModel,
+    loans: pl.DataFrame,
+    *,
+    collateral_grid: tuple[float, ...] = DEFAULT_COLLATERAL_GRID,
+) -> DistributedPortfolio:
+    """Score ``loans`` and measure their collateral response on the cluster.
+
+    Returns the portfolio in input order (what ``build_portfolio`` returns) and the partitions'
+    portfolios left on the workers, so that :func:`simulate_paths` sends no curves back.
+    """
+    rows, parts = _split(cluster, loans)
+    remote = cluster.client.scatter(model, broadcast=True)
+    futures = cluster.client.map(
+        _portfolio_task, parts, model=remote, grid=collateral_grid, retries=RETRIES, pure=False
+    )
+    pieces: list[Portfolio] = cluster.client.gather(futures)
+    return DistributedPortfolio(portfolio=_concat(pieces, _order(rows)), parts=futures)
+
+
+def _concat(pieces: Sequence[Portfolio], order: Rows) -> Portfolio:
+    first = pieces[0]
+    whole = Portfolio(
+        loan_id=pl.concat([p.loan_id for p in pieces]),
+        segment=pl.concat([p.segment for p in pieces]),
+        legal_stage=pl.concat([p.legal_stage for p in pieces]),
+        exposure=np.concatenate([p.exposure for p in pieces]),
+        interest_rate=np.concatenate([p.interest_rate for p in pieces]),
+        in_legal_stage=np.concatenate([p.in_legal_stage for p in pieces]),
+        p_recover=np.concatenate([p.p_recover for p in pieces]),
+        borrower=np.concatenate([p.borrower for p in pieces]),
+        collateral=np.concatenate([p.collateral for p in pieces]),
+        recovery_horizon_share=np.concatenate([p.recovery_horizon_share for p in pieces]),
+        collateral_grid=first.collateral_grid,
+        collateral_response=np.concatenate([p.collateral_response for p in pieces]),
+    )
+    return whole.take(order)
+
+
+def simulate_paths(
+    cluster: Cluster,
+    book: DistributedPortfolio,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    *,
+    recovery_threshold: float,
+    target_irr: float | None = None,
+    price: float | None = None,
+) -> MonteCarloResult:
+    """The Monte Carlo of :func:`npl_engine.valuation.simulate_paths`, over the partitions.
+
+    Each partition sums its loans' scaled curves per path on its worker
+    (:func:`~npl_engine.valuation.path_flows`, shape 4 × paths × months); the client adds the
+    partitions' sums and applies each path's scenario. The draws are keyed on (seed, path,
+    loan id), so the paths equal the in-memory ones whatever the partitions.
+    """
+    draws = draw_paths(scenarios, settings)
+    flows = _map(
+        cluster,
+        _flows_task,
+        book.parts,
+        scenarios=scenarios,
+        settings=settings,
+        draws=draws,
+        recovery_threshold=recovery_threshold,
+    )
+    return paths_from_flows(
+        np.sum(flows, axis=0),
+        scenarios,
+        settings,
+        draws,
+        n_loans=book.portfolio.n_loans,
+        target_irr=target_irr,
+        price=price,
+    )
+
+
+def policy_inputs(
+    cluster: Cluster,
+    model: Any,
+    loans: pl.DataFrame,
+    costs: Any,
+    *,
+    with_bau: bool = True,
+    with_interval: bool = False,
+    with_baseline: bool = False,
+) -> Any:
+    """:func:`npl_engine.causal.policy_inputs` with the per-loan effects predicted on the cluster.
+
+    The per-loan effects (the causal forest over every loan, the costly part), their intervals
+    and the no-action collections are predicted per partition on the workers; the
+    business-as-usual propensities, a portfolio total from a seeded sample of at most
+    ``BAU_SAMPLE`` loans, are predicted on the client exactly as in memory. The budgeted plan
+    (:func:`~npl_engine.causal.plan_actions`) is then solved over all loans at once, so the
+    budget is global.
+    """
+    from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
+
+    rows, parts = _split(cluster, loans)
+    remote = cluster.client.scatter(model, broadcast=True)
+    options = {"with_interval": with_interval, "with_baseline": with_baseline}
+    results = _map(cluster, _policy_task, parts, model=remote, costs=costs, options=options)
+    order = _order(rows)
+
+    def joined(name: str) -> Any:
+        pieces = [getattr(r, name) for r in results]
+        if pieces[0] is None:
+            return None
+        return np.concatenate(pieces)[order]
+
+    inputs = replace(
+        results[0],
+        loan_ids=pl.concat([r.loan_ids for r in results])[pl.Series(order)],
+        **{
+            name: joined(name)
+            for name in (
+                "exposure", "uplift", "cost", "uplift_low", "uplift_high", "collections_without"
+            )
+        },
+    )  # fmt: skip
+    if not with_bau:
+        return inputs
+    n = loans.height
+    sample = np.arange(n)
+    if n > BAU_SAMPLE:
+        sample = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
+    x = model.covariates(loans[pl.Series(sample)].lazy())
+    return replace(inputs, bau=BusinessAsUsual(propensity=model.propensity(x), rows=sample))

@@ -1,0 +1,261 @@
+"""Per-loan work on a Dask LocalCluster equals the in-memory run, whatever the partitions."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+from distributed import Client, LocalCluster
+from polars.testing import assert_frame_equal
+
+from npl_engine import distributed
+from npl_engine.causal import ActionEffectModel
+from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
+from npl_engine.cli import main
+from npl_engine.data import read_dataset
+from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.errors import NplError
+from npl_engine.scenarios import load_scenarios
+from npl_engine.scoring import RecoveryModel
+from npl_engine.valuation import (
+    MonteCarloSettings,
+    build_portfolio,
+    collateral_grid_for,
+    expected_loss,
+    simulate_paths,
+    value_portfolio,
+)
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "eu_2026.toml"
+PARTITIONS = (1, 3, 7)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """A 2-worker LocalCluster (threads: worker processes would each import the engine)."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tape(small_model_and_tape: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The small model and a 5,000-loan tape (seed 41)."""
+    root = tmp_path_factory.mktemp("scale")
+    write_simulation(simulate(SimulationSettings(n_loans=5_000, seed=41, kind="tape")), root)
+    model = RecoveryModel.load(small_model_and_tape[0])
+    return model, read_dataset(root).loans.collect()
+
+
+def test_partitions_cover_every_loan_once() -> None:
+    """Every position falls in exactly one partition, the same one on every call."""
+    ids = pl.Series([f"L{i}" for i in range(1000)])
+    parts = distributed.partition_rows(ids, 7)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(1000))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(parts, distributed.partition_rows(ids, 7), strict=True)
+    )
+    assert min(p.size for p in parts) > 100  # the hash spreads the loans
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+def test_scores_equal_in_memory(client: Client, tape, n: int) -> None:
+    """Scores and curves scored in n partitions are the in-memory rows, in the same order."""
+    model, loans = tape
+    local = model.score(loans.lazy())
+    remote = distributed.score(distributed.Cluster(client=client, partitions=n), model, loans)
+    assert_frame_equal(remote.scores, local.scores, check_exact=True)
+    assert_frame_equal(remote.curves, local.curves, check_exact=True)
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+def test_value_paths_and_expected_loss_equal_in_memory(client: Client, tape, n: int) -> None:
+    """Valuation, expected loss and 200 Monte Carlo paths equal the in-memory run (1e-9)."""
+    model, loans = tape
+    scenarios = load_scenarios(SCENARIOS)
+    grid = collateral_grid_for(scenarios, monte_carlo=True)
+    settings = MonteCarloSettings(n_paths=200, seed=7)
+    local = build_portfolio(model, loans, collateral_grid=grid)
+    cluster = distributed.Cluster(client=client, partitions=n)
+    book = distributed.portfolio(cluster, model, loans, collateral_grid=grid)
+    for name in ("exposure", "p_recover", "borrower", "collateral", "collateral_response"):
+        assert np.array_equal(getattr(book.portfolio, name), getattr(local, name)), name
+    assert book.portfolio.loan_id.equals(local.loan_id)
+    v_local = value_portfolio(local, scenarios, price=1e6)
+    v_remote = value_portfolio(book.portfolio, scenarios, price=1e6)
+    assert v_remote.to_dict() == v_local.to_dict()
+    el_local = expected_loss(local, scenarios)
+    el_remote = expected_loss(book.portfolio, scenarios)
+    assert_frame_equal(el_remote.loans, el_local.loans, check_exact=True)
+    threshold = model.definition.threshold
+    p_local = simulate_paths(local, scenarios, settings, recovery_threshold=threshold, price=1e6)
+    p_remote = distributed.simulate_paths(
+        cluster, book, scenarios, settings, recovery_threshold=threshold, price=1e6
+    )
+    assert np.array_equal(p_remote.scenario, p_local.scenario)
+    np.testing.assert_allclose(p_remote.net, p_local.net, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(p_remote.price, p_local.price, rtol=1e-9)
+    np.testing.assert_allclose(p_remote.irr_at_price, p_local.irr_at_price, rtol=1e-9)
+
+
+def test_monte_carlo_does_not_depend_on_loan_order(tape) -> None:
+    """The same loans shuffled give the same paths: draws are keyed on loan ids, not rows."""
+    model, loans = tape
+    scenarios = load_scenarios(SCENARIOS)
+    grid = collateral_grid_for(scenarios, monte_carlo=True)
+    settings = MonteCarloSettings(n_paths=50, seed=3)
+    book = build_portfolio(model, loans, collateral_grid=grid)
+    shuffled = book.take(np.random.default_rng(0).permutation(book.n_loans))
+    t = model.definition.threshold
+    a = simulate_paths(book, scenarios, settings, recovery_threshold=t)
+    b = simulate_paths(shuffled, scenarios, settings, recovery_threshold=t)
+    np.testing.assert_allclose(a.net, b.net, rtol=1e-9)
+
+
+def _npl(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _cli_runs_equal(model: Path, tape: Path, out: Path, cluster: str) -> None:
+    """`npl value` (with paths) and `npl score` on ``cluster`` write what they write in process."""
+    common = ("--model", model, "--data", tape, "--no-audit")
+    value = ("value", *common, "--scenarios", SCENARIOS, "--price", "5e7", "--simulations", "40")
+    assert _npl(*value, "--out", out / "a").exit_code == 0
+    result = _npl(*value, "--out", out / "b", "--cluster", cluster)
+    assert result.exit_code == 0, result.output
+    assert f"on {cluster}" in result.output
+    a = json.loads((out / "a" / "valuation.json").read_text())
+    b = json.loads((out / "b" / "valuation.json").read_text())
+    pa, pb = a.pop("simulation").pop("percentiles"), b.pop("simulation").pop("percentiles")
+    assert b == a
+    for name, qs in pa.items():
+        assert pb[name] == pytest.approx(qs, rel=1e-9)
+    for name in ("cashflows.parquet", "paths.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(out / "b" / name), pl.read_parquet(out / "a" / name), rel_tol=1e-9
+        )
+    assert _npl("score", *common, "--out", out / "s1").exit_code == 0
+    result = _npl("score", *common, "--out", out / "s2", "--cluster", cluster)
+    assert result.exit_code == 0, result.output
+    for name in ("scores.parquet", "curves.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(out / "s2" / name),
+            pl.read_parquet(out / "s1" / name),
+            check_exact=True,
+        )
+
+
+def test_cli_on_a_scheduler_address_equals_in_process(
+    client: Client, small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--cluster tcp://... (the test's in-process scheduler) gives the in-process outputs."""
+    _cli_runs_equal(*small_model_and_tape, tmp_path, client.scheduler.address)
+
+
+@pytest.mark.slow
+def test_cli_on_local_worker_processes_equals_in_process(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--cluster local:2 (two worker processes started and stopped by npl) gives the same."""
+    _cli_runs_equal(*small_model_and_tape, tmp_path, "local:2")
+
+
+def test_cli_refuses_a_bad_cluster_address(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A malformed local:N is a clear error (exit 2), and nothing is written."""
+    model, tape = small_model_and_tape
+    result = _npl(
+        "score",
+        "--model",
+        model,
+        "--data",
+        tape,
+        "--no-audit",
+        "--out",
+        tmp_path / "s",
+        "--cluster",
+        "local:zero",
+    )
+    assert result.exit_code == 2
+    assert "local:N" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error() -> None:
+    """An address where no scheduler answers raises NplError naming the address."""
+    with (
+        pytest.raises(NplError, match=r"no Dask scheduler answered at 'tcp://127.0.0.1:1'"),
+        distributed.connect("tcp://127.0.0.1:1", timeout_seconds=1),
+    ):
+        pass
+
+
+@pytest.mark.slow
+def test_policy_inputs_and_plan_equal_in_memory(client: Client, tape) -> None:
+    """Effects predicted in 1, 3 and 7 partitions give the in-memory plan (1e-9 relative).
+
+    The causal forest sums its trees in an order that depends on the rows predicted together,
+    so effects agree to rounding (not bit for bit) and the plan's actions are the same.
+    """
+    _, loans = tape
+    book = simulate(SimulationSettings(n_loans=3000, seed=43, kind="book")).dataset()
+    model = ActionEffectModel(n_estimators=40, seed=0).fit(book)
+    costs = ActionCosts(
+        fixed=dict.fromkeys(model.actions_, 20.0), per_exposure=dict.fromkeys(model.actions_, 0.001)
+    )
+    ids, uplift, cost, bau = policy_inputs(model, loans.lazy(), costs)
+    budget = 0.3 * float(cost.max(axis=1).sum())
+    local = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
+    assert local.plan["cost"].sum() <= budget
+    for n in PARTITIONS:
+        cluster = distributed.Cluster(client=client, partitions=n)
+        r_ids, r_uplift, r_cost, r_bau = distributed.policy_inputs(cluster, model, loans, costs)
+        assert r_ids.equals(ids)
+        np.testing.assert_allclose(r_uplift, uplift, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(r_cost, cost)
+        assert np.array_equal(r_bau.propensity, bau.propensity)
+        remote = plan_actions(r_ids, r_uplift, r_cost, model.actions_, budget=budget, bau=r_bau)
+        assert remote.plan["action"].equals(local.plan["action"])
+        assert_frame_equal(remote.plan, local.plan, rel_tol=1e-9, abs_tol=1e-9)
+        assert_frame_equal(remote.comparison, local.comparison, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_replaced_and_the_result_equals_the_clean_run(tape) -> None:
+    """SIGKILL a worker process while it scores: Dask reruns its tasks, the rows are the same."""
+    model, loans = tape
+    clean = model.score(loans.lazy())
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local,
+        Client(local) as c,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        pids = c.run(os.getpid)
+        running = pool.submit(
+            distributed.score, distributed.Cluster(client=c, partitions=7), model, loans
+        )
+        busy: list[str] = []
+        while not busy and not running.done():
+            busy = [w for w, tasks in c.processing().items() if tasks]
+            time.sleep(0.01)
+        assert busy, "the run ended before a worker could be killed"
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        result = running.result(timeout=600)
+    assert_frame_equal(result.scores, clean.scores, check_exact=True)
+    assert_frame_equal(result.curves, clean.curves, check_exact=True)
