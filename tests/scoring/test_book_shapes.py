@@ -195,6 +195,24 @@ def test_valuation_of_a_short_model_states_the_horizon_it_has(
     assert "note: valued over 36 months" in result.output
 
 
+def test_expected_loss_of_a_short_model_states_the_horizon_it_has(
+    short_model: RecoveryModel, tape: pl.DataFrame, tmp_path: Path
+) -> None:
+    """`npl expected-loss` on a 36-month model discounts 36 months and says so, as `npl value`."""
+    short_model.save(tmp_path / "model")
+    write_dataset(tmp_path / "tape", loans=tape)
+    out = tmp_path / "el"
+    result = CliRunner().invoke(
+        main,
+        ["expected-loss", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "tape"),
+         "--scenarios", str(SCENARIOS / "eu_2026.toml"), "--out", str(out), "--no-audit"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["horizon_note"].startswith("valued over 36 months, not the scenario file's 60")
+    assert "note: valued over 36 months" in result.output
+
+
 @pytest.mark.slow  # the CLI trains with the full grid: about a minute on one core
 def test_npl_train_prints_what_the_book_could_not_teach(
     plans_end_book: Dataset, tmp_path: Path

@@ -65,7 +65,7 @@ def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: P
         for folder in effects_dirs:
             if (folder / "costs.json").is_file():
                 raw = json.loads((folder / "costs.json").read_text())
-                costs = ActionCosts(fixed=raw["fixed"], per_exposure=raw["per_exposure"])
+                costs = ActionCosts.from_dict(raw)
                 break
     return StrategyModel(
         recovery=RecoveryModel.load(model_dir),

@@ -627,7 +627,8 @@ def expected_loss_command(
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
-    _, portfolio, _ = _load_portfolio(model_dir, data_dir, grid, say, _cluster(cluster_address))
+    model, portfolio, _ = _load_portfolio(model_dir, data_dir, grid, say, _cluster(cluster_address))
+    scenario_set, horizon_note = _horizon_the_model_has(model, scenario_set)
     loans = read_data(data_dir).loans.collect()
     say("discounting each loan's net collections under each scenario")
     try:
@@ -644,7 +645,8 @@ def expected_loss_command(
     with atomic_folder(out, allowed=EL_FILES) as staging:
         el.loans.write_parquet(staging / "expected_loss.parquet")
         el.loans.write_csv(staging / "expected_loss.csv")
-        (staging / "summary.json").write_text(json.dumps(el.summary(), indent=2) + "\n")
+        summary = el.summary() | ({"horizon_note": horizon_note} if horizon_note else {})
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         sheets = {"by_scenario": el.by_scenario, **el.groups, "loans": el.loans}
         skipped = write_workbook(staging / "expected_loss.xlsx", sheets, percent_columns=rates)
         _record_decisions(
@@ -663,6 +665,8 @@ def expected_loss_command(
             },
         )
     _print_expected_loss(el)
+    if horizon_note:
+        click.echo(f"note: {horizon_note}", err=True)
     if skipped:
         click.echo(
             f"note: the workbook leaves out sheet(s) {', '.join(skipped)}: more rows than Excel "
