@@ -17,9 +17,7 @@ from npl_engine.cli._base import TABLE_SUFFIXES, write_table
 from npl_engine.errors import NplError
 
 
-@pytest.mark.parametrize(
-    "command", [["audit", "export"], ["policy"], ["counterfactual"], ["report"]]
-)
+@pytest.mark.parametrize("command", [["audit", "export"], ["counterfactual"], ["report"]])
 def test_a_folder_is_not_a_file_to_write(tmp_path: Path, command: list[str]) -> None:
     """Exit code 2 and click's message naming --out; nothing is written into the folder."""
     folder = tmp_path / "existing"
@@ -28,6 +26,23 @@ def test_a_folder_is_not_a_file_to_write(tmp_path: Path, command: list[str]) -> 
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--out'" in result.output
     assert "is a directory" in result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_policy_with_one_budget_refuses_a_folder_for_its_plan(tmp_path: Path) -> None:
+    """`npl policy --budget` writes one file: an existing folder (no suffix) is refused, exit 2.
+
+    (With --budgets, --out is a folder; so click cannot refuse folders for this option.)
+    """
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    result = CliRunner().invoke(
+        main,
+        ["policy", "--effects", str(tmp_path), "--data", str(tmp_path), "--budget", "1",
+         "--out", str(folder), "--no-audit"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "names no format" in result.output
     assert list(folder.iterdir()) == []
 
 
