@@ -14,13 +14,22 @@ from pathlib import Path
 
 import polars as pl
 
-__all__ = ["MAX_SHEET_NAME", "is_percent_column", "sheet_name", "write_workbook"]
+__all__ = [
+    "EXCEL_MAX_ROWS",
+    "MAX_SHEET_NAME",
+    "is_percent_column",
+    "sheet_name",
+    "write_workbook",
+]
 
 MAX_SHEET_NAME = 31
 """Excel's limit on the length of a sheet name."""
 
+EXCEL_MAX_ROWS = 1_048_575
+"""Data rows an Excel sheet holds below its header row."""
+
 _PERCENT_NAMES = re.compile(
-    r"(^|_)(share|pct|pct_gbv|rate|coverage|irr|yield|recovery|p_recover|p_loss|change_pct|"
+    r"(^|_)(share|pct|pct_gbv|rate|coverage|irr|yield|recovery|p_recover|p_loss|change_pct|lgd|"
     r"coupon|loss_share)(_|$)"
 )
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")

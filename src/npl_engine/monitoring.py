@@ -31,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.data.writers import atomic_folder, write_workbook
+from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
+from npl_engine.excel import write_workbook
 from npl_engine.scoring import build_targets
 from npl_engine.stability import PSI_SHIFT, PSI_WATCH, ReferenceProfile
 
@@ -103,13 +104,11 @@ class MonitorReport:
         if self.collections_calibration is not None:
             sheets["collections_calibration"] = self.collections_calibration
         sheets["flags"] = pl.DataFrame({"flag": self.flags}, schema={"flag": pl.String})
-        rates = frozenset({"reference_share", "current_share", "expected_rate", "realised_rate",
-                           "ratio"})  # fmt: skip
         with atomic_folder(folder, allowed=MONITOR_FILES) as staging:
             (staging / "monitor.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
             self.stability.write_parquet(staging / "stability.parquet")
             self.stability.write_csv(staging / "stability.csv")
-            write_workbook(staging / "monitor.xlsx", sheets, percent_columns=rates)
+            write_workbook(staging / "monitor.xlsx", sheets)
         return Path(folder)
 
     @classmethod

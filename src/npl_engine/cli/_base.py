@@ -25,6 +25,7 @@ from rich.table import Table
 
 from npl_engine import __version__
 from npl_engine.errors import AssumedDefaultWarning, NplError
+from npl_engine.excel import EXCEL_MAX_ROWS
 
 if TYPE_CHECKING:
     from npl_engine.data import Dataset, DatasetKind
@@ -251,8 +252,6 @@ def main() -> None:
 
 #: Formats a table can be written in by ``--out FILE``, named by the file's suffix.
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".json", ".xlsx")
-#: Rows of data an Excel sheet holds below its header row.
-EXCEL_MAX_ROWS = 1_048_575
 
 
 def check_out_file(out: Path, *, suffixes: Sequence[str] = TABLE_SUFFIXES) -> Path:

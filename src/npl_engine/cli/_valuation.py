@@ -619,7 +619,8 @@ def expected_loss_command(
     segment, legal stage, region, default vintage and months since default; per-loan rows with
     those columns; Parquet, CSV, Excel and summary.json; a decision record (docs/valuation.md).
     """
-    from npl_engine.data.writers import atomic_folder, write_workbook
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.excel import EXCEL_MAX_ROWS, write_workbook
     from npl_engine.scenarios import load_scenarios
     from npl_engine.valuation import collateral_grid_for, expected_loss, risk_attributes
 
@@ -641,14 +642,16 @@ def expected_loss_command(
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     say(f"writing {out}")
-    rates = frozenset({"el_rate", "lgd", *(f"lgd_{n}" for n in el.scenario_names)})
     with atomic_folder(out, allowed=EL_FILES) as staging:
         el.loans.write_parquet(staging / "expected_loss.parquet")
         el.loans.write_csv(staging / "expected_loss.csv")
         summary = el.summary() | ({"horizon_note": horizon_note} if horizon_note else {})
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        sheets = {"by_scenario": el.by_scenario, **el.groups, "loans": el.loans}
-        skipped = write_workbook(staging / "expected_loss.xlsx", sheets, percent_columns=rates)
+        sheets = {"by_scenario": el.by_scenario, **el.groups}
+        skipped = el.loans.height > EXCEL_MAX_ROWS  # the Parquet and CSV files hold every loan
+        if not skipped:
+            sheets["loans"] = el.loans
+        write_workbook(staging / "expected_loss.xlsx", sheets)
         _record_decisions(
             audit_db,
             no_audit=no_audit,
@@ -669,8 +672,8 @@ def expected_loss_command(
         click.echo(f"note: {horizon_note}", err=True)
     if skipped:
         click.echo(
-            f"note: the workbook leaves out sheet(s) {', '.join(skipped)}: more rows than Excel "
-            "holds; every loan is in expected_loss.parquet and expected_loss.csv",
+            "note: the workbook leaves out the loans sheet: more rows than Excel holds; every "
+            "loan is in expected_loss.parquet and expected_loss.csv",
             err=True,
         )
     click.echo(f"wrote {out / 'expected_loss.parquet'}, .csv, .xlsx and {out / 'summary.json'}")

@@ -12,21 +12,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import polars as pl
-import xlsxwriter
 
 from npl_engine.data.contract import TABLES
 from npl_engine.data.readers import FORMATS
 from npl_engine.errors import NplError
 
-__all__ = ["EXCEL_MAX_ROWS", "atomic_folder", "write_dataset", "write_tables", "write_workbook"]
+__all__ = ["atomic_folder", "write_dataset", "write_tables"]
 
 Frame = pl.DataFrame | pl.LazyFrame
-
-#: Rows an Excel worksheet holds, header included.
-EXCEL_MAX_ROWS = 1_048_576
 
 
 def write_dataset(
@@ -200,48 +195,3 @@ def _swap_in(staging: Path, target: Path, *, tag: str) -> None:
         old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def write_workbook(
-    path: str | Path,
-    sheets: dict[str, pl.DataFrame],
-    *,
-    percent_columns: frozenset[str] = frozenset(),
-) -> list[str]:
-    """Write frames as the worksheets of one Excel workbook, money with thousands separators.
-
-    Parameters
-    ----------
-    path
-        The ``.xlsx`` file to write.
-    sheets
-        Worksheet name → frame, in the order the workbook shows them.
-    percent_columns
-        Columns shown as percentages (rates stored as decimals: 0.05 shows as 5.00 %).
-
-    Returns
-    -------
-    list[str]
-        The names of sheets left out because their frame has more rows than a worksheet holds
-        (:data:`EXCEL_MAX_ROWS`); the caller says so and points to the Parquet or CSV file.
-
-    Notes
-    -----
-    Floats are written as numbers (not text), so a buyer can compute with them in Excel; their
-    display format is ``#,##0.00`` (percent columns ``0.00%``).
-    """
-    skipped = []
-    with xlsxwriter.Workbook(str(path)) as workbook:
-        for name, frame in sheets.items():
-            if frame.height >= EXCEL_MAX_ROWS:
-                skipped.append(name)
-                continue
-            formats: dict[Any, str] = {c: "0.00%" for c in frame.columns if c in percent_columns}
-            frame.write_excel(
-                workbook,
-                worksheet=name,
-                autofit=True,
-                dtype_formats={pl.Float64: "#,##0.00", pl.Float32: "#,##0.00"},
-                column_formats=formats or None,
-            )
-    return skipped
