@@ -157,8 +157,11 @@ def test_the_curve_band_covers_the_true_gain_on_a_20000_loan_book() -> None:
     nothing to past the saturation spend. True gain of a plan: Σ over its loans of the true
     60-month expected collections under the chosen action minus under none.
     """
-    from npl_engine.causal import ActionEffectModel  # noqa: PLC0415 - slow test only
-    from npl_engine.causal._policy import estimate_costs, policy_inputs  # noqa: PLC0415
+    from npl_engine.causal import (  # noqa: PLC0415 - slow test only
+        ActionEffectModel,
+        estimate_costs,
+        policy_inputs,
+    )
     from npl_engine.data.simulator import SimulationSettings, simulate  # noqa: PLC0415
 
     book = simulate(SimulationSettings(n_loans=20_000, seed=4, kind="book")).dataset()
