@@ -65,9 +65,18 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[A
 
 
 def _millions(x: float, _: object = None) -> str:
+    """Money on an axis: 12M, 1.5M, 250k, 900 (budgets of a few thousand read as such).
+
+    >>> [_millions(v) for v in (0, 900, 25_000, 1_500_000, 12_000_000)]
+    ['0', '900', '25k', '1.5M', '12M']
+    """
     if x == 0:
         return "0"
-    return f"{x / 1e6:,.0f}M" if abs(x) >= 1e7 else f"{x / 1e6:,.1f}M"
+    if abs(x) >= 1e7:
+        return f"{x / 1e6:,.0f}M"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:,.1f}M"
+    return f"{x / 1e3:,.0f}k" if abs(x) >= 1e3 else f"{x:,.0f}"
 
 
 def composition(by_segment: pl.DataFrame, by_stage: pl.DataFrame) -> str:
