@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from npl_engine.causal._costs import DEFAULT_SETTLEMENT_DISCOUNT, load_costs, parse_costs
+from npl_engine.causal import (
+    DEFAULT_SETTLEMENT_DISCOUNT,
+    ActionCosts,
+    load_costs,
+    parse_costs,
+)
 from npl_engine.cli import main
-from npl_engine.errors import SettingsError
+from npl_engine.errors import NplError, SettingsError
 
 
 def test_a_costs_file_naming_an_unknown_action_is_refused(tmp_path: Path) -> None:
@@ -97,3 +102,12 @@ def test_policy_refuses_a_costs_file_with_an_unknown_action(tmp_path: Path) -> N
     assert res.exit_code == 2
     assert "costs.teleport: unknown action 'teleport'" in res.output
     assert not (tmp_path / "plan.parquet").exists()
+
+
+def test_the_costs_record_round_trips_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    """save_record then read_record gives the same costs; a folder without one says so."""
+    costs = parse_costs("[costs]\nletter = 4\nlegal_action = {fixed = 1200, per_exposure = 0.01}\n")
+    costs.save_record(tmp_path)
+    assert ActionCosts.read_record(tmp_path) == costs
+    with pytest.raises(NplError, match=r"holds no costs\.json"):
+        ActionCosts.read_record(tmp_path / "elsewhere")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from npl_engine.causal._costs import (
+        COSTS_RECORD,
         DEFAULT_SETTLEMENT_DISCOUNT,
         ActionCosts,
         CostRule,
@@ -59,6 +60,7 @@ __all__ = [
     "BAU_SAMPLE",
     "CHECKS",
     "CONTROL",
+    "COSTS_RECORD",
     "DEFAULT_SETTLEMENT_DISCOUNT",
     "MODEL_FILE",
     "ActionCosts",
@@ -95,8 +97,8 @@ __all__ = [
 _WHERE: dict[str, str] = {
     **dict.fromkeys(("MODEL_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"),
                     "_effects"),
-    **dict.fromkeys(("DEFAULT_SETTLEMENT_DISCOUNT", "ActionCosts", "CostRule", "estimate_costs",
-                     "load_costs", "parse_costs"), "_costs"),
+    **dict.fromkeys(("COSTS_RECORD", "DEFAULT_SETTLEMENT_DISCOUNT", "ActionCosts", "CostRule",
+                     "estimate_costs", "load_costs", "parse_costs"), "_costs"),
     **dict.fromkeys(("BAU_SAMPLE", "BusinessAsUsual", "GainCurve", "PlanResult", "PolicyInputs",
                      "gain_curve", "parse_budgets", "plan_actions", "plan_frame",
                      "policy_inputs", "settlement_economics", "solve_plan"), "_policy"),

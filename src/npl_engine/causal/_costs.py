@@ -27,6 +27,7 @@ from a TOML file (:func:`load_costs`)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,7 @@ from npl_engine.errors import NplError, SettingsError
 from npl_engine.settings import describe_value, parse_toml, read_settings, unknown_key
 
 __all__ = [
+    "COSTS_RECORD",
     "DEFAULT_SETTLEMENT_DISCOUNT",
     "ActionCosts",
     "CostRule",
@@ -49,6 +51,9 @@ __all__ = [
     "load_costs",
     "parse_costs",
 ]
+
+#: The costs ``npl effects`` records beside its model, in an effects folder.
+COSTS_RECORD = "costs.json"
 
 Array = npt.NDArray[np.float64]
 
@@ -200,6 +205,27 @@ class ActionCosts(BaseModel):
         except ValidationError as exc:
             msg = f"costs.json is not a costs record: {exc.errors()[0]['msg']}"
             raise SettingsError(msg) from exc
+
+    def save_record(self, folder: str | Path) -> Path:
+        """Write ``costs.json`` into an effects folder (what :meth:`read_record` reads)."""
+        path = Path(folder) / COSTS_RECORD
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read_record(cls, folder: str | Path) -> ActionCosts:
+        """The costs ``npl effects`` recorded in its folder (``costs.json``).
+
+        Raises
+        ------
+        NplError
+            If the folder holds no ``costs.json`` (not an effects folder, or an old one).
+        """
+        path = Path(folder) / COSTS_RECORD
+        if not path.is_file():
+            msg = f"{folder} holds no {COSTS_RECORD}: rerun `npl effects --out {folder}`"
+            raise NplError(msg)
+        return cls.from_dict(json.loads(path.read_text()))
 
 
 def estimate_costs(book: Dataset) -> ActionCosts:

@@ -158,7 +158,7 @@ def effects(
     with atomic_folder(out, allowed=EFFECTS_FILES) as staging:
         (staging / "effects.json").write_text(json.dumps(report, indent=2) + "\n")
         cate.write_parquet(staging / "cate.parquet")
-        (staging / "costs.json").write_text(json.dumps(costs.to_dict(), indent=2) + "\n")
+        costs.save_record(staging)
         model.save(staging)
     unit = "" if outcome == "net_collections" else " (share of exposure)"
     out_console = _console()
@@ -414,11 +414,7 @@ def _read_costs(effects_dir: Path, costs_file: Path | None) -> Any:
 
     if costs_file is not None:
         return load_costs(costs_file)
-    path = effects_dir / "costs.json"
-    if not path.exists():
-        msg = f"{effects_dir} holds no costs.json: pass --costs or rerun `npl effects`"
-        raise NplError(msg)
-    return ActionCosts.from_dict(json.loads(path.read_text()))
+    return ActionCosts.read_record(effects_dir)
 
 
 def _with_settlement(plan: Any, actions: tuple[str, ...], inputs: Any, costs: Any) -> Any:

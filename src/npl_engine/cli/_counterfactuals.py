@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +33,7 @@ from npl_engine.errors import NplError
 
 def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: Path | None) -> Any:
     """The scoring model plus the effect models in ``effects_dirs`` (one per outcome)."""
-    from npl_engine.causal import ActionCosts, ActionEffectModel, load_costs
+    from npl_engine.causal import COSTS_RECORD, ActionCosts, ActionEffectModel, load_costs
     from npl_engine.counterfactuals import StrategyModel
     from npl_engine.scoring import RecoveryModel
 
@@ -63,9 +62,8 @@ def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: P
         costs = load_costs(costs_file)
     else:
         for folder in effects_dirs:
-            if (folder / "costs.json").is_file():
-                raw = json.loads((folder / "costs.json").read_text())
-                costs = ActionCosts.from_dict(raw)
+            if (folder / COSTS_RECORD).is_file():
+                costs = ActionCosts.read_record(folder)
                 break
     return StrategyModel(
         recovery=RecoveryModel.load(model_dir),

@@ -396,12 +396,7 @@ def _effect_costs(effects_dir: Path) -> Any:
     """Action costs saved by `npl effects` beside its model."""
     from npl_engine.causal import ActionCosts
 
-    path = effects_dir / "costs.json"
-    if not path.exists():
-        msg = f"{effects_dir} holds no costs.json: rerun `npl effects`"
-        raise NplError(msg)
-    raw = json.loads(path.read_text())
-    return ActionCosts.from_dict(raw)
+    return ActionCosts.read_record(effects_dir)
 
 
 def _print_fairness(report: Any) -> None:

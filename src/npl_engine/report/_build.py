@@ -91,14 +91,12 @@ def _effects_section(
         verdict,
     )
 
-    summary_path, costs_path = effects_dir / "effects.json", effects_dir / "costs.json"
-    for path in (summary_path, costs_path):
-        if not path.is_file():
-            msg = f"{effects_dir} holds no {path.name}: run `npl effects --out {effects_dir}`"
-            raise NplError(msg)
+    summary_path = effects_dir / "effects.json"
+    if not summary_path.is_file():
+        msg = f"{effects_dir} holds no effects.json: run `npl effects --out {effects_dir}`"
+        raise NplError(msg)
     summary = json.loads(summary_path.read_text())
-    raw = json.loads(costs_path.read_text())
-    costs = ActionCosts.from_dict(raw)
+    costs = ActionCosts.read_record(effects_dir)
     say(f"loading {effects_dir} and predicting each action's effect on the tape")
     model = ActionEffectModel.load(effects_dir)
     cate = model.cate(loans.lazy())

@@ -85,12 +85,7 @@ class Engine:
         # econml and friends are heavy: loaded only when the service has an effect model.
         from npl_engine.causal import ActionCosts, ActionEffectModel  # noqa: PLC0415
 
-        costs_file = folder / "costs.json"
-        if not costs_file.is_file():
-            msg = f"{folder} holds no costs.json: rerun `npl effects` to write it"
-            raise NplError(msg)
-        raw = json.loads(costs_file.read_text())
-        self.costs = ActionCosts.from_dict(raw)
+        self.costs = ActionCosts.read_record(folder)
         self.effects = ActionEffectModel.load(folder)
         self.effects_fingerprint = files_fingerprint(folder)
 
