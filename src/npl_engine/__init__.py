@@ -2,10 +2,25 @@
 
 Recovery scoring, explanations, causal effects of collection actions, counterfactuals and
 valuation of NPL portfolios, Polars-based end to end.
+
+The main names are importable from the top, for notebooks and scripts::
+
+    import npl_engine as npl
+
+    book = npl.read_dataset("data/book")
+    model = npl.RecoveryModel().fit(book)
+    scores = model.score(npl.read_dataset("data/tape").loans)
+
+They load on first use (the command line and the scoring service start without importing
+what they do not need); ``docs/api.md`` lists them by task.
 """
 
+from __future__ import annotations
+
+import importlib
 import os
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 # LightGBM's OpenMP threads spin while they wait by default; on a shared or busy machine two
 # spinning threads stall each other (measured: `npl train` 177 s idle, 395 s under load, and
@@ -18,4 +33,189 @@ try:
 except PackageNotFoundError:  # pragma: no cover - only when run from a source tree not installed
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from npl_engine.causal import (
+        ActionCosts,
+        ActionEffectModel,
+        CausalSettings,
+        estimate_costs,
+        gain_curve,
+        load_costs,
+        plan_actions,
+        policy_inputs,
+        refute_effects,
+    )
+    from npl_engine.counterfactuals import what_if
+    from npl_engine.data import Dataset, load_column_map, read_dataset
+    from npl_engine.data.eba import import_eba
+    from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+    from npl_engine.explain import explain_loans, global_importance
+    from npl_engine.fairness import fairness_report
+    from npl_engine.monitoring import monitor
+    from npl_engine.scenarios import ScenarioSet, load_scenarios
+    from npl_engine.scoring import RecoveryDefinition, RecoveryModel, score_in_chunks
+    from npl_engine.strats import stratify
+    from npl_engine.valuation import (
+        MonteCarloSettings,
+        backtest,
+        build_portfolio,
+        business_plan,
+        expected_loss,
+        load_tranches,
+        price_grid,
+        risk_attributes,
+        sensitivities,
+        simulate_paths,
+        tranche_report,
+        value_portfolio,
+    )
+
+#: The module that defines each top-level name.
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Dataset",
+            "read_dataset",
+            "load_column_map",
+        ),
+        "npl_engine.data",
+    ),
+    **dict.fromkeys(
+        (
+            "SimulationSettings",
+            "simulate",
+            "write_simulation",
+        ),
+        "npl_engine.data.simulator",
+    ),
+    **dict.fromkeys(
+        ("import_eba",),
+        "npl_engine.data.eba",
+    ),
+    **dict.fromkeys(
+        (
+            "RecoveryDefinition",
+            "RecoveryModel",
+            "score_in_chunks",
+        ),
+        "npl_engine.scoring",
+    ),
+    **dict.fromkeys(
+        (
+            "ScenarioSet",
+            "load_scenarios",
+        ),
+        "npl_engine.scenarios",
+    ),
+    **dict.fromkeys(
+        ("stratify",),
+        "npl_engine.strats",
+    ),
+    **dict.fromkeys(
+        (
+            "MonteCarloSettings",
+            "build_portfolio",
+            "value_portfolio",
+            "simulate_paths",
+            "price_grid",
+            "sensitivities",
+            "load_tranches",
+            "tranche_report",
+            "expected_loss",
+            "risk_attributes",
+            "business_plan",
+            "backtest",
+        ),
+        "npl_engine.valuation",
+    ),
+    **dict.fromkeys(
+        (
+            "explain_loans",
+            "global_importance",
+        ),
+        "npl_engine.explain",
+    ),
+    **dict.fromkeys(
+        (
+            "ActionEffectModel",
+            "CausalSettings",
+            "refute_effects",
+            "ActionCosts",
+            "load_costs",
+            "estimate_costs",
+            "policy_inputs",
+            "plan_actions",
+            "gain_curve",
+        ),
+        "npl_engine.causal",
+    ),
+    **dict.fromkeys(
+        ("what_if",),
+        "npl_engine.counterfactuals",
+    ),
+    **dict.fromkeys(
+        ("fairness_report",),
+        "npl_engine.fairness",
+    ),
+    **dict.fromkeys(
+        ("monitor",),
+        "npl_engine.monitoring",
+    ),
+}
+
+__all__ = [
+    "ActionCosts",
+    "ActionEffectModel",
+    "CausalSettings",
+    "Dataset",
+    "MonteCarloSettings",
+    "RecoveryDefinition",
+    "RecoveryModel",
+    "ScenarioSet",
+    "SimulationSettings",
+    "__version__",
+    "backtest",
+    "build_portfolio",
+    "business_plan",
+    "estimate_costs",
+    "expected_loss",
+    "explain_loans",
+    "fairness_report",
+    "gain_curve",
+    "global_importance",
+    "import_eba",
+    "load_column_map",
+    "load_costs",
+    "load_scenarios",
+    "load_tranches",
+    "monitor",
+    "plan_actions",
+    "policy_inputs",
+    "price_grid",
+    "read_dataset",
+    "refute_effects",
+    "risk_attributes",
+    "score_in_chunks",
+    "sensitivities",
+    "simulate",
+    "simulate_paths",
+    "stratify",
+    "tranche_report",
+    "value_portfolio",
+    "what_if",
+    "write_simulation",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
