@@ -144,6 +144,17 @@ COLUMNS_OPTION = click.option(
 )
 
 
+#: ``--scenarios FILE``, the same option on every command that prices or plans.
+SCENARIOS_OPTION = click.option(
+    "--scenarios",
+    "scenarios_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Scenario file (TOML): pricing assumptions, costs and weighted scenarios, e.g. "
+    "scenarios/eu_2026.toml.",
+)
+
+
 def data_option(help_text: str) -> Callable[[F], F]:
     """``--data DATA_DIR`` and ``--columns MAP.toml``, on every command that reads a dataset.
 

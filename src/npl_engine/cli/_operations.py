@@ -12,6 +12,7 @@ import polars as pl
 
 from npl_engine.cli._base import (
     MODEL_OPTION,
+    SCENARIOS_OPTION,
     F,
     _audit_db_option,
     _audit_options,
@@ -447,13 +448,7 @@ def _print_fairness(report: Any) -> None:
 @main.command("report")
 @MODEL_OPTION
 @data_option("The tape to report on (its loans table).")
-@click.option(
-    "--scenarios",
-    "scenarios_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Scenario file (TOML), e.g. scenarios/eu_2026.toml.",
-)
+@SCENARIOS_OPTION
 @click.option(
     "--out",
     required=True,

@@ -11,6 +11,7 @@ import polars as pl
 
 from npl_engine.cli._base import (
     MODEL_OPTION,
+    SCENARIOS_OPTION,
     _console,
     _file_ref,
     _money,
@@ -44,13 +45,7 @@ def _tape_cutoff(loans: pl.DataFrame) -> date:
 @main.command("plan")
 @MODEL_OPTION
 @data_option("The tape to plan (its loans table; one common cut-off date).")
-@click.option(
-    "--scenarios",
-    "scenarios_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Scenario file (TOML): costs, horizon, discount rate and weighted scenarios.",
-)
+@SCENARIOS_OPTION
 @click.option(
     "--out",
     required=True,

@@ -15,6 +15,7 @@ import polars as pl
 from npl_engine.cli._base import (
     CLUSTER_OPTION,
     MODEL_OPTION,
+    SCENARIOS_OPTION,
     _audit_options,
     _cluster,
     _console,
@@ -89,13 +90,7 @@ def _horizon_the_model_has(model: Any, scenario_set: Any) -> tuple[Any, str | No
 @main.command()
 @MODEL_OPTION
 @data_option("The tape to value (its loans table).")
-@click.option(
-    "--scenarios",
-    "scenarios_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Scenario file (TOML), e.g. scenarios/eu_2026.toml.",
-)
+@SCENARIOS_OPTION
 @click.option(
     "--out",
     required=True,
@@ -577,13 +572,7 @@ def _print_valuation(
 @main.command("expected-loss")
 @MODEL_OPTION
 @data_option("A book or a tape (its loans table).")
-@click.option(
-    "--scenarios",
-    "scenarios_file",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Scenario file (TOML): scenarios, weights and costs.",
-)
+@SCENARIOS_OPTION
 @click.option(
     "--out",
     required=True,
