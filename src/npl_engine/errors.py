@@ -8,7 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AssumedDefaultWarning", "ContractError", "NplError", "Problem", "SettingsError"]
+__all__ = [
+    "AssumedDefaultWarning",
+    "ContractError",
+    "NplError",
+    "Problem",
+    "SettingsError",
+    "where_in_rows",
+]
+
+
+def where_in_rows(n_rows: int, examples: tuple[str, ...]) -> str:
+    """How many rows a problem has, and examples: `` (3 rows; e.g. L1, L2)``; empty for none.
+
+    >>> where_in_rows(3, ("L1", "L2")), where_in_rows(1, ()), where_in_rows(0, ())
+    (' (3 rows; e.g. L1, L2)', ' (1 row)', '')
+    """
+    if not n_rows:
+        return ""
+    listed = f"; e.g. {', '.join(examples)}" if examples else ""
+    return f" ({n_rows:,} row{'s' if n_rows != 1 else ''}{listed})"
 
 
 class NplError(Exception):
@@ -54,13 +73,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.table if self.column is None else f"{self.table}.{self.column}"
-        text = f"{where}: {self.rule}"
-        if self.n_rows:
-            text += f" ({self.n_rows:,} row{'s' if self.n_rows != 1 else ''}"
-            if self.examples:
-                text += f"; e.g. {', '.join(self.examples)}"
-            text += ")"
-        return text
+        return f"{where}: {self.rule}{where_in_rows(self.n_rows, self.examples)}"
 
 
 class ContractError(NplError):

@@ -25,7 +25,7 @@ from npl_engine.data.eba._templates import (
 )
 from npl_engine.data.validation import RawTable, parse_column, validate_tables
 from npl_engine.data.writers import atomic_folder, write_tables
-from npl_engine.errors import ContractError, NplError
+from npl_engine.errors import ContractError, NplError, where_in_rows
 
 __all__ = [
     "REPORT_FILES",
@@ -68,13 +68,8 @@ class TemplateProblem:
     examples: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        text = f"{self.template}, field {self.field}: {self.rule}"
-        if self.n_rows:
-            text += f" ({self.n_rows:,} row{'s' if self.n_rows != 1 else ''}"
-            if self.examples:
-                text += f"; e.g. {', '.join(self.examples)}"
-            text += ")"
-        return text
+        rows = where_in_rows(self.n_rows, self.examples)
+        return f"{self.template}, field {self.field}: {self.rule}{rows}"
 
 
 class TemplateError(NplError):
