@@ -34,6 +34,7 @@ from econml.dr import DRLearner
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.dummy import DummyRegressor
 
+from npl_engine.base import check_is_fitted
 from npl_engine.causal._treatment import (
     ACTION_INTENSITY,
     CONTROL,
@@ -512,9 +513,7 @@ class ActionEffectModel:
     # ------------------------------------------------------------------------------ predict
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            msg = "this ActionEffectModel is not fitted yet: call fit first"
-            raise NplError(msg)
+        check_is_fitted(self, "model_")
 
     def _filled(self, X: Array) -> Array:  # noqa: N803
         X = np.asarray(X, dtype=np.float64)  # noqa: N806

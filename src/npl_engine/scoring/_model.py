@@ -18,6 +18,7 @@ import polars as pl
 from sklearn.isotonic import IsotonicRegression
 
 from npl_engine import __version__
+from npl_engine.base import check_is_fitted
 from npl_engine.data import Dataset
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
@@ -309,9 +310,7 @@ class RecoveryModel:
     # -- prediction --------------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "classifier_"):
-            msg = "this RecoveryModel is not fitted yet: call fit() or load() first"
-            raise NplError(msg)
+        check_is_fitted(self, "classifier_")
 
     def check_columns(self, loans: pl.DataFrame) -> None:
         """Refuse loans lacking a column the model learned from (absent, or empty throughout)."""
