@@ -43,19 +43,16 @@ from npl_engine.valuation._sensitivity import (
     price_grid,
     sensitivities,
 )
-from npl_engine.valuation._tranches import (
+from npl_engine.valuation._tranche_results import TrancheFlows, TrancheResults, TriggerOutcome
+from npl_engine.valuation._tranche_settings import (
     StructureTerms,
     Tranche,
-    TrancheFlows,
-    TrancheResults,
     TrancheStructure,
-    TriggerOutcome,
     Triggers,
     load_tranches,
     parse_tranches,
-    tranche_report,
-    waterfall,
 )
+from npl_engine.valuation._waterfall import tranche_report, waterfall
 from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [

@@ -23,7 +23,7 @@ from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.valuation._cashflows import costs_of
 from npl_engine.valuation._plan import BusinessPlan
-from npl_engine.valuation._tranches import _json_ready
+from npl_engine.valuation._tranche_results import _json_ready
 
 __all__ = ["ALL_SEGMENTS", "BACKTEST_FILES", "Backtest", "backtest", "months_observed"]
 
