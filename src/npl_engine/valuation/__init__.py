@@ -3,7 +3,7 @@
 Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
 """
 
-from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest, months_observed
+from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import (
     EL_GROUPS,
@@ -92,7 +92,6 @@ __all__ = [
     "loan_cash_flows",
     "loan_keys",
     "moic",
-    "months_observed",
     "parse_tranches",
     "path_flows",
     "paths_from_flows",
