@@ -233,7 +233,7 @@ def backtest_command(
     say(f"loading {plan_dir}")
     plan = BusinessPlan.load(plan_dir)
     say(f"reading and validating {data_dir}")
-    data = read_dataset(data_dir, as_of_date=as_of.date() if as_of is not None else None)
+    data = read_dataset(data_dir, as_of=as_of.date() if as_of is not None else None)
     if data.payments is None or data.as_of_date is None:
         msg = f"{data_dir} has no payments table: backtest a dataset observed after the cut-off"
         raise NplError(msg)
