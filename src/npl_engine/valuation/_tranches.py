@@ -44,7 +44,7 @@ from npl_engine.valuation._finance import (
 
 if TYPE_CHECKING:
     from npl_engine.valuation._montecarlo import MonteCarloResult
-    from npl_engine.valuation._pricing import Valuation
+    from npl_engine.valuation._pricing import ScenarioValues as Valuation
 
 __all__ = [
     "PERCENTILES",
