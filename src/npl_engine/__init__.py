@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from npl_engine.scoring import RecoveryDefinition, RecoveryModel, score_in_chunks
     from npl_engine.strats import stratify
     from npl_engine.valuation import (
+        Backtest,
+        BusinessPlan,
         ExpectedLoss,
         MonteCarloSettings,
         SensitivitySettings,
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         expected_loss,
         irr_grid,
         load_tranches,
+        portfolio_business_plan,
         portfolio_expected_loss,
         price_grid,
         risk_attributes,
@@ -136,7 +139,10 @@ _WHERE: dict[str, str] = {
             "portfolio_expected_loss",
             "risk_attributes",
             "business_plan",
+            "BusinessPlan",
+            "portfolio_business_plan",
             "backtest",
+            "Backtest",
         ),
         "npl_engine.valuation",
     ),
@@ -178,6 +184,8 @@ _WHERE: dict[str, str] = {
 __all__ = [
     "ActionCosts",
     "ActionEffectModel",
+    "Backtest",
+    "BusinessPlan",
     "CausalSettings",
     "Dataset",
     "ExpectedLoss",
@@ -207,6 +215,7 @@ __all__ = [
     "monitor",
     "plan_actions",
     "policy_inputs",
+    "portfolio_business_plan",
     "portfolio_expected_loss",
     "price_grid",
     "read_dataset",

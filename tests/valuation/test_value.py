@@ -1,8 +1,9 @@
-"""`npl.value` and `npl.expected_loss`: one call each, saved and read back, equal to the CLI."""
+"""npl.value, expected_loss, business_plan: one call each, saved and read back, as the CLI."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -86,7 +87,7 @@ def test_value_writes_what_npl_value_writes(
     theirs = pl.read_excel(xlsx, sheet_id=0)
     assert list(book) == list(theirs)
     for sheet, frame in book.items():
-        assert_frame_equal(frame, theirs[sheet], check_exact=False, rtol=1e-12)
+        assert_frame_equal(frame, theirs[sheet], check_exact=False, rel_tol=1e-12)
 
 
 def test_a_loaded_valuations_workbook_has_every_sheet_but_the_strats(
@@ -161,9 +162,9 @@ def test_expected_loss_saves_loads_and_equals_the_cli(
     # their last bit from run to run, so those are compared to 1e-12.
     assert (folder / "expected_loss.csv").read_bytes() == (out / "expected_loss.csv").read_bytes()
     theirs = npl.ExpectedLoss.load(out)
-    assert_frame_equal(theirs.by_scenario, el.by_scenario, check_exact=False, rtol=1e-12)
+    assert_frame_equal(theirs.by_scenario, el.by_scenario, check_exact=False, rel_tol=1e-12)
     for key, frame in el.groups.items():
-        assert_frame_equal(theirs.groups[key], frame, check_exact=False, rtol=1e-12)
+        assert_frame_equal(theirs.groups[key], frame, check_exact=False, rel_tol=1e-12)
     assert_frame_equal(
         pl.read_parquet(folder / "expected_loss.parquet"),
         pl.read_parquet(out / "expected_loss.parquet"),
@@ -181,3 +182,57 @@ def test_expected_loss_refuses_a_rate_not_above_minus_one(
     model, tape = small_model_and_tape
     with pytest.raises(NplError, match="discount_rate"):
         npl.expected_loss(model, tape, EU, discount_rate=-1.0)
+
+
+def test_business_plan_saves_loads_and_equals_npl_plan(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """business_plan saves what `npl plan` writes, loads back, and backtest reads the folder."""
+    model, _ = small_model_and_tape
+    tape = tmp_path / "tape"
+    npl.write_simulation(
+        npl.simulate(
+            npl.SimulationSettings(n_loans=2_000, seed=5, kind="tape", realised_months=12)
+        ),
+        tape,
+    )
+    plan = npl.business_plan(model, tape, EU, simulations=20, seed=1)
+    folder = plan.save(tmp_path / "lib")
+    loaded = npl.BusinessPlan.load(folder)
+    assert loaded.to_dict() == plan.to_dict()
+    assert_frame_equal(loaded.periods, plan.periods)
+    assert plan.bands is not None
+    assert loaded.bands is not None
+    assert_frame_equal(loaded.bands, plan.bands)
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        main,
+        ["plan", "--model", str(model), "--data", str(tape), "--scenarios", str(EU),
+         "--out", str(out), "--simulations", "20", "--seed", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("plan.parquet", "bands.parquet", "loans.parquet"):
+        assert_frame_equal(pl.read_parquet(folder / name), pl.read_parquet(out / name))
+    theirs = json.loads((out / "plan.json").read_text())
+    mine = json.loads((folder / "plan.json").read_text())
+    assert {k: v for k, v in mine.items() if k != "settings"} == {
+        k: v for k, v in theirs.items() if k != "settings"
+    }
+    checked = npl.backtest(folder, npl.read_dataset(tape), as_of_date=date(2027, 9, 30))
+    assert checked.total["period"].to_list() == [1, 2, 3, 4]
+
+
+def test_business_plan_and_backtest_refuse_bad_inputs_clearly(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Many cut-off dates, a negative path count, a tape without payments: clear NplErrors."""
+    model, tape = small_model_and_tape
+    with pytest.raises(NplError, match="simulations"):
+        npl.business_plan(model, tape, EU, simulations=-5)
+    book = tmp_path / "book"
+    npl.write_simulation(npl.simulate(npl.SimulationSettings(n_loans=2_000, seed=7)), book)
+    with pytest.raises(NplError, match="one common cut-off date"):
+        npl.business_plan(model, book, EU)
+    plan = npl.business_plan(model, tape, EU)
+    with pytest.raises(NplError, match="no payments table"):
+        npl.backtest(plan, npl.read_dataset(tape))

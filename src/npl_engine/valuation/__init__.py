@@ -31,7 +31,12 @@ from npl_engine.valuation._montecarlo import (
     paths_from_flows,
     simulate_paths,
 )
-from npl_engine.valuation._plan import BusinessPlan, business_plan
+from npl_engine.valuation._plan import (
+    PLAN_FILES,
+    BusinessPlan,
+    business_plan,
+    portfolio_business_plan,
+)
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
     Portfolio,
@@ -67,6 +72,7 @@ __all__ = [
     "EL_FILES",
     "EL_GROUPS",
     "MONTHS_SINCE_DEFAULT_BANDS",
+    "PLAN_FILES",
     "VALUE_FILES",
     "Backtest",
     "BusinessPlan",
@@ -105,6 +111,7 @@ __all__ = [
     "parse_tranches",
     "path_flows",
     "paths_from_flows",
+    "portfolio_business_plan",
     "portfolio_expected_loss",
     "present_value",
     "price_grid",
