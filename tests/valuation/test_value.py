@@ -236,3 +236,25 @@ def test_business_plan_and_backtest_refuse_bad_inputs_clearly(
     plan = npl.business_plan(model, tape, EU)
     with pytest.raises(NplError, match="no payments table"):
         npl.backtest(plan, npl.read_dataset(tape))
+
+
+def test_the_reports_valuation_is_npl_values(small_model_and_tape: tuple[Path, Path]) -> None:
+    """gather() prices, bids and stresses the tape with npl.value: the same figures."""
+    from npl_engine.report import gather  # noqa: PLC0415 - only this test needs the report
+
+    model_dir, tape_dir = small_model_and_tape
+    model, tape, scenarios = (
+        npl.RecoveryModel.load(model_dir),
+        npl.read_dataset(tape_dir),
+        npl.load_scenarios(EU),
+    )
+    page = gather(model, tape, scenarios, title="t", simulations=30, seed=2, irr_grid=(0.1, 0.2))
+    mine = npl.value(
+        model, tape, scenarios, simulations=30, seed=2, irr_grid=(0.1, 0.2), sensitivities=True
+    )
+    assert page.valuation == mine.prices.to_dict() | {
+        "price_grid": mine.to_dict()["price_grid"],
+        "sensitivities": mine.to_dict()["sensitivities"]["shocks"],
+    }
+    assert page.simulation == mine.simulation
+    assert page.facts["n_loans"] == mine.n_loans
