@@ -62,6 +62,13 @@ class Backtest:
         The first period in which the whole tape breaches, or ``None``.
     payments_used
         Payments counted (dated within the observed months) and their total amount.
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> result = npl.backtest("out/plan", npl.read_dataset("data/tape_2028"))  # doctest: +SKIP
+    >>> result.save("out/backtest")  # doctest: +SKIP
+    >>> npl.Backtest.load("out/backtest").first_breach_period  # doctest: +SKIP
     """
 
     table: pl.DataFrame

@@ -103,6 +103,14 @@ class BusinessPlan:
         (``cum_net_p5`` ...) and of their present value (``cum_pv_p5`` ...).
     settings
         Anything else worth recording in ``plan.json`` (the inputs' paths, the seed).
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> plan = npl.business_plan("models/m1", "data/tape",
+    ...                          "scenarios/eu_2026.toml")  # doctest: +SKIP
+    >>> plan.save("out/plan")  # doctest: +SKIP
+    >>> npl.BusinessPlan.load("out/plan").totals()  # doctest: +SKIP
     """
 
     cutoff_date: date
