@@ -156,7 +156,7 @@ def value(
             audit_db,
             no_audit=no_audit,
             command="value",
-            loans=tape.loans.collect(),
+            loans=valuation.loans if valuation.loans is not None else tape.loans.collect(),
             outputs=valuation.loan_values(),
             data_dir=data_dir,
             model_dir=model_dir,

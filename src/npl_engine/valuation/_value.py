@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,8 +121,9 @@ class Valuation:
     paths: pl.DataFrame | None = None
     tranches: dict[str, Any] | None = None
     horizon_note: str | None = None
-    portfolio: Portfolio | None = None
-    loans: pl.DataFrame | None = None
+    # Per-loan inputs: left out of the repr, which a notebook prints.
+    portfolio: Portfolio | None = field(default=None, repr=False)
+    loans: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def gbv(self) -> float:
