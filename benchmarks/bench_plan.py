@@ -56,7 +56,7 @@ def _plan(data_dir: str, n: int) -> tuple[Any, str]:
     import polars as pl
 
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import Portfolio, business_plan
+    from npl_engine.valuation import Portfolio, portfolio_business_plan
 
     rng = np.random.default_rng(0)
     scenarios = load_scenarios(Path(__file__).resolve().parent.parent / "scenarios" / "base.toml")
@@ -77,7 +77,7 @@ def _plan(data_dir: str, n: int) -> tuple[Any, str]:
         collateral_grid=np.array([0.0]),
         collateral_response=np.ones((n, 1)),
     )
-    plan = business_plan(portfolio, scenarios, cutoff_date=CUTOFF)
+    plan = portfolio_business_plan(portfolio, scenarios, cutoff_date=CUTOFF)
     return plan, str(_payments_file(Path(data_dir), n))
 
 

@@ -30,7 +30,7 @@ from npl_engine.valuation import (
     MonteCarloSettings,
     build_portfolio,
     collateral_grid_for,
-    expected_loss,
+    portfolio_expected_loss,
     simulate_paths,
     value_portfolio,
 )
@@ -97,8 +97,8 @@ def test_value_paths_and_expected_loss_equal_in_memory(client: Client, tape, n: 
     v_local = value_portfolio(local, scenarios, price=1e6)
     v_remote = value_portfolio(book.portfolio, scenarios, price=1e6)
     assert v_remote.to_dict() == v_local.to_dict()
-    el_local = expected_loss(local, scenarios)
-    el_remote = expected_loss(book.portfolio, scenarios)
+    el_local = portfolio_expected_loss(local, scenarios)
+    el_remote = portfolio_expected_loss(book.portfolio, scenarios)
     assert_frame_equal(el_remote.loans, el_local.loans, check_exact=True)
     threshold = model.definition.threshold
     p_local = simulate_paths(local, scenarios, settings, recovery_threshold=threshold, price=1e6)

@@ -119,9 +119,11 @@ def _close(a: Any, b: Any, where: str) -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{where}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, int | float) and isinstance(b, int | float), f"{where}: {a!r} {b!r}"
+        assert isinstance(a, int | float), f"{where}: {a!r} {b!r}"
+        assert isinstance(b, int | float), f"{where}: {a!r} {b!r}"
         if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), f"{where}: {a} vs recorded {b}"
+            assert math.isnan(a), f"{where}: {a} vs recorded {b}"
+            assert math.isnan(b), f"{where}: {a} vs recorded {b}"
         else:
             assert math.isclose(a, b, rel_tol=RTOL, abs_tol=1e-9), f"{where}: {a} vs recorded {b}"
     else:

@@ -98,10 +98,13 @@ class Cluster:
         A :class:`distributed.Client`.
     partitions
         Partitions per run; ``None``: two per worker (at least 1).
+    address
+        The address it was reached at, as given (``local:2``, ``tcp://...``), for messages.
     """
 
     client: Any
     partitions: int | None = None
+    address: str | None = None
 
     def n_partitions(self) -> int:
         """The partitions of a run: as set, else two per worker."""
@@ -147,7 +150,7 @@ def connect(
             ) as cluster,
             Client(cluster) as client,  # type: ignore[no-untyped-call]
         ):
-            yield Cluster(client=client, partitions=partitions)
+            yield Cluster(client=client, partitions=partitions, address=address)
         return
     try:
         client = Client(address, timeout=f"{timeout_seconds}s")  # type: ignore[no-untyped-call]
@@ -155,7 +158,7 @@ def connect(
         msg = f"no Dask scheduler answered at {address!r} ({exc}); see docs/scale.md"
         raise NplError(msg) from exc
     try:
-        yield Cluster(client=client, partitions=partitions)
+        yield Cluster(client=client, partitions=partitions, address=address)
     finally:
         client.close()  # type: ignore[no-untyped-call]
 

@@ -21,7 +21,7 @@ from npl_engine.data.simulator import write_simulation
 from npl_engine.report import _plots
 from npl_engine.report._build import _backtest_section
 from npl_engine.report._html import _backtest
-from npl_engine.valuation import backtest, business_plan
+from npl_engine.valuation import backtest, portfolio_business_plan
 from valuation.builders import make_portfolio, scenario_set
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -167,7 +167,7 @@ def test_out_must_be_an_html_file(folders: tuple[Path, Path, Path], tmp_path: Pa
 
 def test_backtest_section_renders_its_chart_and_flags(tmp_path: Path) -> None:
     """A backtest folder becomes a chart and a table that marks the period below threshold."""
-    plan = business_plan(
+    plan = portfolio_business_plan(
         make_portfolio(np.full((1, 6), 10.0)),
         scenario_set(horizon_months=6, target_irr=0.0),
         cutoff_date=date(2026, 9, 30),

@@ -20,9 +20,9 @@ from npl_engine.valuation import (
     TrancheStructure,
     backtest,
     build_portfolio,
-    business_plan,
     collateral_grid_for,
     parse_tranches,
+    portfolio_business_plan,
     waterfall,
 )
 
@@ -99,7 +99,7 @@ def test_a_20_pct_cut_trips_the_collection_trigger_in_the_first_period_past_thre
     scenarios = load_scenarios(SCENARIOS / "base.toml")
     model = RecoveryModel.load(model_dir)
     grid = collateral_grid_for(scenarios, monte_carlo=False)
-    plan = business_plan(
+    plan = portfolio_business_plan(
         build_portfolio(model, sim.loans, collateral_grid=grid), scenarios, cutoff_date=CUTOFF
     )
     assert sim.payments is not None
@@ -158,7 +158,7 @@ def test_held_out_tape_stays_within_its_monte_carlo_band(tmp_path: Path) -> None
     tape = simulate(SimulationSettings(n_loans=5_000, seed=32, kind="tape", realised_months=24))
     scenarios = load_scenarios(SCENARIOS / "base.toml")
     grid = collateral_grid_for(scenarios, monte_carlo=True)
-    plan = business_plan(
+    plan = portfolio_business_plan(
         build_portfolio(model, tape.loans, collateral_grid=grid),
         scenarios,
         cutoff_date=CUTOFF,

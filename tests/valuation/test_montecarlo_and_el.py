@@ -10,7 +10,7 @@ import pytest
 
 from npl_engine.valuation import (
     MonteCarloSettings,
-    expected_loss,
+    portfolio_expected_loss,
     present_value,
     risk_attributes,
     simulate_paths,
@@ -93,7 +93,7 @@ def test_expected_loss_of_one_loan_is_hand_computed() -> None:
     borrower[0, 11] = 600.0
     pf = make_portfolio(borrower, interest_rate=np.array([0.05]))
     sc = scenario_set(base("a", 0.5), base("b", 0.5, collections_multiplier=0.5))
-    el = expected_loss(pf, sc)
+    el = portfolio_expected_loss(pf, sc)
     row = el.loans.row(0, named=True)
     assert row["lgd_a"] == pytest.approx(1 - 600 / 1.05 / 1000, rel=1e-12)
     assert row["lgd_b"] == pytest.approx(1 - 300 / 1.05 / 1000, rel=1e-12)
@@ -107,7 +107,7 @@ def test_lgd_is_bounded_and_discounted_at_each_loans_rate() -> None:
     borrower = np.zeros((3, H))
     borrower[:, 11] = [2000.0, 500.0, 500.0]
     pf = make_portfolio(borrower, interest_rate=np.array([0.05, 0.02, 0.20]))
-    lgd = expected_loss(pf, scenario_set()).loans["lgd"].to_numpy()
+    lgd = portfolio_expected_loss(pf, scenario_set()).loans["lgd"].to_numpy()
     assert lgd[0] == 0.0
     assert lgd[1] < lgd[2]
     assert lgd[1] == pytest.approx(1 - float(present_value(borrower[1], 0.02)) / 1000)
@@ -117,7 +117,7 @@ def test_expected_loss_per_scenario_weights_to_the_weighted_figure() -> None:
     """Each scenario's EL, weighted by the file's weights, equals the weighted EL (1e-9)."""
     pf = _portfolio()
     sc = scenario_set(base("up", 0.6), base("down", 0.4, collections_multiplier=0.7))
-    el = expected_loss(pf, sc)  # type: ignore[arg-type]
+    el = portfolio_expected_loss(pf, sc)  # type: ignore[arg-type]
     rows = {r["scenario"]: r for r in el.by_scenario.iter_rows(named=True)}
     assert rows["weighted"]["el"] == pytest.approx(
         0.6 * rows["up"]["el"] + 0.4 * rows["down"]["el"], rel=1e-9
@@ -133,7 +133,7 @@ def test_basel_workout_lgd_discounts_every_loan_at_the_stated_rate() -> None:
     borrower = np.zeros((2, H))
     borrower[:, 11] = 600.0
     pf = make_portfolio(borrower, interest_rate=np.array([0.01, 0.20]))
-    el = expected_loss(pf, scenario_set(), discount_rate=0.08)
+    el = portfolio_expected_loss(pf, scenario_set(), discount_rate=0.08)
     assert el.loans["lgd"].to_list() == pytest.approx([1 - 600 / 1.08 / 1000] * 2, rel=1e-12)
     assert el.discount_basis == "basel_workout"
     assert el.summary()["discounting"] == {"basis": "basel_workout", "rate": 0.08}

@@ -14,7 +14,7 @@ from npl_engine.valuation import (
     Backtest,
     BusinessPlan,
     backtest,
-    business_plan,
+    portfolio_business_plan,
     value_portfolio,
 )
 from valuation.builders import base, make_portfolio, scenario_set
@@ -48,7 +48,7 @@ def test_weighted_plan_is_the_valuations_weighted_cash_flow() -> None:
         servicing_fee=0.08, legal_cost_share=0.05, collateral_sale_cost=0.03,
         cost_per_loan_per_year=12.0,
     )  # fmt: skip
-    plan = business_plan(portfolio, scenarios, cutoff_date=CUTOFF, period_months=1)
+    plan = portfolio_business_plan(portfolio, scenarios, cutoff_date=CUTOFF, period_months=1)
     valuation = value_portfolio(portfolio, scenarios)
     for name in ("base", "down", "weighted"):
         flows = valuation.cash_flows.filter(pl.col("scenario") == name)
@@ -67,7 +67,7 @@ def test_weighted_plan_is_the_valuations_weighted_cash_flow() -> None:
 def test_quarters_and_the_plan_folder_round_trip(tmp_path: Path) -> None:
     """A 7-month horizon gives quarters 1-3, 4-6 and a short 7-7; save and load give it back."""
     portfolio = make_portfolio(np.full((2, 7), 10.0))
-    plan = business_plan(
+    plan = portfolio_business_plan(
         portfolio, scenario_set(horizon_months=7, target_irr=0.0), cutoff_date=CUTOFF
     )
     spans = plan.totals().filter(pl.col("scenario") == "weighted")
@@ -93,7 +93,7 @@ def test_backtest_hand_worked() -> None:
     does not count.
     """
     portfolio = make_portfolio(np.full((1, 6), 10.0))
-    plan = business_plan(
+    plan = portfolio_business_plan(
         portfolio,
         scenario_set(horizon_months=6, target_irr=0.0, servicing_fee=0.1),
         cutoff_date=CUTOFF,
@@ -129,7 +129,7 @@ def test_backtest_on_plan_is_not_a_breach_and_discounting_weighs_late_cash() -> 
     30 d3 / (10 (d1 + d2 + d3)) < 1, d_t = 1.12 ** (-t / 12).
     """
     portfolio = make_portfolio(np.full((1, 6), 10.0))
-    plan = business_plan(
+    plan = portfolio_business_plan(
         portfolio, scenario_set(horizon_months=6, target_irr=0.12), cutoff_date=CUTOFF
     )
     pays = _payments([("L0", date(2026, 12, 20), 30.0, "borrower")])
@@ -142,7 +142,7 @@ def test_backtest_on_plan_is_not_a_breach_and_discounting_weighs_late_cash() -> 
 
 def test_backtest_refuses_payments_of_loans_not_in_the_plan() -> None:
     """The error names the table, counts the payments and cites one loan_id."""
-    plan = business_plan(
+    plan = portfolio_business_plan(
         make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
     )
     pays = _payments([("X9", date(2026, 10, 15), 10.0, "borrower")])
@@ -152,7 +152,7 @@ def test_backtest_refuses_payments_of_loans_not_in_the_plan() -> None:
 
 def test_backtest_before_the_first_period_ends_says_so() -> None:
     """Two observed months against quarterly periods: nothing to compare, a clear error."""
-    plan = business_plan(
+    plan = portfolio_business_plan(
         make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
     )
     with pytest.raises(NplError, match="covers 2 whole months"):
@@ -161,7 +161,7 @@ def test_backtest_before_the_first_period_ends_says_so() -> None:
 
 def test_backtest_folder_round_trip(tmp_path: Path) -> None:
     """Saving and loading give the same table and settings."""
-    plan = business_plan(
+    plan = portfolio_business_plan(
         make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
     )
     result = backtest(

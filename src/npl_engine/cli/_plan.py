@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +21,8 @@ from npl_engine.cli._base import (
     _user_errors,
     data_option,
     main,
+    read_data,
 )
-from npl_engine.data import read_dataset
-from npl_engine.errors import NplError
-
-
-def _tape_cutoff(loans: pl.DataFrame) -> date:
-    """The tape's one cut-off date (a plan starts from a common date)."""
-    dates = loans.group_by("cutoff_date").len().sort("len", descending=True)
-    if dates.height != 1:
-        first, second = dates.row(0), dates.row(1)
-        example = loans.filter(pl.col("cutoff_date") == second[0])["loan_id"][0]
-        msg = (
-            f"loans.cutoff_date: a plan needs one common cut-off date, but the loans have "
-            f"{dates.height} (most on {first[0]}; e.g. loan_id {example!r} on {second[0]}); "
-            "plan a tape, not a book"
-        )
-        raise NplError(msg)
-    cutoff: date = dates["cutoff_date"][0]
-    return cutoff
 
 
 @main.command("plan")
@@ -94,12 +77,7 @@ def plan_command(
     """
     from npl_engine.scenarios import load_scenarios
     from npl_engine.scoring import RecoveryModel
-    from npl_engine.valuation import (
-        MonteCarloSettings,
-        build_portfolio,
-        business_plan,
-        collateral_grid_for,
-    )
+    from npl_engine.valuation import business_plan
 
     console = _console(stderr=True)
     say = _steps(console)
@@ -107,29 +85,22 @@ def plan_command(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    loans = read_dataset(data_dir).loans.collect()
-    cutoff = _tape_cutoff(loans)
-    say(f"scoring {loans.height:,} loans")
-    grid = collateral_grid_for(scenario_set, monte_carlo=simulations > 0)
-    portfolio = build_portfolio(model, loans, collateral_grid=grid)
-    say("planning collections" + (f" and {simulations:,} Monte Carlo paths" if simulations else ""))
-    try:
-        plan = business_plan(
-            portfolio,
-            scenario_set,
-            cutoff_date=cutoff,
-            target_irr=target_irr,
-            period_months=period_months,
-            monte_carlo=MonteCarloSettings(n_paths=simulations, seed=seed) if simulations else None,
-            recovery_threshold=model.definition.threshold,
-            settings={
-                "model": str(model_dir),
-                "data": str(data_dir),
-                "scenarios": _file_ref(scenarios_file),
-            },
-        )
-    except ValueError as exc:
-        raise NplError(str(exc)) from exc
+    tape = read_data(data_dir)
+    plan = business_plan(
+        model,
+        tape,
+        scenario_set,
+        target_irr=target_irr,
+        period_months=period_months,
+        simulations=simulations,
+        seed=seed,
+        settings={
+            "model": str(model_dir),
+            "data": str(data_dir),
+            "scenarios": _file_ref(scenarios_file),
+        },
+        progress=say,
+    )
     say(f"writing {out}")
     plan.save(out)
     _print_plan(plan)
@@ -233,14 +204,9 @@ def backtest_command(
     say(f"loading {plan_dir}")
     plan = BusinessPlan.load(plan_dir)
     say(f"reading and validating {data_dir}")
-    data = read_dataset(data_dir, as_of=as_of.date() if as_of is not None else None)
-    if data.payments is None or data.as_of_date is None:
-        msg = f"{data_dir} has no payments table: backtest a dataset observed after the cut-off"
-        raise NplError(msg)
+    data = read_data(data_dir, as_of=as_of.date() if as_of is not None else None)
     say("comparing realised collections with the plan")
-    result = backtest(
-        plan, data.payments, as_of_date=data.as_of_date, threshold=threshold, scenario=scenario
-    )
+    result = backtest(plan, data, threshold=threshold, scenario=scenario)
     say(f"writing {out}")
     result.save(out)
     _print_backtest(result)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
@@ -32,59 +28,6 @@ from npl_engine.cli._base import (
     read_data,
 )
 from npl_engine.errors import NplError
-
-#: Files `npl value` writes (an existing folder holding only these may be replaced).
-VALUE_FILES = frozenset({"valuation.json", "cashflows.parquet", "paths.parquet"})
-#: Files `npl expected-loss` writes.
-EL_FILES = frozenset(
-    {"expected_loss.parquet", "expected_loss.csv", "expected_loss.xlsx", "summary.json"}
-)
-
-
-def _load_portfolio(
-    model_dir: Path,
-    data_dir: Path,
-    grid: tuple[float, ...],
-    say: Callable[[str], None],
-    cluster: Any = None,
-) -> tuple[Any, Any, Any]:
-    """Load a model, read and validate loans, score them and measure the collateral response.
-
-    Returns the model, the portfolio and, on a cluster, its partitions left on the workers.
-    """
-    from npl_engine import distributed
-    from npl_engine.scoring import RecoveryModel
-    from npl_engine.valuation import build_portfolio
-
-    say(f"loading {model_dir}")
-    model = RecoveryModel.load(model_dir)
-    say(f"reading and validating {data_dir}")
-    loans = read_data(data_dir).loans.collect()
-    say(f"scoring {loans.height:,} loans and measuring their collateral response")
-    if cluster is None:
-        return model, build_portfolio(model, loans, collateral_grid=grid), None
-    book = distributed.portfolio(cluster, model, loans, collateral_grid=grid)
-    return model, book.portfolio, book
-
-
-def _horizon_the_model_has(model: Any, scenario_set: Any) -> tuple[Any, str | None]:
-    """The scenarios cut to the horizon a model trained on a short book really has.
-
-    A model whose book was too short for its valuation horizon predicts fewer months (its model
-    card says which); the valuation then runs on those months and says so. A model that
-    predicts its full horizon is left to refuse a longer scenario horizon as before.
-    """
-    asked = scenario_set.pricing.horizon_months
-    has = model.horizon_months
-    if asked <= has or has >= model.definition.valuation_horizon_months:
-        return scenario_set, None
-    pricing = scenario_set.pricing.model_copy(update={"horizon_months": has})
-    note = (
-        f"valued over {has} months, not the scenario file's {asked}: the model's training "
-        f"book observed too few loans beyond month {has} (see its model card); collections "
-        "after that are not counted"
-    )
-    return scenario_set.model_copy(update={"pricing": pricing}), note
 
 
 @main.command()
@@ -179,89 +122,42 @@ def value(
     """
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import (
-        SensitivitySettings,
-        collateral_grid_for,
-        value_portfolio,
-    )
+    from npl_engine.scoring import RecoveryModel
+    from npl_engine.valuation import VALUE_FILES
+    from npl_engine.valuation import value as value_tape
 
     console = _console(stderr=True)
     say = _steps(console)
     target_irr, grid_rates = _check_bid_options(target_irrs, irr_grid_text, xlsx)
     scenario_set = load_scenarios(scenarios_file)
     tranche_structure = _load_tranches(tranches_file)
-    grid = collateral_grid_for(scenario_set, monte_carlo=bool(simulations))
-    shocks = SensitivitySettings()
-    if with_sensitivities:
-        grid = tuple(sorted({*grid, *shocks.collateral_changes(scenario_set)}))
     cluster = _cluster(cluster_address)
-    model, portfolio, book = _load_portfolio(model_dir, data_dir, grid, say, cluster)
-    extra: dict[str, Any] = {}
-    scenario_set, horizon_note = _horizon_the_model_has(model, scenario_set)
-    if horizon_note is not None:
-        extra["horizon_note"] = horizon_note
-    say("valuing scenarios")
-    try:
-        valuation = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
-        grid_frame, tornado, grid_extra = _grid_and_tornado(
-            portfolio, scenario_set, valuation, grid_rates, shocks if with_sensitivities else None
-        )
-        extra |= grid_extra
-    except ValueError as exc:
-        raise NplError(str(exc)) from exc
-    paths = _monte_carlo(
-        portfolio, book, scenario_set, simulations=simulations, seed=seed, model=model,
-        target_irr=target_irr, price=price, cluster=cluster, cluster_address=cluster_address,
-        console=console,
-    )  # fmt: skip
-    if paths is not None:
-        extra["simulation"] = paths.to_dict(scenario_set.names)
-    if tranche_structure is not None:
-        extra["tranches"] = _run_tranches(
-            tranche_structure, valuation, paths, price, scenario_set.pricing.servicing_fee
-        )
-    result = valuation.to_dict() | extra
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    tape = read_data(data_dir)
+    with _PathBar(console) as bar:
+        valuation = value_tape(
+            model, tape, scenario_set, simulations=simulations, seed=seed,
+            target_irr=target_irr, price=price, irr_grid=grid_rates,
+            sensitivities=with_sensitivities, tranches=tranche_structure, progress=say,
+            path_progress=bar, cluster=cluster,
+        )  # fmt: skip
+    result = valuation.to_dict()
     say(f"writing {out}")
+    # The workbook and the decision record inside the staging block: a workbook that cannot be
+    # written leaves no folder either.
     with atomic_folder(out, allowed=VALUE_FILES) as staging:
-        (staging / "valuation.json").write_text(json.dumps(result, indent=2) + "\n")
-        valuation.cash_flows.write_parquet(staging / "cashflows.parquet")
-        if paths is not None:
-            pl.DataFrame(
-                {
-                    "path": np.arange(paths.net.shape[0]),
-                    "scenario": [scenario_set.names[i] for i in paths.scenario],
-                    "factor": paths.factor,
-                    "net_collections": paths.net.sum(axis=1),
-                    "price": paths.price,
-                    "irr_at_price": paths.irr_at_price,
-                }
-            ).write_parquet(staging / "paths.parquet")
-        # Inside the staging block: a workbook that cannot be written leaves no folder either.
+        valuation.save(staging)
         if xlsx is not None:
             say(f"writing {xlsx}")
-            _write_workbook(
-                xlsx,
-                valuation=valuation,
-                portfolio=portfolio,
-                data_dir=data_dir,
-                result=result,
-                grid_frame=grid_frame,
-                tornado=tornado,
-            )
+            valuation.to_excel(xlsx)
         _record_decisions(
             audit_db,
             no_audit=no_audit,
             command="value",
-            loans=read_data(data_dir).loans.collect(),
-            outputs=pl.DataFrame(
-                {
-                    "loan_id": portfolio.loan_id,
-                    "exposure": portfolio.exposure,
-                    "p_recover": portfolio.p_recover,
-                    "expected_collections": portfolio.borrower.sum(axis=1)
-                    + portfolio.collateral.sum(axis=1),
-                }
-            ),
+            loans=valuation.loans if valuation.loans is not None else tape.loans.collect(),
+            outputs=valuation.loan_values(),
             data_dir=data_dir,
             model_dir=model_dir,
             parameters={
@@ -276,70 +172,34 @@ def value(
                 "weighted_price": result["weighted"]["price"],
             },
         )
-    _print_valuation(result, grid_frame=grid_frame, tornado=tornado)
+    _print_valuation(result, grid_frame=valuation.price_grid, tornado=valuation.sensitivities)
     written = f"{out / 'valuation.json'} and {out / 'cashflows.parquet'}"
     click.echo(f"wrote {written}" + (f"; workbook {xlsx}" if xlsx is not None else ""))
 
 
-def _grid_and_tornado(
-    portfolio: Any, scenario_set: Any, valuation: Any, rates: tuple[float, ...], shocks: Any
-) -> tuple[pl.DataFrame | None, pl.DataFrame | None, dict[str, Any]]:
-    """The bid grid and the sensitivities asked for, and their valuation.json entries."""
-    from npl_engine.valuation import price_grid, sensitivities
+class _PathBar:
+    """A Monte Carlo progress bar that appears with the first path and goes when done."""
 
-    extra: dict[str, Any] = {}
-    grid_frame = tornado = None
-    if rates:
-        grid_frame = price_grid(portfolio, scenario_set, rates)
-        extra["price_grid"] = grid_frame.to_dicts()
-    if shocks is not None:
-        tornado = sensitivities(
-            portfolio, scenario_set, target_irr=valuation.target_irr, settings=shocks
-        )
-        extra["sensitivities"] = {
-            "base_price": valuation.weighted.price,
-            "target_irr": valuation.target_irr,
-            "settings": asdict(shocks),
-            "shocks": tornado.to_dicts(),
-        }
-    return grid_frame, tornado, extra
+    def __init__(self, console: Any) -> None:
+        self._console = console
+        self._bar: Any = None
+        self._task: Any = None
 
+    def __enter__(self) -> _PathBar:
+        return self
 
-def _write_workbook(
-    xlsx: Path,
-    *,
-    valuation: Any,
-    portfolio: Any,
-    data_dir: Path,
-    result: dict[str, Any],
-    grid_frame: pl.DataFrame | None,
-    tornado: pl.DataFrame | None,
-) -> None:
-    """The valuation workbook, with the tape's strats and the model's expected recovery."""
-    from npl_engine.strats import stratify
-    from npl_engine.valuation import write_valuation_workbook
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
-    scores = pl.DataFrame(
-        {
-            "loan_id": portfolio.loan_id,
-            "p_recover": portfolio.p_recover,
-            "expected_collections": portfolio.borrower.sum(axis=1)
-            + portfolio.collateral.sum(axis=1),
-        }
-    )
-    try:
-        write_valuation_workbook(
-            xlsx,
-            valuation,
-            price_grid=grid_frame,
-            sensitivities=tornado,
-            strats=stratify(read_data(data_dir).loans, scores=scores),
-            tranches=result.get("tranches"),
-            simulation=result.get("simulation"),
-        )
-    except OSError as exc:
-        msg = f"--xlsx {xlsx}: cannot write the workbook: {exc.strerror or exc}"
-        raise NplError(msg) from exc
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from rich.progress import Progress
+
+            self._bar = Progress(console=self._console, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(f"Monte Carlo, {total:,} paths", total=total)
+        self._bar.update(self._task, completed=done)
 
 
 def _check_bid_options(
@@ -470,53 +330,6 @@ def _print_tranches(tranches: dict[str, Any]) -> None:
         console.print(_table(headers, rows))
 
 
-def _monte_carlo(
-    portfolio: Any,
-    book: Any,
-    scenario_set: Any,
-    *,
-    simulations: int,
-    seed: int,
-    model: Any,
-    target_irr: float | None,
-    price: float | None,
-    cluster: Any,
-    cluster_address: str | None,
-    console: Any,
-) -> Any:
-    """The Monte Carlo paths asked for (``None`` for none): on the cluster, or here with a bar."""
-    from rich.progress import Progress
-
-    from npl_engine import distributed
-    from npl_engine.valuation import MonteCarloSettings, simulate_paths
-
-    if not simulations:
-        return None
-    settings = MonteCarloSettings(n_paths=simulations, seed=seed)
-    if book is not None:
-        console.print(f"Monte Carlo, {simulations:,} paths on {cluster_address}")
-        return distributed.simulate_paths(
-            cluster,
-            book,
-            scenario_set,
-            settings,
-            recovery_threshold=model.definition.threshold,
-            target_irr=target_irr,
-            price=price,
-        )
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"Monte Carlo, {simulations:,} paths", total=simulations)
-        return simulate_paths(
-            portfolio,
-            scenario_set,
-            settings,
-            recovery_threshold=model.definition.threshold,
-            target_irr=target_irr,
-            price=price,
-            progress=lambda done, _: bar.update(task, completed=done),
-        )
-
-
 def _print_valuation(
     result: dict[str, Any],
     *,
@@ -609,43 +422,29 @@ def expected_loss_command(
     those columns; Parquet, CSV, Excel and summary.json; a decision record (docs/valuation.md).
     """
     from npl_engine.data.writers import atomic_folder
-    from npl_engine.excel import EXCEL_MAX_ROWS, write_workbook
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.valuation import collateral_grid_for, expected_loss, risk_attributes
+    from npl_engine.scoring import RecoveryModel
+    from npl_engine.valuation import EL_FILES, expected_loss
 
     console = _console(stderr=True)
     say = _steps(console)
     scenario_set = load_scenarios(scenarios_file)
-    grid = collateral_grid_for(scenario_set, monte_carlo=False)
-    model, portfolio, _ = _load_portfolio(model_dir, data_dir, grid, say, _cluster(cluster_address))
-    scenario_set, horizon_note = _horizon_the_model_has(model, scenario_set)
-    loans = read_data(data_dir).loans.collect()
-    say("discounting each loan's net collections under each scenario")
-    try:
-        el = expected_loss(
-            portfolio,
-            scenario_set,
-            attributes=risk_attributes(loans),
-            discount_rate=discount_rate,
-        )
-    except ValueError as exc:
-        raise NplError(str(exc)) from exc
+    cluster = _cluster(cluster_address)
+    say(f"loading {model_dir}")
+    model = RecoveryModel.load(model_dir)
+    say(f"reading and validating {data_dir}")
+    tape = read_data(data_dir)
+    el = expected_loss(
+        model, tape, scenario_set, discount_rate=discount_rate, progress=say, cluster=cluster
+    )
     say(f"writing {out}")
     with atomic_folder(out, allowed=EL_FILES) as staging:
-        el.loans.write_parquet(staging / "expected_loss.parquet")
-        el.loans.write_csv(staging / "expected_loss.csv")
-        summary = el.summary() | ({"horizon_note": horizon_note} if horizon_note else {})
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        sheets = {"by_scenario": el.by_scenario, **el.groups}
-        skipped = el.loans.height > EXCEL_MAX_ROWS  # the Parquet and CSV files hold every loan
-        if not skipped:
-            sheets["loans"] = el.loans
-        write_workbook(staging / "expected_loss.xlsx", sheets)
+        el.save(staging)
         _record_decisions(
             audit_db,
             no_audit=no_audit,
             command="expected-loss",
-            loans=loans,
+            loans=tape.loans.collect(),
             outputs=el.loans.select("loan_id", exposure="ead", lgd="lgd", expected_loss="el"),
             data_dir=data_dir,
             model_dir=model_dir,
@@ -657,9 +456,9 @@ def expected_loss_command(
             },
         )
     _print_expected_loss(el)
-    if horizon_note:
-        click.echo(f"note: {horizon_note}", err=True)
-    if skipped:
+    if el.horizon_note:
+        click.echo(f"note: {el.horizon_note}", err=True)
+    if not el.workbook_has_loans:
         click.echo(
             "note: the workbook leaves out the loans sheet: more rows than Excel holds; every "
             "loan is in expected_loss.parquet and expected_loss.csv",
@@ -700,13 +499,3 @@ def _load_tranches(path: Path | None) -> Any:
     from npl_engine.valuation import load_tranches
 
     return load_tranches(path)
-
-
-def _run_tranches(
-    structure: Any, valuation: Any, paths: Any, price: float | None, servicing_fee: float
-) -> Any:
-    """Run the waterfall per scenario (and over Monte Carlo paths) at the price paid."""
-    from npl_engine.valuation import tranche_report
-
-    paid = price if price is not None else valuation.weighted.price
-    return tranche_report(structure, valuation, paths, price=paid, servicing_fee=servicing_fee)

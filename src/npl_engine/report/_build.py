@@ -241,44 +241,30 @@ def gather(
     """
     from npl_engine.explain import global_importance  # noqa: PLC0415 - loads SHAP
     from npl_engine.fairness import ATTRIBUTES, fairness_report  # noqa: PLC0415
-    from npl_engine.valuation import (  # noqa: PLC0415
-        MonteCarloSettings,
-        SensitivitySettings,
-        build_portfolio,
-        collateral_grid_for,
-        price_grid,
-        sensitivities,
-        simulate_paths,
-        value_portfolio,
-    )
+    from npl_engine.valuation import value  # noqa: PLC0415
 
     say = progress or (lambda _: None)
-    loans = tape.loans.collect()
-    say(f"scoring {loans.height:,} loans")
-    shocks = SensitivitySettings()
-    grid = collateral_grid_for(scenarios, monte_carlo=simulations > 0)
-    grid = tuple(sorted({*grid, *shocks.collateral_changes(scenarios)}))
-    portfolio = build_portfolio(model, loans, collateral_grid=grid)
-    say("valuing the scenarios, the bid grid and the sensitivities")
     target = scenarios.pricing.target_irr
     rates = irr_grid or tuple(
         r for r in (round(target + k / 100, 10) for k in range(-4, 5)) if r > -1
     )
-    try:
-        valuation = value_portfolio(portfolio, scenarios)
-        bids = price_grid(portfolio, scenarios, rates)
-        tornado = sensitivities(portfolio, scenarios, settings=shocks)
-    except ValueError as exc:
-        raise NplError(str(exc)) from exc
-    paths = None
-    if simulations:
-        say(f"Monte Carlo: {simulations:,} paths")
-        paths = simulate_paths(
-            portfolio,
-            scenarios,
-            MonteCarloSettings(n_paths=simulations, seed=seed),
-            recovery_threshold=model.definition.threshold,
-        )
+    valuation = value(
+        model,
+        tape,
+        scenarios,
+        simulations=simulations,
+        seed=seed,
+        irr_grid=rates,
+        sensitivities=True,
+        progress=say,
+    )
+    portfolio, loans = valuation.portfolio, valuation.loans
+    bids, tornado = valuation.price_grid, valuation.sensitivities
+    # value() keeps the scored tape and computes what it was asked for.
+    assert portfolio is not None
+    assert loans is not None
+    assert bids is not None
+    assert tornado is not None
     say("SHAP importance on a sample of the loans")
     importance = global_importance(model, loans, sample=min(1000, loans.height), seed=seed)
 
@@ -288,17 +274,19 @@ def gather(
     charts["curves"] = _plots.collections_curves(
         _segment_curves(portfolio), valuation.cash_flows.select("scenario", "month", "gross")
     )
-    v = valuation.to_dict()
-    sim = paths.to_dict(scenarios.names) if paths is not None else None
+    v = valuation.prices.to_dict()
+    sim = valuation.simulation
     charts["prices"] = _plots.prices(
         [(s["name"], s["price"], s["price_pct_gbv"]) for s in v["scenarios"]],
         v["weighted"]["price"],
-        None if paths is None else paths.price,
+        None if valuation.paths is None else valuation.paths["price"].to_numpy(),
         None if sim is None else sim["percentiles"]["price"],
     )
     charts["bid_grid"] = _plots.bid_grid(bids, target_irr=target)
     charts["tornado"] = _plots.tornado(tornado, base_price=valuation.weighted.price)
     charts["importance"] = _plots.importance(importance)
+    if valuation.horizon_note is not None:
+        v["horizon_note"] = valuation.horizon_note
 
     effects = None
     if effects_dir is not None:

@@ -517,7 +517,9 @@ def render(d: ReportData) -> str:
             "price",
             "Price",
             f"Present value of net collections at a {v['target_irr']:.1%} target IRR over "
-            f"{v['horizon_months']} months." + sim_note,
+            f"{v['horizon_months']} months."
+            + sim_note
+            + (f" Note: {v['horizon_note']}." if v.get("horizon_note") else ""),
             _img(d.charts["prices"], "price by scenario and Monte Carlo distribution")
             + _price_table(v),
         ),

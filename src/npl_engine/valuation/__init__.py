@@ -6,10 +6,12 @@ Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md`
 from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import (
+    EL_FILES,
     EL_GROUPS,
     MONTHS_SINCE_DEFAULT_BANDS,
     ExpectedLoss,
     expected_loss,
+    portfolio_expected_loss,
     risk_attributes,
 )
 from npl_engine.valuation._finance import (
@@ -29,14 +31,19 @@ from npl_engine.valuation._montecarlo import (
     paths_from_flows,
     simulate_paths,
 )
-from npl_engine.valuation._plan import BusinessPlan, business_plan
+from npl_engine.valuation._plan import (
+    PLAN_FILES,
+    BusinessPlan,
+    business_plan,
+    portfolio_business_plan,
+)
 from npl_engine.valuation._portfolio import (
     DEFAULT_COLLATERAL_GRID,
     Portfolio,
     build_portfolio,
     collateral_grid_for,
 )
-from npl_engine.valuation._pricing import ScenarioValue, Valuation, value_portfolio
+from npl_engine.valuation._pricing import ScenarioValue, ScenarioValues, value_portfolio
 from npl_engine.valuation._sensitivity import (
     SensitivitySettings,
     irr_grid,
@@ -52,14 +59,18 @@ from npl_engine.valuation._tranche_settings import (
     load_tranches,
     parse_tranches,
 )
+from npl_engine.valuation._value import VALUE_FILES, Valuation, value
 from npl_engine.valuation._waterfall import tranche_report, waterfall
 from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [
     "ALL_SEGMENTS",
     "DEFAULT_COLLATERAL_GRID",
+    "EL_FILES",
     "EL_GROUPS",
     "MONTHS_SINCE_DEFAULT_BANDS",
+    "PLAN_FILES",
+    "VALUE_FILES",
     "Backtest",
     "BusinessPlan",
     "ExpectedLoss",
@@ -69,6 +80,7 @@ __all__ = [
     "Portfolio",
     "ScenarioCashFlows",
     "ScenarioValue",
+    "ScenarioValues",
     "SensitivitySettings",
     "StructureTerms",
     "Tranche",
@@ -95,6 +107,8 @@ __all__ = [
     "parse_tranches",
     "path_flows",
     "paths_from_flows",
+    "portfolio_business_plan",
+    "portfolio_expected_loss",
     "present_value",
     "price_grid",
     "risk_attributes",
@@ -103,6 +117,7 @@ __all__ = [
     "simulate_paths",
     "tranche_report",
     "tranche_table",
+    "value",
     "value_portfolio",
     "waterfall",
     "weighted_average_life",

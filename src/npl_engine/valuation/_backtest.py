@@ -11,6 +11,7 @@ ratio**, and the periods where the shortfall exceeds a threshold. :meth:`Backtes
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from npl_engine.data import month_after_cutoff, months_observed
+from npl_engine.data import Dataset, month_after_cutoff, months_observed
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.valuation._cashflows import costs_of
@@ -61,6 +62,13 @@ class Backtest:
         The first period in which the whole tape breaches, or ``None``.
     payments_used
         Payments counted (dated within the observed months) and their total amount.
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> result = npl.backtest("out/plan", npl.read_dataset("data/tape_2028"))  # doctest: +SKIP
+    >>> result.save("out/backtest")  # doctest: +SKIP
+    >>> npl.Backtest.load("out/backtest").first_breach_period  # doctest: +SKIP
     """
 
     table: pl.DataFrame
@@ -131,11 +139,33 @@ class Backtest:
         )
 
 
+def _inputs(
+    plan: BusinessPlan | str | os.PathLike[str],
+    payments: Dataset | pl.LazyFrame | pl.DataFrame,
+    as_of_date: date | None,
+) -> tuple[BusinessPlan, pl.LazyFrame | pl.DataFrame, date]:
+    """The plan (read from its folder if need be), the payments and the day they end."""
+    if not isinstance(plan, BusinessPlan):
+        plan = BusinessPlan.load(plan)
+    if isinstance(payments, Dataset):
+        data = payments
+        if data.payments is None:
+            where = f"{data.source}" if data.source is not None else "the dataset"
+            msg = f"{where} has no payments table: backtest a dataset observed after the cut-off"
+            raise NplError(msg)
+        payments = data.payments
+        as_of_date = as_of_date or data.as_of_date
+    if as_of_date is None:
+        msg = "as_of_date: give the day the payments were extracted"
+        raise NplError(msg)
+    return plan, payments, as_of_date
+
+
 def backtest(
-    plan: BusinessPlan,
-    payments: pl.LazyFrame | pl.DataFrame,
+    plan: BusinessPlan | str | os.PathLike[str],
+    payments: Dataset | pl.LazyFrame | pl.DataFrame,
     *,
-    as_of_date: date,
+    as_of_date: date | None = None,
     threshold: float = 0.10,
     scenario: str = "weighted",
 ) -> Backtest:
@@ -144,13 +174,16 @@ def backtest(
     Parameters
     ----------
     plan
-        The business plan (:func:`~npl_engine.valuation.business_plan`).
+        The business plan (:func:`~npl_engine.valuation.business_plan`) or the folder it was
+        saved in (read with :meth:`BusinessPlan.load`).
     payments
         Contract ``payments`` (``loan_id``, ``payment_date``, ``amount``, ``source``) of the
-        plan's loans. Payments dated on or before the cut-off or after the last observed month
-        are not counted (and are reported in ``payments_used``).
+        plan's loans, or a :class:`~npl_engine.data.Dataset` holding them (the same loans
+        observed later). Payments dated on or before the cut-off or after the last observed
+        month are not counted (and are reported in ``payments_used``).
     as_of_date
         The day the payments were extracted; only periods that ended by then are compared.
+        Default for a dataset: its ``as_of_date``; required with a frame of payments.
     threshold
         Shortfall beyond which a period is flagged, in ``[0, 1)``: 0.10 flags a cumulative
         collection or PV ratio below 90 %.
@@ -183,7 +216,14 @@ def backtest(
 
     A ratio whose denominator is not positive is NaN and never a breach. Guarantor payments
     count as the borrower channel.
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> later = npl.read_dataset("data/tape_2028")  # doctest: +SKIP
+    >>> npl.backtest("out/plan", later, scenario="base").total  # doctest: +SKIP
     """
+    plan, payments, as_of_date = _inputs(plan, payments, as_of_date)
     if not 0.0 <= threshold < 1.0:
         msg = f"the shortfall threshold must be in [0, 1), got {threshold}"
         raise NplError(msg)

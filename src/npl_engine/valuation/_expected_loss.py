@@ -6,24 +6,51 @@ rate; the default) and the Basel workout LGD (one stated annual rate for every l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
+from npl_engine.data.writers import atomic_folder
+from npl_engine.errors import NplError
+from npl_engine.excel import EXCEL_MAX_ROWS, write_workbook
 from npl_engine.scenarios import ScenarioSet
 from npl_engine.valuation._cashflows import loan_cash_flows
 from npl_engine.valuation._finance import present_value
-from npl_engine.valuation._portfolio import Portfolio
+from npl_engine.valuation._inputs import (
+    ModelInput,
+    Progress,
+    ScenariosInput,
+    TapeInput,
+    fit_horizon,
+    resolve_model,
+    resolve_scenarios,
+    resolve_tape,
+    scored_portfolio,
+)
+from npl_engine.valuation._portfolio import Portfolio, collateral_grid_for
+
+if TYPE_CHECKING:
+    from npl_engine.distributed import Cluster
 
 __all__ = [
+    "EL_FILES",
     "EL_GROUPS",
     "MONTHS_SINCE_DEFAULT_BANDS",
     "ExpectedLoss",
     "expected_loss",
+    "portfolio_expected_loss",
     "risk_attributes",
 ]
+
+EL_FILES = frozenset(
+    {"expected_loss.parquet", "expected_loss.csv", "expected_loss.xlsx", "summary.json"}
+)
+"""Files an expected-loss folder holds (an existing folder holding only these may be replaced)."""
 
 _CHUNK = 100_000
 
@@ -62,6 +89,17 @@ class ExpectedLoss:
         ``contractual`` (IFRS 9: each loan's contractual rate) or ``basel_workout``.
     discount_rate
         The one annual rate of the Basel workout basis; ``None`` for the contractual basis.
+    horizon_note
+        Why the collections were counted over fewer months than the scenario file asked, if
+        they were (:func:`expected_loss`).
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> el = npl.expected_loss("models/m1", "data/tape", "scenarios/eu_2026.toml")  # doctest: +SKIP
+    >>> el.by_scenario  # doctest: +SKIP
+    >>> npl.ExpectedLoss.load(el.save("out/el")).summary() == el.summary()  # doctest: +SKIP
+    True
     """
 
     loans: pl.DataFrame
@@ -69,6 +107,7 @@ class ExpectedLoss:
     groups: dict[str, pl.DataFrame]
     discount_basis: str
     discount_rate: float | None
+    horizon_note: str | None = None
 
     @property
     def by_segment(self) -> pl.DataFrame:
@@ -96,7 +135,79 @@ class ExpectedLoss:
             ],
             "by_scenario": self.by_scenario.to_dicts(),
             **{f"by_{name}": frame.to_dicts() for name, frame in self.groups.items()},
+            **({"horizon_note": self.horizon_note} if self.horizon_note else {}),
         }
+
+    @property
+    def workbook_has_loans(self) -> bool:
+        """Whether ``expected_loss.xlsx`` holds the loans sheet (not beyond Excel's rows)."""
+        return self.loans.height <= EXCEL_MAX_ROWS
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``expected_loss.parquet``, ``.csv``, ``.xlsx`` and ``summary.json``.
+
+        The Parquet and CSV files hold every loan; the workbook holds the summaries and, when
+        Excel can hold them (:attr:`workbook_has_loans`), the loans. Everything is written into
+        a staging folder first: a failed write leaves nothing. Returns the folder.
+        """
+        target = Path(folder)
+        with atomic_folder(target, allowed=EL_FILES) as staging:
+            self.loans.write_parquet(staging / "expected_loss.parquet")
+            self.loans.write_csv(staging / "expected_loss.csv")
+            (staging / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
+            sheets = {"by_scenario": self.by_scenario, **self.groups}
+            if self.workbook_has_loans:
+                sheets["loans"] = self.loans
+            write_workbook(staging / "expected_loss.xlsx", sheets)
+        return target
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> ExpectedLoss:
+        """Read an expected-loss folder written by :meth:`save` (or ``npl expected-loss``).
+
+        Raises
+        ------
+        NplError
+            If the folder holds no expected loss or one of its files cannot be read.
+        """
+        root = Path(folder)
+        meta_path = root / "summary.json"
+        if not meta_path.is_file():
+            msg = (
+                f"{root} is not an expected-loss folder: summary.json is missing "
+                "(see `npl expected-loss`)"
+            )
+            raise NplError(msg)
+        try:
+            meta = json.loads(meta_path.read_text())
+            loans = pl.read_parquet(root / "expected_loss.parquet")
+            names = [s["name"] for s in meta["scenarios"]]
+            sums = ("ead", "el", "el_rate", *(f"el_{n}" for n in names))
+            floats: dict[str, pl.DataType | type[pl.DataType]] = dict.fromkeys(sums, pl.Float64)
+            groups = {
+                by: pl.DataFrame(
+                    meta[f"by_{by}"], schema={by: pl.String, "loans": pl.UInt32, **floats}
+                )
+                for by in EL_GROUPS
+                if f"by_{by}" in meta
+            }
+            by_scenario = pl.DataFrame(
+                meta["by_scenario"],
+                schema={"scenario": pl.String, "weight": pl.Float64, "ead": pl.Float64,
+                        "el": pl.Float64, "el_rate": pl.Float64},
+            )  # fmt: skip
+            rate = meta["discounting"]["rate"]
+            return cls(
+                loans=loans,
+                by_scenario=by_scenario,
+                groups=groups,
+                discount_basis=str(meta["discounting"]["basis"]),
+                discount_rate=None if rate is None else float(rate),
+                horizon_note=meta.get("horizon_note"),
+            )
+        except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+            msg = f"{root}: cannot read the expected loss ({type(exc).__name__}: {exc})"
+            raise NplError(msg) from exc
 
 
 def risk_attributes(loans: pl.DataFrame) -> pl.DataFrame:
@@ -136,7 +247,7 @@ def _group_table(loans: pl.DataFrame, by: str, names: list[str]) -> pl.DataFrame
     )
 
 
-def expected_loss(
+def portfolio_expected_loss(
     portfolio: Portfolio,
     scenarios: ScenarioSet,
     *,
@@ -222,3 +333,83 @@ def expected_loss(
         discount_basis="contractual" if discount_rate is None else "basel_workout",
         discount_rate=discount_rate,
     )
+
+
+def expected_loss(
+    model: ModelInput,
+    tape: TapeInput,
+    scenarios: ScenariosInput,
+    *,
+    discount_rate: float | None = None,
+    progress: Progress | None = None,
+    cluster: Cluster | None = None,
+) -> ExpectedLoss:
+    """Expected loss of a tape's loans: what ``npl expected-loss`` computes, in one call.
+
+    Scores the loans, groups them as a risk officer's file does (:func:`risk_attributes`) and
+    discounts each loan's net collections under each scenario
+    (:func:`portfolio_expected_loss`).
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~npl_engine.scoring.RecoveryModel`, or the folder it was saved in.
+    tape
+        A book or a tape: a :class:`~npl_engine.data.Dataset` or its folder.
+    scenarios
+        Scenarios, weights and costs: a :class:`~npl_engine.scenarios.ScenarioSet` or its
+        TOML file.
+    discount_rate
+        ``None``: each loan's contractual rate (IFRS 9). A number: the Basel workout LGD, every
+        loan discounted at this annual rate.
+    progress
+        Called with a short description before each long step.
+    cluster
+        A Dask cluster (:func:`npl_engine.distributed.connect`) to score on.
+
+    Returns
+    -------
+    ExpectedLoss
+
+    Raises
+    ------
+    NplError
+        If the discount rate is not above -1, the scenario horizon exceeds what the model
+        predicts, or an input cannot be read.
+
+    Notes
+    -----
+    A model trained on a book too short for its valuation horizon predicts fewer months; the
+    collections are then counted over those months and :attr:`ExpectedLoss.horizon_note` says
+    so.
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> el = npl.expected_loss("models/m1", "data/tape", "scenarios/eu_2026.toml",
+    ...                        discount_rate=0.08)  # doctest: +SKIP
+    >>> el.save("out/expected_loss")  # doctest: +SKIP
+    """
+    if discount_rate is not None and not discount_rate > -1:
+        msg = f"discount_rate must be an annual rate above -1, got {discount_rate}"
+        raise NplError(msg)
+    say = progress or (lambda _: None)
+    scenario_set = resolve_scenarios(scenarios)
+    fitted = resolve_model(model)
+    loans = resolve_tape(tape).loans.collect()
+    grid = collateral_grid_for(scenario_set, monte_carlo=False)
+    portfolio, _ = scored_portfolio(
+        fitted, loans, collateral_grid=grid, cluster=cluster, progress=say
+    )
+    scenario_set, horizon_note = fit_horizon(fitted, scenario_set)
+    say("discounting each loan's net collections under each scenario")
+    try:
+        el = portfolio_expected_loss(
+            portfolio,
+            scenario_set,
+            attributes=risk_attributes(loans),
+            discount_rate=discount_rate,
+        )
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+    return replace(el, horizon_note=horizon_note)

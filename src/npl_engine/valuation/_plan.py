@@ -17,6 +17,7 @@ the P5-P95 band of the cumulative ratios the backtest reports, from
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -31,10 +32,27 @@ from npl_engine.errors import NplError
 from npl_engine.scenarios import PricingAssumptions, ScenarioSet
 from npl_engine.valuation._cashflows import scenario_cash_flows
 from npl_engine.valuation._finance import discount_factors
+from npl_engine.valuation._inputs import (
+    ModelInput,
+    Progress,
+    ScenariosInput,
+    TapeInput,
+    resolve_model,
+    resolve_scenarios,
+    resolve_tape,
+    scored_portfolio,
+)
 from npl_engine.valuation._montecarlo import MonteCarloSettings, simulate_paths
-from npl_engine.valuation._portfolio import Portfolio
+from npl_engine.valuation._portfolio import Portfolio, collateral_grid_for
 
-__all__ = ["BAND_PERCENTILES", "CHANNELS", "PLAN_FILES", "BusinessPlan", "business_plan"]
+__all__ = [
+    "BAND_PERCENTILES",
+    "CHANNELS",
+    "PLAN_FILES",
+    "BusinessPlan",
+    "business_plan",
+    "portfolio_business_plan",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -85,6 +103,14 @@ class BusinessPlan:
         (``cum_net_p5`` ...) and of their present value (``cum_pv_p5`` ...).
     settings
         Anything else worth recording in ``plan.json`` (the inputs' paths, the seed).
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> plan = npl.business_plan("models/m1", "data/tape",
+    ...                          "scenarios/eu_2026.toml")  # doctest: +SKIP
+    >>> plan.save("out/plan")  # doctest: +SKIP
+    >>> npl.BusinessPlan.load("out/plan").totals()  # doctest: +SKIP
     """
 
     cutoff_date: date
@@ -143,7 +169,7 @@ class BusinessPlan:
             "settings": self.settings,
         }
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the plan into ``folder`` (created; it must not hold other files).
 
         ``plan.parquet`` and ``plan.csv`` hold :attr:`periods`; ``loans.parquet`` the loans;
@@ -161,7 +187,7 @@ class BusinessPlan:
         return target
 
     @classmethod
-    def load(cls, folder: str | Path) -> BusinessPlan:
+    def load(cls, folder: str | os.PathLike[str]) -> BusinessPlan:
         """Read a plan folder written by :meth:`save`.
 
         Raises
@@ -198,7 +224,7 @@ class BusinessPlan:
             raise NplError(msg) from exc
 
 
-def business_plan(
+def portfolio_business_plan(
     portfolio: Portfolio,
     scenarios: ScenarioSet,
     *,
@@ -209,7 +235,7 @@ def business_plan(
     recovery_threshold: float = 0.5,
     settings: dict[str, Any] | None = None,
 ) -> BusinessPlan:
-    """Build the collections business plan of a scored tape.
+    """Build the collections business plan of a scored tape (:func:`business_plan` scores it).
 
     Parameters
     ----------
@@ -262,7 +288,7 @@ def business_plan(
     >>> s = ScenarioSet(pricing=PricingAssumptions(target_irr=0.0, servicing_fee=0.1,
     ...     horizon_months=6), scenarios=[Scenario(name="base", weight=1.0,
     ...     collateral_value_change=0.0, collections_multiplier=1.0, delay_months=0)])
-    >>> plan = business_plan(p, s, cutoff_date=date(2026, 9, 30))
+    >>> plan = portfolio_business_plan(p, s, cutoff_date=date(2026, 9, 30))
     >>> plan.totals().filter(pl.col("scenario") == "weighted")["net"].to_list()
     [27.0, 27.0]
     """
@@ -387,6 +413,111 @@ def business_plan(
             else {}
         ),
     )
+
+
+def business_plan(
+    model: ModelInput,
+    tape: TapeInput,
+    scenarios: ScenariosInput,
+    *,
+    target_irr: float | None = None,
+    period_months: int = 3,
+    simulations: int = 0,
+    seed: int = 0,
+    settings: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> BusinessPlan:
+    """The collections business plan of a tape: what ``npl plan`` computes, in one call.
+
+    Scores the tape's loans with the model and plans their collections
+    (:func:`portfolio_business_plan`); ``npl backtest`` later compares realised collections
+    with the plan (:func:`~npl_engine.valuation.backtest`).
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~npl_engine.scoring.RecoveryModel`, or the folder it was saved in.
+    tape
+        The tape (one common cut-off date): a :class:`~npl_engine.data.Dataset` or its folder.
+    scenarios
+        Pricing assumptions and weighted scenarios: a
+        :class:`~npl_engine.scenarios.ScenarioSet` or its TOML file.
+    target_irr
+        Discount rate of the present values; default the scenario file's ``target_irr``.
+    period_months
+        Months per period, 1 to 12 (3 = quarterly).
+    simulations
+        Monte Carlo paths for the P5-P95 band of the backtest's ratios (0: none; ``npl plan``
+        runs 500).
+    seed
+        Seed of the Monte Carlo.
+    settings
+        Extra entries for ``plan.json`` (the CLI records its inputs there).
+    progress
+        Called with a short description before each long step.
+
+    Returns
+    -------
+    BusinessPlan
+
+    Raises
+    ------
+    NplError
+        If the loans have more than one cut-off date, an argument is invalid or the scenario
+        horizon exceeds what the model predicts.
+
+    Examples
+    --------
+    >>> import npl_engine as npl
+    >>> plan = npl.business_plan("models/m1", "data/tape", "scenarios/eu_2026.toml",
+    ...                          simulations=500)  # doctest: +SKIP
+    >>> plan.totals()  # doctest: +SKIP
+    >>> npl.BusinessPlan.load(plan.save("out/plan")).gbv == plan.gbv  # doctest: +SKIP
+    True
+    """
+    if isinstance(simulations, bool) or not isinstance(simulations, int) or simulations < 0:
+        msg = f"simulations must be a whole number of paths, 0 or more, got {simulations!r}"
+        raise NplError(msg)
+    if target_irr is not None and not target_irr > -1:
+        msg = f"target_irr must be an annual rate above -1, got {target_irr}"
+        raise NplError(msg)
+    say = progress or (lambda _: None)
+    scenario_set = resolve_scenarios(scenarios)
+    fitted = resolve_model(model)
+    loans = resolve_tape(tape).loans.collect()
+    cutoff = _tape_cutoff(loans)
+    grid = collateral_grid_for(scenario_set, monte_carlo=simulations > 0)
+    portfolio, _ = scored_portfolio(fitted, loans, collateral_grid=grid, progress=say)
+    say("planning collections" + (f" and {simulations:,} Monte Carlo paths" if simulations else ""))
+    try:
+        return portfolio_business_plan(
+            portfolio,
+            scenario_set,
+            cutoff_date=cutoff,
+            target_irr=target_irr,
+            period_months=period_months,
+            monte_carlo=MonteCarloSettings(n_paths=simulations, seed=seed) if simulations else None,
+            recovery_threshold=fitted.definition.threshold,
+            settings=settings,
+        )
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+
+
+def _tape_cutoff(loans: pl.DataFrame) -> date:
+    """The tape's one cut-off date (a plan starts from a common date)."""
+    dates = loans.group_by("cutoff_date").len().sort("len", descending=True)
+    if dates.height != 1:
+        first, second = dates.row(0), dates.row(1)
+        example = loans.filter(pl.col("cutoff_date") == second[0])["loan_id"][0]
+        msg = (
+            f"loans.cutoff_date: a plan needs one common cut-off date, but the loans have "
+            f"{dates.height} (most on {first[0]}; e.g. loan_id {example!r} on {second[0]}); "
+            "plan a tape, not a book"
+        )
+        raise NplError(msg)
+    cutoff: date = dates["cutoff_date"][0]
+    return cutoff
 
 
 def _monthly(

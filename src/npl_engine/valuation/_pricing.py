@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from npl_engine.valuation._portfolio import Portfolio
 __all__ = [
     "WEIGHTED",
     "ScenarioValue",
-    "Valuation",
+    "ScenarioValues",
     "mix_flows",
     "value_portfolio",
     "weighted_flows",
@@ -64,8 +64,11 @@ class ScenarioValue:
 
 
 @dataclass(frozen=True, slots=True)
-class Valuation:
-    """A portfolio's price under each scenario and weighted.
+class ScenarioValues:
+    """A portfolio's price under each scenario and weighted (what :func:`value_portfolio` gives).
+
+    The whole valuation of a tape (bid grid, sensitivities, Monte Carlo, tranches) is a
+    :class:`~npl_engine.valuation.Valuation`, which holds one of these.
 
     Parameters
     ----------
@@ -84,8 +87,6 @@ class Valuation:
         One row per scenario (and ``weighted``) and month: ``scenario``, ``month``, ``gross``,
         ``borrower``, ``collateral``, ``costs``, ``net``, ``discount_factor``,
         ``present_value``.
-    extra
-        Further results (Monte Carlo, tranches) as JSON-ready dictionaries.
     """
 
     gbv: float
@@ -96,10 +97,9 @@ class Valuation:
     weighted: ScenarioValue
     price: float | None
     cash_flows: pl.DataFrame
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The content of ``valuation.json``."""
+        """The prices of ``valuation.json`` (its first entries)."""
         out: dict[str, Any] = {
             "gbv": self.gbv,
             "n_loans": self.n_loans,
@@ -112,7 +112,7 @@ class Valuation:
         if self.price is not None:
             out["irr_at_price"] = self.weighted.irr_at_price
             out["moic"] = self.weighted.moic
-        return out | self.extra
+        return out
 
 
 def _value(
@@ -169,7 +169,7 @@ def value_portfolio(
     *,
     target_irr: float | None = None,
     price: float | None = None,
-) -> Valuation:
+) -> ScenarioValues:
     """Value ``portfolio`` under every scenario of ``scenarios`` and weighted.
 
     Parameters
@@ -185,7 +185,7 @@ def value_portfolio(
 
     Returns
     -------
-    Valuation
+    ScenarioValues
 
     Notes
     -----
@@ -225,7 +225,7 @@ def value_portfolio(
         )
         for name, f in (*flows.items(), (WEIGHTED, mix))
     ]
-    return Valuation(
+    return ScenarioValues(
         gbv=gbv,
         n_loans=portfolio.n_loans,
         target_irr=pricing.target_irr,

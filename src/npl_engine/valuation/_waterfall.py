@@ -29,7 +29,7 @@ from npl_engine.valuation._tranche_settings import TRIGGER_NAMES, TrancheStructu
 
 if TYPE_CHECKING:
     from npl_engine.valuation._montecarlo import MonteCarloResult
-    from npl_engine.valuation._pricing import Valuation
+    from npl_engine.valuation._pricing import ScenarioValues as Valuation
 
 __all__ = ["tranche_report", "waterfall"]
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from npl_engine.excel import Tables, write_workbook
 from npl_engine.strats import Strats
-from npl_engine.valuation._pricing import Valuation
+from npl_engine.valuation._pricing import ScenarioValues
 
 __all__ = ["grid_table", "tranche_table", "write_valuation_workbook"]
 
@@ -85,7 +85,7 @@ def tranche_table(tranches: Mapping[str, Any]) -> pl.DataFrame:
 
 def write_valuation_workbook(
     path: str | Path,
-    valuation: Valuation,
+    valuation: ScenarioValues,
     *,
     price_grid: pl.DataFrame | None = None,
     sensitivities: pl.DataFrame | None = None,
