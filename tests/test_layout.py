@@ -69,3 +69,36 @@ def test_the_checker_sees_a_private_import(tmp_path: Path) -> None:
     ]
     assert _area("npl_engine.causal._policy") == "causal"
     assert _area("npl_engine.explain") == "explain"
+
+
+TESTS = Path(__file__).resolve().parent
+
+#: Test modules at the top of tests/ that check the engine as a whole, not one module.
+WHOLE_ENGINE = {
+    "test_api.py",
+    "test_bench_harness.py",
+    "test_layout.py",
+    "test_outputs_unchanged.py",
+    "test_worlds.py",
+}
+
+
+def test_every_package_has_its_tests_in_the_same_place() -> None:
+    """Each src package (npl_engine/data/simulator, ...) has test modules at tests/<same path>."""
+    packages = sorted(init.parent.relative_to(SRC) for init in SRC.rglob("__init__.py"))
+    missing = [
+        str(rel) for rel in packages if rel != Path() and not any((TESTS / rel).glob("test_*.py"))
+    ]
+    assert packages
+    assert missing == []
+
+
+def test_top_level_test_modules_belong_to_top_level_modules() -> None:
+    """tests/test_X.py (or test_cli_X.py) tests npl_engine/X.py; packages have their own folder."""
+    stray = [
+        path.name
+        for path in sorted(TESTS.glob("test_*.py"))
+        if path.name not in WHOLE_ENGINE
+        and not (SRC / f"{path.stem.removeprefix('test_').removeprefix('cli_')}.py").is_file()
+    ]
+    assert stray == []

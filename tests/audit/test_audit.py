@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +34,6 @@ from npl_engine.data import read_dataset
 from npl_engine.data.contract import LOANS
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
 from npl_engine.errors import NplError
-from npl_engine.scoring import RecoveryModel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,12 +43,10 @@ def _npl(*args: str | Path) -> Result:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small trained model and a 400-loan tape."""
+def work(tmp_path_factory: pytest.TempPathFactory, small_model_and_tape: tuple[Path, Path]) -> Path:
+    """The shared small model (tests/conftest.py) and a 400-loan tape, in one folder."""
     root = tmp_path_factory.mktemp("audit")
-    sim = simulate(SimulationSettings(n_loans=2500, seed=31))
-    book = sim.dataset()
-    RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
+    shutil.copytree(small_model_and_tape[0], root / "model")
     write_simulation(simulate(SimulationSettings(n_loans=400, seed=32, kind="tape")), root / "tape")
     return root
 

@@ -313,6 +313,7 @@ def test_saved_model_scores_identically_after_loading(
     loaded = RecoveryModel.load(folder)
     _assert_same_scores(loaded.score(tape_sim.loans.lazy()), scored)
     assert loaded.definition == model.definition
+    assert (loaded.grid, loaded.n_folds, loaded.seed) == (model.grid, model.n_folds, model.seed)
     assert loaded.used_columns_ == model.used_columns_
     assert loaded.metrics_ == json.loads(json.dumps(model.metrics_, default=str))
 

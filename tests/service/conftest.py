@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,18 +13,18 @@ import pytest
 from npl_engine.causal import ActionEffectModel
 from npl_engine.causal._policy import estimate_costs
 from npl_engine.data.simulator import SimulationSettings, simulate
-from npl_engine.scoring import RecoveryModel
 from npl_engine.service import ApiKeys, ServiceSettings, create_key
 from service._server import Server, start_server
 
 
 @pytest.fixture(scope="package")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A recovery model and an effect model (with costs) trained on a 3,000-loan book."""
+def models(
+    tmp_path_factory: pytest.TempPathFactory, small_model_and_tape: tuple[Path, Path]
+) -> Path:
+    """The shared small recovery model and an effect model (with costs) of a 3,000-loan book."""
     root = tmp_path_factory.mktemp("service_models")
-    sim = simulate(SimulationSettings(n_loans=3000, seed=41))
-    book = sim.dataset()
-    RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
+    shutil.copytree(small_model_and_tape[0], root / "model")
+    book = simulate(SimulationSettings(n_loans=3000, seed=41)).dataset()
     effects = root / "effects"
     effects.mkdir()
     ActionEffectModel(n_estimators=30).fit(book).save(effects)

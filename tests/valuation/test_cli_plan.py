@@ -34,14 +34,10 @@ def _npl(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small model trained on a 6,000-loan simulated book."""
-    root = tmp_path_factory.mktemp("plan_cli")
-    sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
-    model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
-    model.fit(sim.dataset()).save(root / "model")
-    return root / "model"
+@pytest.fixture
+def model_dir(small_model_and_tape: tuple[Path, Path]) -> Path:
+    """The shared small model (tests/conftest.py), trained on a 6,000-loan simulated book."""
+    return small_model_and_tape[0]
 
 
 def test_plan_then_backtest_end_to_end(model_dir: Path, tmp_path: Path) -> None:

@@ -560,6 +560,7 @@ class RecoveryModel:
         model = cls(
             definition=RecoveryDefinition(**meta["definition"]),
             n_folds=meta["settings"]["n_folds"],
+            grid=tuple(meta["settings"]["grid"]),
             seed=meta["settings"]["seed"],
             calibrate_segments=meta["settings"]["calibrate_segments"],
         )
