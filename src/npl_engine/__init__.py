@@ -9,7 +9,7 @@ The main names are importable from the top, for notebooks and scripts::
 
     book = npl.read_dataset("data/book")
     model = npl.RecoveryModel().fit(book)
-    scores = model.score(npl.read_dataset("data/tape").loans)
+    scores = model.score(npl.read_dataset("data/tape"))
 
 They load on first use (the command line and the scoring service start without importing
 what they do not need); ``docs/api.md`` lists them by task.

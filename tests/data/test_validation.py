@@ -29,7 +29,7 @@ def test_each_rule_is_reported_with_table_column_and_example(
     """A dataset breaking one rule raises ContractError naming its table, column and a row."""
     folder = case.make(tmp_path / "ds")
     with pytest.raises(ContractError) as info:
-        read_dataset(folder, kind=case.kind, as_of_date=case.as_of)  # type: ignore[arg-type]
+        read_dataset(folder, kind=case.kind, as_of=case.as_of)  # type: ignore[arg-type]
     found = _matching(info.value.problems, case)
     assert found, f"no problem for {case.id}; got:\n{info.value}"
     problem = found[0]
@@ -47,7 +47,7 @@ def test_each_rule_is_reported_with_table_column_and_example(
 def test_validate_dataset_returns_the_same_problems(case: RuleCase, tmp_path: Path) -> None:
     """validate_dataset returns the problems read_dataset raises, without raising."""
     folder = case.make(tmp_path / "ds")
-    problems = validate_dataset(folder, kind=case.kind, as_of_date=case.as_of)  # type: ignore[arg-type]
+    problems = validate_dataset(folder, kind=case.kind, as_of=case.as_of)  # type: ignore[arg-type]
     assert _matching(problems, case)
 
 
@@ -136,7 +136,7 @@ def test_as_of_default_allows_loans_with_events_up_to_it(book: Path) -> None:
 
 def test_user_as_of_on_the_last_event_is_accepted(book: Path) -> None:
     """An as_of_date equal to the latest event date is valid and kept."""
-    assert read_dataset(book, as_of_date=date(2024, 3, 1)).as_of_date == date(2024, 3, 1)
+    assert read_dataset(book, as_of=date(2024, 3, 1)).as_of_date == date(2024, 3, 1)
 
 
 def test_tape_as_of_is_none_without_events(tape: Path) -> None:

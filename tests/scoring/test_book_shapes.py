@@ -19,10 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from npl_engine.cli import main
-from npl_engine.data import Dataset, write_dataset
+from npl_engine.data import Dataset, month_after_cutoff, write_dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
-from npl_engine.scoring._targets import month_after_cutoff
 
 SMALL_GRID = ({"num_leaves": 15, "min_data_in_leaf": 50},)
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"

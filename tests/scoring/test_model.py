@@ -317,6 +317,17 @@ def test_saved_model_scores_identically_after_loading(
     assert loaded.metrics_ == json.loads(json.dumps(model.metrics_, default=str))
 
 
+def test_a_tape_scores_the_same_as_a_dataset_or_a_frame_of_its_loans(
+    model: RecoveryModel, tape_sim: Simulation, scored: Scores, tmp_path: Path
+) -> None:
+    """A Dataset read from a folder scores as its loans do, lazy or eager: the same scores."""
+    write_dataset(tmp_path / "tape", loans=tape_sim.loans)
+    tape = read_dataset(tmp_path / "tape", kind="tape")
+    _assert_same_scores(model.score(tape), scored)
+    _assert_same_scores(model.score(tape.loans), scored)
+    _assert_same_scores(model.score(tape_sim.loans), scored)
+
+
 @pytest.mark.parametrize(
     ("key", "value"), [("engine_version", "0.0.1-other"), ("model_format", 999)]
 )

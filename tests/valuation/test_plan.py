@@ -14,7 +14,6 @@ from npl_engine.valuation import (
     Backtest,
     BusinessPlan,
     backtest,
-    months_observed,
     portfolio_business_plan,
     value_portfolio,
 )
@@ -158,14 +157,6 @@ def test_backtest_before_the_first_period_ends_says_so() -> None:
     )
     with pytest.raises(NplError, match="covers 2 whole months"):
         backtest(plan, _payments([]), as_of_date=date(2026, 11, 30))
-
-
-def test_months_observed_counts_whole_months() -> None:
-    """Month-end cut-offs count month ends; other cut-offs count the same day of the month."""
-    assert months_observed(CUTOFF, date(2026, 12, 31)) == 3
-    assert months_observed(CUTOFF, date(2026, 12, 30)) == 2
-    assert months_observed(date(2026, 9, 15), date(2026, 12, 15)) == 3
-    assert months_observed(date(2026, 9, 15), date(2026, 12, 14)) == 2
 
 
 def test_backtest_folder_round_trip(tmp_path: Path) -> None:

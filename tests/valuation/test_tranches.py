@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from npl_engine.errors import SettingsError
-from npl_engine.valuation import value_portfolio
-from npl_engine.valuation._tranches import (
+from npl_engine.valuation import (
     StructureTerms,
     Tranche,
     TrancheStructure,
     load_tranches,
     parse_tranches,
     tranche_report,
+    value_portfolio,
     waterfall,
 )
 from valuation.builders import base, make_portfolio, scenario_set

@@ -25,7 +25,7 @@ from npl_engine.valuation import (
     parse_tranches,
     waterfall,
 )
-from npl_engine.valuation._tranches import _allocate
+from npl_engine.valuation._waterfall import _allocate
 
 FloatArray = npt.NDArray[np.float64]
 

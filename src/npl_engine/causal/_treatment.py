@@ -18,10 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from npl_engine.data import Dataset
+from npl_engine.data import Dataset, month_after_cutoff, months_observed
 from npl_engine.errors import NplError
 from npl_engine.features import FeatureMatrix, build_features, feature_matrix
-from npl_engine.scoring import month_after_cutoff, months_observed
 
 __all__ = [
     "ACTION_INTENSITY",
@@ -201,8 +200,8 @@ def build_causal_data(
     Notes
     -----
     Collections are all payments (borrower, collateral sale, guarantor) in months
-    1 .. window after the cut-off. A loan is observed through month k when cut-off + k months
-    ≤ ``as_of_date`` (:func:`npl_engine.scoring._targets.months_observed`).
+    1 .. window after the cut-off; a loan is observed through month k when month k has ended by
+    ``as_of_date`` (:func:`npl_engine.data.months_observed`).
     """
     if dataset.actions is None or dataset.payments is None or dataset.as_of_date is None:
         msg = (

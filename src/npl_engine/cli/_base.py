@@ -171,9 +171,7 @@ def data_option(help_text: str) -> Callable[[F], F]:
     return decorate
 
 
-def read_data(
-    path: Path, *, kind: DatasetKind | None = None, as_of_date: date | None = None
-) -> Dataset:
+def read_data(path: Path, *, kind: DatasetKind | None = None, as_of: date | None = None) -> Dataset:
     """Read a dataset with the command's ``--columns`` map, if one was given."""
     from npl_engine.data import read_dataset
     from npl_engine.data.columns import load_column_map
@@ -181,7 +179,7 @@ def read_data(
     context = click.get_current_context(silent=True)
     map_path = None if context is None else context.find_root().meta.get(_COLUMNS_KEY)
     columns = None if map_path is None else load_column_map(map_path)
-    return read_dataset(path, kind=kind, as_of_date=as_of_date, columns=columns)
+    return read_dataset(path, kind=kind, as_of=as_of, columns=columns)
 
 
 def _show_error(exc: click.ClickException) -> None:

@@ -102,7 +102,7 @@ def effects(
         treatment_window_days=treatment_window_days,
     )
     say(f"reading and validating {data_dir}")
-    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
     model = ActionEffectModel(settings=settings, seed=seed).fit(book, progress=say)
     data = model.data_
     refuted: dict[str, Any] = {}

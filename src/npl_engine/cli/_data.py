@@ -60,7 +60,7 @@ def validate(
     data = read_data(
         dataset,
         kind=cast("DatasetKind | None", kind),
-        as_of_date=as_of.date() if as_of is not None else None,
+        as_of=as_of.date() if as_of is not None else None,
     )
     if model_dir is not None:
         from npl_engine.scoring import RecoveryModel

@@ -76,7 +76,7 @@ def monitor(
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
-    dataset = read_data(data_dir, as_of_date=as_of.date() if as_of else None)
+    dataset = read_data(data_dir, as_of=as_of.date() if as_of else None)
     reference = None
     if reference_dir is not None:
         say(f"profiling the reference book {reference_dir}")

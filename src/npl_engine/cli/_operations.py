@@ -378,7 +378,7 @@ def fairness(
 
         effects_model = ActionEffectModel.load(effects_dir)
     say(f"reading and validating {data_dir}")
-    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
     decisions = None
     if effects_model is not None:
         say("planning actions (the decisions compared between groups)")

@@ -204,7 +204,7 @@ def backtest_command(
     say(f"loading {plan_dir}")
     plan = BusinessPlan.load(plan_dir)
     say(f"reading and validating {data_dir}")
-    data = read_data(data_dir, as_of_date=as_of.date() if as_of is not None else None)
+    data = read_data(data_dir, as_of=as_of.date() if as_of is not None else None)
     say("comparing realised collections with the plan")
     result = backtest(plan, data, threshold=threshold, scenario=scenario)
     say(f"writing {out}")

@@ -85,7 +85,7 @@ def train(
     console = _console(stderr=True)
     say = _steps(console)
     say(f"reading and validating {data_dir}")
-    book = read_data(data_dir, kind="book", as_of_date=as_of.date() if as_of else None)
+    book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
     definition = RecoveryDefinition(
         horizon_months=horizon_months,
         threshold=threshold,

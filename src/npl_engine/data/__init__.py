@@ -6,6 +6,7 @@ The contract itself (tables, columns, types, allowed values) lives in
 
 from npl_engine.data.columns import ColumnMap, load_column_map
 from npl_engine.data.dataset import Dataset, DatasetKind
+from npl_engine.data.months import month_after_cutoff, month_end, months_observed
 from npl_engine.data.readers import infer_kind, read_dataset, validate_dataset
 from npl_engine.data.summary import DatasetSummary, SegmentSummary, summarize
 from npl_engine.data.writers import write_dataset
@@ -18,6 +19,9 @@ __all__ = [
     "SegmentSummary",
     "infer_kind",
     "load_column_map",
+    "month_after_cutoff",
+    "month_end",
+    "months_observed",
     "read_dataset",
     "summarize",
     "validate_dataset",

@@ -121,7 +121,7 @@ def _load(
     path: str | Path,
     *,
     kind: DatasetKind | None,
-    as_of_date: date | None,
+    as_of: date | None,
     columns: ColumnMap | None = None,
 ) -> tuple[Dataset | None, list[Problem]]:
     """Read and validate a dataset folder; the dataset is ``None`` when it has problems."""
@@ -160,7 +160,7 @@ def _load(
                 rule += f"; the folder holds {', '.join(others[:5])}"
             problems.append(Problem(name, None, rule))
 
-    result = validate_tables(tables, kind=kind, as_of_date=as_of_date)
+    result = validate_tables(tables, kind=kind, as_of_date=as_of)
     # A value the column map cannot read is reported once, by the map, not again as empty.
     mapped = {(p.table, p.column) for p in problems if p.column is not None}
     problems += [p for p in result.problems if (p.table, p.column) not in mapped]
@@ -200,7 +200,7 @@ def validate_dataset(
     path: str | Path,
     *,
     kind: DatasetKind | None = None,
-    as_of_date: date | None = None,
+    as_of: date | None = None,
     columns: ColumnMap | None = None,
 ) -> list[Problem]:
     """Every way a dataset folder breaks the data contract, without raising.
@@ -212,8 +212,8 @@ def validate_dataset(
     kind
         ``"book"`` (needs loans, actions and payments) or ``"tape"`` (needs loans, one common
         ``cutoff_date``); ``None`` to infer it with :func:`infer_kind`.
-    as_of_date
-        The day the history was extracted; ``None`` for the latest payment or action date.
+    as_of
+        The day the history was extracted (the dataset's ``as_of_date``); ``None`` for the latest payment or action date.
     columns
         The seller's spelling of the tables (see :mod:`npl_engine.data.columns`); ``None``
         when the files use the contract's names and formats.
@@ -228,14 +228,14 @@ def validate_dataset(
     >>> validate_dataset("no/such/folder")
     [Problem(table='dataset', column=None, rule='folder no/such/folder does not exist', n_rows=0, examples=())]
     """  # noqa: E501 - doctest output is one line
-    return _load(path, kind=kind, as_of_date=as_of_date, columns=columns)[1]
+    return _load(path, kind=kind, as_of=as_of, columns=columns)[1]
 
 
 def read_dataset(
     path: str | Path,
     *,
     kind: DatasetKind | None = None,
-    as_of_date: date | None = None,
+    as_of: date | None = None,
     columns: ColumnMap | None = None,
 ) -> Dataset:
     """Read a dataset folder, check it against the data contract and type it.
@@ -248,9 +248,10 @@ def read_dataset(
     kind
         ``"book"`` or ``"tape"``; ``None`` infers it: a book when an ``actions`` or
         ``payments`` file is present.
-    as_of_date
-        The day the history was extracted. ``None`` takes the latest date in ``payments`` and
-        ``actions`` (``None`` when there are none, as for most tapes).
+    as_of
+        The day the history was extracted (the dataset's ``as_of_date``). ``None`` takes the
+        latest date in ``payments`` and ``actions`` (``None`` when there are none, as for most
+        tapes).
     columns
         The seller's spelling of the tables: column names, date and number formats, code
         translations (see :mod:`npl_engine.data.columns`); ``None`` when the files use the
@@ -283,7 +284,7 @@ def read_dataset(
     npl_engine.errors.ContractError: the dataset breaks the data contract (1 problem(s)):
       - dataset: folder no/such/folder does not exist
     """
-    dataset, problems = _load(path, kind=kind, as_of_date=as_of_date, columns=columns)
+    dataset, problems = _load(path, kind=kind, as_of=as_of, columns=columns)
     if dataset is None:
         raise ContractError(problems)
     return dataset

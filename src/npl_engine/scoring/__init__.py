@@ -7,7 +7,7 @@ from npl_engine.scoring._chunked import score_in_chunks
 from npl_engine.scoring._collections import CHANNELS, has_collateral
 from npl_engine.scoring._definition import RecoveryDefinition
 from npl_engine.scoring._model import MODEL_FORMAT, RecoveryModel, Scores
-from npl_engine.scoring._targets import build_targets, month_after_cutoff, months_observed
+from npl_engine.scoring._targets import build_targets
 
 __all__ = [
     "CHANNELS",
@@ -17,7 +17,5 @@ __all__ = [
     "Scores",
     "build_targets",
     "has_collateral",
-    "month_after_cutoff",
-    "months_observed",
     "score_in_chunks",
 ]

@@ -161,8 +161,13 @@ class RecoveryModel:
     >>> sim = simulate(SimulationSettings(n_loans=3000, seed=1))
     >>> book = sim.dataset()
     >>> model = RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book)
-    >>> model.score(sim.loans.lazy()).scores["p_recover"].is_between(0, 1).all()
+    >>> model.score(book).scores["p_recover"].is_between(0, 1).all()
     True
+
+    ``fit`` returns the model; ``save`` writes a folder and returns its path, which ``load``
+    reads back (``RecoveryModel.load(model.save("model"))`` scores exactly as ``model``); a
+    tape may be given as a :class:`~npl_engine.data.Dataset` or as a frame of its loans
+    (``model.score(sim.loans)``).
     """
 
     definition: RecoveryDefinition = field(default_factory=RecoveryDefinition)
@@ -393,13 +398,15 @@ class RecoveryModel:
         """
         return totals["borrower"] * exposure, totals["collateral"] * exposure
 
-    def score(self, loans: pl.LazyFrame) -> Scores:
+    def score(self, loans: Dataset | pl.LazyFrame | pl.DataFrame) -> Scores:
         """Score loans: probability of recovery and the expected collections curve.
 
         Parameters
         ----------
         loans
-            Validated contract ``loans`` (a tape, or a book's loans). Nothing else is read.
+            A validated tape or book (:class:`~npl_engine.data.Dataset`, e.g. from
+            :func:`~npl_engine.data.read_dataset`), or its contract ``loans`` as a Polars
+            frame. Only the loans are read.
 
         Returns
         -------
@@ -412,7 +419,8 @@ class RecoveryModel:
         definition's valuation horizon), under business-as-usual collection as in the book.
         """
         self._check_fitted()
-        collected = loans.collect()
+        table = loans.loans if isinstance(loans, Dataset) else loans
+        collected = table.collect() if isinstance(table, pl.LazyFrame) else table
         self.check_columns(collected)
         frame, x = self.features(collected.lazy())
         p = self.predict_proba(x)
@@ -463,6 +471,11 @@ class RecoveryModel:
 
         The folder is written whole or not at all; an existing model folder is replaced, any
         other non-empty folder is refused.
+
+        Returns
+        -------
+        Path
+            The folder written, which :meth:`load` reads back.
         """
         self._check_fitted()
         with atomic_folder(folder, allowed=MODEL_FILES) as staging:
@@ -519,6 +532,11 @@ class RecoveryModel:
     @classmethod
     def load(cls, folder: str | Path) -> RecoveryModel:
         """Read a model folder written by :meth:`save`.
+
+        Returns
+        -------
+        RecoveryModel
+            The fitted model; it scores exactly as the model that was saved.
 
         Raises
         ------

@@ -1,8 +1,8 @@
 """Targets from a book: recovery and cumulative collections, censoring respected.
 
-A loan's window starts at its cut-off date; month t after cut-off is the interval
-(cut-off + (t - 1) months, cut-off + t months]. A loan is observed through month k when
-cut-off + k months ≤ as_of_date. Targets a loan has not been observed long enough for are
+A loan's window starts at its cut-off date; month t after cut-off and the months a book has
+observed are those of :mod:`npl_engine.data.months` (calendar months after a month-end
+cut-off). Targets a loan has not been observed long enough for are
 null (excluded from the model that needs them), never zero.
 """
 
@@ -10,33 +10,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from npl_engine.data import Dataset
+from npl_engine.data import Dataset, month_after_cutoff, months_observed
 from npl_engine.errors import NplError
 from npl_engine.scoring._definition import RecoveryDefinition
 
-__all__ = ["build_targets", "month_after_cutoff", "months_observed"]
-
-
-def _months_apart(later: pl.Expr, earlier: pl.Expr) -> pl.Expr:
-    return (later.dt.year() - earlier.dt.year()) * 12 + later.dt.month() - earlier.dt.month()
-
-
-def month_after_cutoff(date: pl.Expr, cutoff: pl.Expr) -> pl.Expr:
-    """Month index t ≥ 1 with date in (cutoff + (t-1) months, cutoff + t months].
-
-    Calendar months are added the way Polars adds them (end of month clamped: 31 January plus
-    one month is 28 or 29 February).
-    """
-    m = _months_apart(date, cutoff)
-    boundary = cutoff.dt.offset_by(pl.format("{}mo", m))
-    return pl.when(date <= boundary).then(m).otherwise(m + 1).cast(pl.Int32)
-
-
-def months_observed(cutoff: pl.Expr, as_of: pl.Expr) -> pl.Expr:
-    """Whole months k such that cutoff + k months ≤ as_of."""
-    m = _months_apart(as_of, cutoff)
-    boundary = cutoff.dt.offset_by(pl.format("{}mo", m))
-    return pl.when(boundary <= as_of).then(m).otherwise(m - 1).cast(pl.Int32)
+__all__ = ["build_targets"]
 
 
 def build_targets(

@@ -3,7 +3,7 @@
 Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md``.
 """
 
-from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest, months_observed
+from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest
 from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
 from npl_engine.valuation._expected_loss import (
     EL_FILES,
@@ -50,20 +50,17 @@ from npl_engine.valuation._sensitivity import (
     price_grid,
     sensitivities,
 )
-from npl_engine.valuation._tranches import (
+from npl_engine.valuation._tranche_results import TrancheFlows, TrancheResults, TriggerOutcome
+from npl_engine.valuation._tranche_settings import (
     StructureTerms,
     Tranche,
-    TrancheFlows,
-    TrancheResults,
     TrancheStructure,
-    TriggerOutcome,
     Triggers,
     load_tranches,
     parse_tranches,
-    tranche_report,
-    waterfall,
 )
 from npl_engine.valuation._value import VALUE_FILES, Valuation, value
+from npl_engine.valuation._waterfall import tranche_report, waterfall
 from npl_engine.valuation._workbook import grid_table, tranche_table, write_valuation_workbook
 
 __all__ = [
@@ -107,7 +104,6 @@ __all__ = [
     "loan_cash_flows",
     "loan_keys",
     "moic",
-    "months_observed",
     "parse_tranches",
     "path_flows",
     "paths_from_flows",

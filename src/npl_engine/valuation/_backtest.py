@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from npl_engine.data import Dataset
+from npl_engine.data import Dataset, month_after_cutoff, months_observed
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.valuation._cashflows import costs_of
 from npl_engine.valuation._plan import BusinessPlan
-from npl_engine.valuation._tranches import _json_ready
+from npl_engine.valuation._tranche_results import _json_ready
 
-__all__ = ["ALL_SEGMENTS", "BACKTEST_FILES", "Backtest", "backtest", "months_observed"]
+__all__ = ["ALL_SEGMENTS", "BACKTEST_FILES", "Backtest", "backtest"]
 
 ALL_SEGMENTS = "all"
 """The ``segment`` label of the rows that cover the whole tape."""
@@ -139,30 +139,6 @@ class Backtest:
         )
 
 
-def months_observed(cutoff_date: date, as_of_date: date) -> int:
-    """Whole months after ``cutoff_date`` that data extracted on ``as_of_date`` covers.
-
-    Month t of a plan ends t calendar months after the cut-off (at the month's end when the
-    cut-off is a month end).
-
-    >>> months_observed(date(2026, 9, 30), date(2028, 9, 30))
-    24
-    >>> months_observed(date(2026, 9, 30), date(2028, 9, 29))
-    23
-    """
-    months = (as_of_date.year - cutoff_date.year) * 12 + as_of_date.month - cutoff_date.month
-    ended = (
-        _is_month_end(as_of_date)
-        if _is_month_end(cutoff_date)
-        else (as_of_date.day >= cutoff_date.day)
-    )
-    return months if ended else months - 1
-
-
-def _is_month_end(day: date) -> bool:
-    return (np.datetime64(day, "D") + 1).astype(object).day == 1  # type: ignore[no-any-return]
-
-
 def _inputs(
     plan: BusinessPlan | str | os.PathLike[str],
     payments: Dataset | pl.LazyFrame | pl.DataFrame,
@@ -252,7 +228,8 @@ def backtest(
         msg = f"the shortfall threshold must be in [0, 1), got {threshold}"
         raise NplError(msg)
     planned = plan.scenario(scenario)
-    n_months = min(months_observed(plan.cutoff_date, as_of_date), plan.horizon_months)
+    observed = pl.select(months_observed(plan.cutoff_date, as_of_date)).item()
+    n_months = min(observed, plan.horizon_months)
     ends = planned.group_by("period").agg(pl.col("end_month").max()).sort("period")
     complete = ends.filter(pl.col("end_month") <= n_months)
     if complete.height == 0:
@@ -408,15 +385,9 @@ def _realised_by_month(
     plan: BusinessPlan, payments: pl.LazyFrame | pl.DataFrame, n_months: int
 ) -> pl.DataFrame:
     """Realised gross collections per segment and plan month, split by channel and legal costs."""
-    cutoff = plan.cutoff_date
-    month_end = _is_month_end(cutoff)
-    date = pl.col("payment_date")
-    months = (date.dt.year() - cutoff.year) * 12 + date.dt.month() - cutoff.month
-    if not month_end:
-        months = months + (date.dt.day() > cutoff.day).cast(pl.Int32)
     pays = payments.lazy().select(
         "loan_id",
-        month=months.cast(pl.Int32),
+        month=month_after_cutoff(pl.col("payment_date"), plan.cutoff_date),
         amount=pl.col("amount").cast(pl.Float64),
         is_sale=pl.col("source").cast(pl.String) == "collateral_sale",
     )

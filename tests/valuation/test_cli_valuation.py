@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from npl_engine.cli import main
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @pytest.fixture(scope="module")

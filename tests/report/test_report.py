@@ -24,7 +24,7 @@ from npl_engine.report._html import _backtest
 from npl_engine.valuation import backtest, portfolio_business_plan
 from valuation.builders import make_portfolio, scenario_set
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @pytest.fixture(scope="module")

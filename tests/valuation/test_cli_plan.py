@@ -26,7 +26,7 @@ from npl_engine.valuation import (
     waterfall,
 )
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 CUTOFF = date(2026, 9, 30)
 
 
