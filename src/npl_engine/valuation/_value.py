@@ -39,7 +39,8 @@ from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSetting
 from npl_engine.valuation._portfolio import Portfolio, collateral_grid_for
 from npl_engine.valuation._pricing import ScenarioValue, ScenarioValues, value_portfolio
 from npl_engine.valuation._sensitivity import SensitivitySettings
-from npl_engine.valuation._tranches import TrancheStructure, load_tranches, tranche_report
+from npl_engine.valuation._tranche_settings import TrancheStructure, load_tranches
+from npl_engine.valuation._waterfall import tranche_report
 from npl_engine.valuation._workbook import write_valuation_workbook
 
 if TYPE_CHECKING:
