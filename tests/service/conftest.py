@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from npl_engine.causal import ActionEffectModel
-from npl_engine.causal._policy import estimate_costs
+from npl_engine.causal import ActionEffectModel, Effects
 from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.scoring import RecoveryModel
 from npl_engine.service import ApiKeys, ServiceSettings, create_key
@@ -24,10 +22,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sim = simulate(SimulationSettings(n_loans=3000, seed=41))
     book = sim.dataset()
     RecoveryModel(baselines=False, grid=({"num_leaves": 15},)).fit(book).save(root / "model")
-    effects = root / "effects"
-    effects.mkdir()
-    ActionEffectModel(n_estimators=30).fit(book).save(effects)
-    (effects / "costs.json").write_text(json.dumps(estimate_costs(book).to_dict()))
+    effect_model = ActionEffectModel(n_estimators=30).fit(book)
+    Effects.from_model(effect_model, book, refutations=False).save(root / "effects")
     return root
 
 
