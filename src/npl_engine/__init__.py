@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -38,19 +40,23 @@ if TYPE_CHECKING:
         ActionCosts,
         ActionEffectModel,
         CausalSettings,
+        Effects,
+        Plan,
+        PolicyCurve,
         estimate_costs,
+        estimate_effects,
         gain_curve,
         load_costs,
         plan_actions,
         policy_inputs,
         refute_effects,
     )
-    from npl_engine.counterfactuals import what_if
+    from npl_engine.counterfactuals import counterfactuals, what_if
     from npl_engine.data import Dataset, load_column_map, read_dataset
     from npl_engine.data.eba import import_eba
     from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
     from npl_engine.explain import explain_loans, global_importance
-    from npl_engine.fairness import fairness_report
+    from npl_engine.fairness import FairnessReport, fairness_report
     from npl_engine.monitoring import monitor
     from npl_engine.scenarios import ScenarioSet, load_scenarios
     from npl_engine.scoring import RecoveryDefinition, RecoveryModel, score_in_chunks
@@ -141,6 +147,7 @@ _WHERE: dict[str, str] = {
             "business_plan",
             "BusinessPlan",
             "portfolio_business_plan",
+            "counterfactuals",
             "backtest",
             "Backtest",
         ),
@@ -155,6 +162,10 @@ _WHERE: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
+            "estimate_effects",
+            "Effects",
+            "Plan",
+            "PolicyCurve",
             "ActionEffectModel",
             "CausalSettings",
             "refute_effects",
@@ -168,11 +179,11 @@ _WHERE: dict[str, str] = {
         "npl_engine.causal",
     ),
     **dict.fromkeys(
-        ("what_if",),
+        ("counterfactuals", "what_if"),
         "npl_engine.counterfactuals",
     ),
     **dict.fromkeys(
-        ("fairness_report",),
+        ("fairness_report", "FairnessReport"),
         "npl_engine.fairness",
     ),
     **dict.fromkeys(
@@ -188,8 +199,12 @@ __all__ = [
     "BusinessPlan",
     "CausalSettings",
     "Dataset",
+    "Effects",
     "ExpectedLoss",
+    "FairnessReport",
     "MonteCarloSettings",
+    "Plan",
+    "PolicyCurve",
     "RecoveryDefinition",
     "RecoveryModel",
     "ScenarioSet",
@@ -200,7 +215,9 @@ __all__ = [
     "backtest",
     "build_portfolio",
     "business_plan",
+    "counterfactuals",
     "estimate_costs",
+    "estimate_effects",
     "expected_loss",
     "explain_loans",
     "fairness_report",
@@ -246,3 +263,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return list(__all__)
+
+
+class _Package(types.ModuleType):
+    """``npl_engine`` itself: ``npl.counterfactuals`` stays the function once its package loads.
+
+    Importing ``npl_engine.counterfactuals`` makes Python set the attribute of that name on
+    this package to the subpackage; the setter below keeps the function there instead
+    (``from npl_engine.counterfactuals import ...`` reads ``sys.modules`` and is unaffected).
+    """
+
+    @property
+    def counterfactuals(self) -> Any:
+        """The function :func:`npl_engine.counterfactuals.counterfactuals`."""
+        return importlib.import_module("npl_engine.counterfactuals").counterfactuals
+
+    @counterfactuals.setter
+    def counterfactuals(self, value: Any) -> None:
+        """Ignore the subpackage the import system sets here."""
+
+
+sys.modules[__name__].__class__ = _Package

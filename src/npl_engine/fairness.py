@@ -19,11 +19,13 @@ nowhere else: it is never a model input.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +36,13 @@ from npl_engine.data import Dataset
 from npl_engine.errors import NplError
 from npl_engine.scoring import RecoveryModel, build_targets
 
+if TYPE_CHECKING:
+    from npl_engine.causal import Effects
+
 __all__ = [
     "ATTRIBUTES",
     "DECISION_LABELS",
+    "FAIRNESS_FILES",
     "FairnessReport",
     "FairnessSettings",
     "fairness_report",
@@ -44,6 +50,9 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+#: Files a fairness folder holds (an existing folder holding only these may be replaced).
+FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
 
 #: The attributes monitored, in report order.
 ATTRIBUTES: tuple[str, ...] = ("gender", "age_band", "region")
@@ -173,6 +182,54 @@ class FairnessReport:
         )
         return out
 
+    def save(self, folder: str | Path) -> Path:
+        """Write ``fairness.json`` and ``fairness.parquet``: what ``npl fairness --out`` writes.
+
+        The folder is written whole or not at all; an existing fairness folder is replaced.
+
+        Returns
+        -------
+        Path
+            ``folder``.
+        """
+        from npl_engine.data.writers import atomic_folder  # noqa: PLC0415
+
+        with atomic_folder(folder, allowed=FAIRNESS_FILES) as staging:
+            (staging / "fairness.json").write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            self.groups.write_parquet(staging / "fairness.parquet")
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FairnessReport:
+        """Read a folder written by :meth:`save` (or ``npl fairness``).
+
+        Raises
+        ------
+        NplError
+            If a file of the folder is missing or cannot be read (the message names it).
+        """
+        root = Path(folder)
+        try:
+            raw = json.loads((root / "fairness.json").read_text())
+            groups = pl.read_parquet(root / "fairness.parquet")
+            settings = {**raw["settings"], "age_edges": tuple(raw["settings"]["age_edges"])}
+            return cls(
+                groups=groups,
+                flags=tuple(raw["flags"]),
+                decisions=dict(raw["decisions"]),
+                settings=FairnessSettings(**settings),
+                n_loans=int(raw["n_loans"]),
+                n_labelled=int(raw["n_labelled"]),
+                overall={k: (math.nan if v is None else v) for k, v in raw["overall"].items()},
+                missing=dict(raw["missing"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            msg = (
+                f"{root} is not a fairness folder written by `npl fairness --out`: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise NplError(msg) from exc
+
 
 def _json_ready(value: Any) -> Any:
     if isinstance(value, float):
@@ -220,6 +277,8 @@ def fairness_report(
     *,
     settings: FairnessSettings | None = None,
     decisions: pl.DataFrame | None = None,
+    effects: Effects | str | Path | None = None,
+    budget: float | None = None,
 ) -> FairnessReport:
     """Fairness metrics of ``model`` on ``book`` by gender, age band and region.
 
@@ -235,6 +294,12 @@ def fairness_report(
     decisions
         Further favourable decisions: ``loan_id`` and one Boolean column per decision (e.g.
         from :func:`policy_decisions`). ``prioritised`` is always computed.
+    effects
+        Effects of the collection actions (an :class:`~npl_engine.causal.Effects` or its
+        folder): adds the decisions of the action plan on the book (settlement offered, legal
+        action spared), as :func:`policy_decisions` makes them with the effects' costs.
+    budget
+        With ``effects``: the plan's total action cost; ``None``: no limit.
 
     Returns
     -------
@@ -259,8 +324,22 @@ def fairness_report(
     >>> report = fairness_report(model, book)
     >>> sorted(report.groups["attribute"].unique())
     ['age_band', 'gender', 'region']
+    >>> import tempfile
+    >>> FairnessReport.load(report.save(tempfile.mkdtemp())).n_loans == report.n_loans
+    True
     """
     s = settings or FairnessSettings()
+    if budget is not None and effects is None:
+        msg = "budget is for the action plan: give effects too"
+        raise NplError(msg)
+    if effects is not None:
+        if decisions is not None:
+            msg = "give either decisions or effects (whose plan makes the decisions), not both"
+            raise NplError(msg)
+        from npl_engine.causal import Effects  # noqa: PLC0415 - EconML loads only when asked
+
+        bundle = effects if isinstance(effects, Effects) else Effects.load(effects)
+        decisions = policy_decisions(bundle.model, book.loans, bundle.costs, budget=budget)
     loans = book.loans.collect()
     if loans.height == 0:
         msg = "table loans has no rows: nothing to check"

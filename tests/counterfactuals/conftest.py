@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from npl_engine.causal import ActionEffectModel, CausalSettings
-from npl_engine.causal._policy import estimate_costs
+from npl_engine.causal import ActionEffectModel, CausalSettings, Effects, estimate_costs
 from npl_engine.counterfactuals import StrategyModel
 from npl_engine.data import write_dataset
 from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
@@ -65,12 +63,16 @@ def folders(
     """The models and the tape as folders, as the commands read them."""
     root = tmp_path_factory.mktemp("cf")
     strategy.recovery.save(root / "model")
+    assert strategy.costs is not None
     for name, model in (("effects", strategy.effects), ("rate", strategy.collection_effects)):
         assert model is not None
-        (root / name).mkdir()
-        model.save(root / name)
-    assert strategy.costs is not None
-    (root / "effects" / "costs.json").write_text(json.dumps(strategy.costs.to_dict()))
+        # the effects folder without refutations and validation, which these tests do not read
+        summary = {
+            "outcome": model.settings.outcome if model.settings else "recovery_rate",
+            "actions": [{"action": e.action, "ate": e.ate} for e in model.effects_],
+        }
+        cate = model.cate(tape_sim.loans.lazy())
+        Effects(model, summary, cate, strategy.costs).save(root / name)
     write_dataset(root / "tape", loans=tape_sim.loans)
     return {
         "model": root / "model",

@@ -21,7 +21,7 @@ from npl_engine.counterfactuals._dice import LeverSpace, dice_candidates, dice_d
 from npl_engine.data.simulator import Simulation
 from npl_engine.errors import NplError
 
-SETTINGS = CounterfactualSettings(borrower_side=True, seed=7, sample_size=150)
+SETTINGS = {"borrower_side": True, "seed": 7, "sample_size": 150}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def result(
     strategy: StrategyModel, tape_sim: Simulation, low_ids: list[str]
 ) -> CounterfactualResult:
     """Counterfactuals, borrower side included, for the 50 low-p_recover tape loans."""
-    return counterfactuals(strategy, tape_sim.loans, low_ids, SETTINGS)
+    return counterfactuals(strategy, tape_sim.loans, low_ids, **SETTINGS)
 
 
 def test_every_counterfactual_rescored_meets_the_target(
@@ -76,7 +76,7 @@ def test_levers_stay_in_their_permitted_ranges(
     found = result.counterfactuals
     assert set(found["action"].to_list()) <= set(strategy.actions)
     offers = found.filter(pl.col("action") == "settlement_offer")
-    lo, hi = SETTINGS.discount_range
+    lo, hi = CounterfactualSettings().discount_range
     assert offers["settlement_discount"].is_between(lo, hi).all()
     assert (
         found.filter(pl.col("action") != "settlement_offer")["settlement_discount"].is_null().all()
@@ -131,7 +131,7 @@ def test_same_seed_same_counterfactuals(
     result: CounterfactualResult, strategy: StrategyModel, tape_sim: Simulation, low_ids: list[str]
 ) -> None:
     """Running again with the same seed gives the same levers and, to 1e-12, the same scores."""
-    again = counterfactuals(strategy, tape_sim.loans, low_ids[:8], SETTINGS)
+    again = counterfactuals(strategy, tape_sim.loans, low_ids[:8], **SETTINGS)
     first = result.counterfactuals.filter(pl.col("loan_id").is_in(low_ids[:8]))
     assert again.counterfactuals.height > 0
     # The causal forest predicts on parallel threads: sums may differ in the last bit.
@@ -161,9 +161,7 @@ def test_uplift_target_finds_servicer_levers(
     strategy: StrategyModel, tape_sim: Simulation, low_ids: list[str]
 ) -> None:
     """With an uplift the target is p + uplift, and servicer levers reach it, re-scored."""
-    res = counterfactuals(
-        strategy, tape_sim.loans, low_ids[:10], CounterfactualSettings(uplift=0.05)
-    )
+    res = counterfactuals(strategy, tape_sim.loans, low_ids[:10], uplift=0.05)
     np.testing.assert_allclose(res.loans["target"], res.loans["p_recover"] + 0.05)
     found = res.counterfactuals
     assert found.height > 0
@@ -184,7 +182,7 @@ def test_every_loan_a_lever_helps_gets_a_lever(
     """
     p, _ = strategy.p_recover(tape_sim.loans)
     ids = tape_sim.loans["loan_id"].gather(np.argsort(p)[:20]).to_list()
-    res = counterfactuals(strategy, tape_sim.loans, ids, CounterfactualSettings(seed=3))
+    res = counterfactuals(strategy, tape_sim.loans, ids, seed=3)
     actions = [a for a in strategy.actions if a != BAU]
     best: dict[str, tuple[str, float]] = {}
     for loan_id in ids:

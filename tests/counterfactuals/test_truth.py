@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from npl_engine.counterfactuals import BAU, CounterfactualSettings, StrategyModel, counterfactuals
+from npl_engine.counterfactuals import BAU, StrategyModel, counterfactuals
 from npl_engine.data.simulator import Simulation
 
 
@@ -23,7 +23,7 @@ def test_levers_agree_with_the_truth_more_often_than_chance(
     """
     p, _ = strategy.p_recover(tape_sim.loans)
     ids = tape_sim.loans.filter(pl.Series(p < 0.3))["loan_id"].head(150).to_list()
-    res = counterfactuals(strategy, tape_sim.loans, ids, CounterfactualSettings(uplift=0.05))
+    res = counterfactuals(strategy, tape_sim.loans, ids, uplift=0.05)
     first = res.counterfactuals.filter(
         (pl.col("rank") == 1) & (pl.col("action") != BAU) & pl.col("meets_target")
     )

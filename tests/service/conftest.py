@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from npl_engine.causal import ActionEffectModel
-from npl_engine.causal._policy import estimate_costs
+from npl_engine.causal import ActionEffectModel, Effects
 from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.service import ApiKeys, ServiceSettings, create_key
 from service._server import Server, start_server
@@ -25,10 +23,8 @@ def models(
     root = tmp_path_factory.mktemp("service_models")
     shutil.copytree(small_model_and_tape[0], root / "model")
     book = simulate(SimulationSettings(n_loans=3000, seed=41)).dataset()
-    effects = root / "effects"
-    effects.mkdir()
-    ActionEffectModel(n_estimators=30).fit(book).save(effects)
-    (effects / "costs.json").write_text(json.dumps(estimate_costs(book).to_dict()))
+    effect_model = ActionEffectModel(n_estimators=30).fit(book)
+    Effects.from_model(effect_model, book, refutations=False).save(root / "effects")
     return root
 
 

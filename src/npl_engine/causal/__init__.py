@@ -1,7 +1,9 @@
 """Causal effects of collection actions: estimation, refutation and a budgeted action plan.
 
-Names load on first use: the action plan and its costs (:mod:`._policy`) need neither EconML
-nor DoWhy, so a command or the scoring service that only plans does not pay for importing them.
+Start with :func:`estimate_effects`, which returns an :class:`Effects` bundle (save, load,
+plan, gain curve). Names load on first use: the action plan and its costs (:mod:`._policy`)
+need neither EconML nor DoWhy, so a command or the scoring service that only plans does not pay
+for importing them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ if TYPE_CHECKING:
     )
     from npl_engine.causal._effects import (
         MODEL_FILE,
+        MODEL_INFO_FILE,
         ActionEffect,
         ActionEffectModel,
         OverlapReport,
+    )
+    from npl_engine.causal._estimate import (
+        CATE_FILE,
+        EFFECTS_FILES,
+        SUMMARY_FILE,
+        Effects,
+        Plan,
+        PolicyCurve,
+        estimate_effects,
     )
     from npl_engine.causal._policy import (
         BAU_SAMPLE,
@@ -58,11 +70,15 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTION_INTENSITY",
     "BAU_SAMPLE",
+    "CATE_FILE",
     "CHECKS",
     "CONTROL",
     "COSTS_RECORD",
     "DEFAULT_SETTLEMENT_DISCOUNT",
+    "EFFECTS_FILES",
     "MODEL_FILE",
+    "MODEL_INFO_FILE",
+    "SUMMARY_FILE",
     "ActionCosts",
     "ActionEffect",
     "ActionEffectModel",
@@ -70,14 +86,18 @@ __all__ = [
     "CausalData",
     "CausalSettings",
     "CostRule",
+    "Effects",
     "GainCurve",
     "OverlapReport",
+    "Plan",
     "PlanResult",
+    "PolicyCurve",
     "PolicyInputs",
     "RefutationSettings",
     "build_causal_data",
     "calibration_groups",
     "estimate_costs",
+    "estimate_effects",
     "gain_curve",
     "load_costs",
     "parse_budgets",
@@ -95,8 +115,10 @@ __all__ = [
 
 #: The private module that defines each public name.
 _WHERE: dict[str, str] = {
-    **dict.fromkeys(("MODEL_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"),
-                    "_effects"),
+    **dict.fromkeys(("MODEL_FILE", "MODEL_INFO_FILE", "ActionEffect", "ActionEffectModel",
+                     "OverlapReport"), "_effects"),
+    **dict.fromkeys(("CATE_FILE", "EFFECTS_FILES", "SUMMARY_FILE", "Effects", "Plan",
+                     "PolicyCurve", "estimate_effects"), "_estimate"),
     **dict.fromkeys(("COSTS_RECORD", "DEFAULT_SETTLEMENT_DISCOUNT", "ActionCosts", "CostRule",
                      "estimate_costs", "load_costs", "parse_costs"), "_costs"),
     **dict.fromkeys(("BAU_SAMPLE", "BusinessAsUsual", "GainCurve", "PlanResult", "PolicyInputs",

@@ -47,7 +47,7 @@ from npl_engine.data import Dataset
 from npl_engine.errors import NplError
 from npl_engine.features import build_features, learn_vocabularies
 
-__all__ = ["MODEL_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"]
+__all__ = ["MODEL_FILE", "MODEL_INFO_FILE", "ActionEffect", "ActionEffectModel", "OverlapReport"]
 
 MODEL_FILE = "effect_model.joblib"
 MODEL_INFO_FILE = "effect_model.json"
@@ -647,8 +647,16 @@ class ActionEffectModel:
 
     # -------------------------------------------------------------------------- persistence
 
-    def save(self, folder: str | Path) -> None:
-        """Write the fitted model and its package versions into ``folder`` (must exist).
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted model and its package versions into ``folder`` (created if needed).
+
+        Writes ``effect_model.joblib`` and ``effect_model.json`` beside whatever the folder
+        holds (:meth:`npl_engine.causal.Effects.save` writes a whole effects folder).
+
+        Returns
+        -------
+        Path
+            ``folder``.
 
         Notes
         -----
@@ -657,6 +665,7 @@ class ActionEffectModel:
         """
         self._check_fitted()
         folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in self.__dict__.items() if k not in {"data_", "train_"}}
         joblib.dump(state, folder / MODEL_FILE, compress=3)
         info = {
@@ -667,6 +676,7 @@ class ActionEffectModel:
             "versions": {p: version(p) for p in _PACKAGES},
         }
         (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> ActionEffectModel:

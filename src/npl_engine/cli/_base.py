@@ -25,7 +25,6 @@ from rich.table import Table
 
 from npl_engine import __version__
 from npl_engine.errors import AssumedDefaultWarning, NplError
-from npl_engine.excel import EXCEL_MAX_ROWS
 
 if TYPE_CHECKING:
     from npl_engine.data import Dataset, DatasetKind
@@ -285,50 +284,11 @@ def check_out_file(out: Path, *, suffixes: Sequence[str] = TABLE_SUFFIXES) -> Pa
 def write_table(
     frame: pl.DataFrame, out: Path, *, before_publish: Callable[[], object] | None = None
 ) -> None:
-    """Write ``frame`` to ``out`` in the format its suffix names (see :data:`TABLE_SUFFIXES`).
+    """``--out FILE``: :func:`npl_engine.data.writers.write_table` after the suffix check."""
+    from npl_engine.data.writers import write_table as write
 
-    Parquet, CSV (header row, ISO dates; a struct column as JSON text, a list column as
-    comma-separated text), JSON (an array of one object per row) or Excel (one sheet, so at
-    most :data:`EXCEL_MAX_ROWS` rows). The file is written beside ``out`` and renamed into
-    place, so a reader never sees half a file; ``before_publish`` (e.g. appending the decision
-    record) runs between the two, and if it fails nothing is published.
-
-    Raises
-    ------
-    NplError
-        If the suffix names no table format, or the table has more rows than an Excel sheet.
-    """
-    suffix = check_out_file(out).suffix.lower()
-    if suffix == ".xlsx" and frame.height > EXCEL_MAX_ROWS:
-        msg = (
-            f"--out {out}: {frame.height:,} rows do not fit in an Excel sheet "
-            f"(at most {EXCEL_MAX_ROWS:,}); write .parquet or .csv"
-        )
-        raise NplError(msg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if suffix == ".parquet":
-            frame.write_parquet(tmp)
-        elif suffix == ".json":
-            frame.write_json(tmp)
-        else:
-            flat = frame.with_columns(
-                pl.col(c).struct.json_encode()
-                if isinstance(frame.schema[c], pl.Struct)
-                else pl.col(c).cast(pl.List(pl.String)).list.join(", ")
-                for c in frame.columns
-                if isinstance(frame.schema[c], pl.Struct | pl.List)
-            )
-            if suffix == ".csv":
-                flat.write_csv(tmp)
-            else:
-                flat.write_excel(tmp, autofit=True)
-        if before_publish is not None:
-            before_publish()
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    check_out_file(out)
+    write(frame, out, before_publish=before_publish)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,14 +25,8 @@ from npl_engine.cli._base import (
     data_option,
     main,
     read_data,
-    write_table,
 )
 from npl_engine.errors import NplError
-
-#: Files `npl effects` writes (an existing folder holding only these may be replaced).
-EFFECTS_FILES = frozenset(
-    {"effects.json", "cate.parquet", "effect_model.joblib", "effect_model.json", "costs.json"}
-)
 
 
 @main.command()
@@ -85,81 +79,25 @@ def effects(
     refutations, validation, overlap), OUT/cate.parquet (effect per loan and action) and the
     fitted model, which `npl policy` uses to plan actions on a book or a tape.
     """
-    from npl_engine.causal import (
-        ActionEffectModel,
-        CausalSettings,
-        RefutationSettings,
-        estimate_costs,
-        refute_effects,
-    )
-    from npl_engine.data.writers import atomic_folder
+    from npl_engine.causal import estimate_effects
 
     console = _console(stderr=True)
     say = _steps(console)
-    settings = CausalSettings(
+    say(f"reading and validating {data_dir}")
+    book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
+    result = estimate_effects(
+        book,
         outcome=cast("Any", outcome),
         horizon_months=horizon_months,
         treatment_window_days=treatment_window_days,
+        seed=seed,
+        refutations=refutations,
+        progress=say,
     )
-    say(f"reading and validating {data_dir}")
-    book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
-    model = ActionEffectModel(settings=settings, seed=seed).fit(book, progress=say)
-    data = model.data_
-    refuted: dict[str, Any] = {}
-    if refutations:
-        say("refuting each estimate with DoWhy (placebo, common cause, subset, sensitivity)")
-        refuted = refute_effects(
-            data.covariates.values,
-            data.treatment,
-            data.outcome,
-            model.actions_,
-            RefutationSettings(seed=seed),
-        )
-    say("validating the per-loan effects and scoring the book's loans")
-    report: dict[str, Any] = {
-        "outcome": outcome,
-        "horizon_months": settings.window_months,
-        "treatment_window_days": treatment_window_days,
-        "control": "none",
-        "n_loans": data.frame.height,
-        "excluded_censored": data.excluded_censored,
-        "as_of_date": book.as_of_date.isoformat() if book.as_of_date else None,
-        "method": "EconML DRLearner (LightGBM nuisances, cross-fitted): AIPW average effects; "
-        "EconML CausalForestDML: per-loan effects with 95 % intervals",
-        "actions": [
-            {
-                "action": e.action,
-                "n": e.n,
-                "ate": e.ate,
-                "ci_low": e.ci_low,
-                "ci_high": e.ci_high,
-                "naive_difference": e.naive_difference,
-                "std_error": e.std_error,
-                "n_control": e.n_control,
-                "n_trimmed": e.n_trimmed,
-            }
-            for e in model.effects_
-        ],
-        "refutations": refuted or {"skipped": "run without --no-refutations"},
-        "validation": model.validation(),
-        "overlap": {
-            "min_propensity": model.overlap_.min_propensity,
-            "ok": model.overlap_.ok,
-            "warnings": list(model.overlap_.warnings),
-            "share_below": model.overlap_.share_below,
-            "quantiles": model.overlap_.quantiles,
-        },
-    }
-    cate = model.cate(book.loans)
-    costs = estimate_costs(book)
-    if "settlement_offer" in model.actions_ and outcome != "recovered":
-        report["settlement"] = _settlement_summary(model, book.loans, costs)
     say(f"writing {out}")
-    with atomic_folder(out, allowed=EFFECTS_FILES) as staging:
-        (staging / "effects.json").write_text(json.dumps(report, indent=2) + "\n")
-        cate.write_parquet(staging / "cate.parquet")
-        costs.save_record(staging)
-        model.save(staging)
+    result.save(out)
+    report, model, cate = result.summary, result.model, result.cate
+    refuted = report["refutations"] if refutations else None
     unit = "" if outcome == "net_collections" else " (share of exposure)"
     out_console = _console()
     out_console.print(f"effect on {outcome}{unit} against no action; {len(cate):,} loans scored")
@@ -246,23 +184,6 @@ def _print_effects(
         out.print(_table(["action", "quartiles Q1..Q4", "slope>", "AUTOC, 95% CI>"], rows))
 
 
-def _settlement_summary(model: Any, loans: pl.LazyFrame, costs: Any) -> dict[str, Any]:
-    """Settlement offer to every loan of a book: collections with/without, amount waived."""
-    from npl_engine.causal import policy_inputs, settlement_economics
-
-    inputs = policy_inputs(model, loans, costs, with_bau=False, with_baseline=True)
-    econ = settlement_economics(inputs, model.actions_, costs)
-    return {
-        "loans": econ.height,
-        "collections_without_offer": float(econ["collections_without_offer"].sum()),
-        "collections_with_offer": float(econ["collections_with_offer"].sum()),
-        "amount_waived": float(econ["amount_waived"].sum()),
-        "discount": costs.settlement_discount,
-        "note": "amount_waived = discount / (1 - discount) x collections with the offer: an "
-        "upper bound (every collection under the offer taken as a settlement)",
-    }
-
-
 @main.command()
 @click.option(
     "--effects",
@@ -317,7 +238,7 @@ def policy(
     usual, no action and the best single action for all. With --budgets, computes the whole
     gain curve in one run (see docs/causal.md).
     """
-    from npl_engine.causal import ActionEffectModel, parse_budgets, plan_actions, policy_inputs
+    from npl_engine.causal import Effects, load_costs, parse_budgets
 
     if (budget is None) == (budgets is None):
         msg = "give either --budget (one plan) or --budgets (the gain curve)"
@@ -327,58 +248,39 @@ def policy(
         check_out_file(out)
     console = _console(stderr=True)
     say = _steps(console)
-    costs = _read_costs(effects_dir, costs_file)
+    costs = load_costs(costs_file) if costs_file is not None else None
     say(f"loading {effects_dir}")
-    model = ActionEffectModel.load(effects_dir)
+    effects = Effects.load(effects_dir)
+    if costs is None:
+        costs = effects.costs
     say(f"reading and validating {data_dir}")
     data = read_data(data_dir)
-    options = {
-        "with_bau": grid is None,
-        "with_interval": True,
-        "with_baseline": grid is None and "settlement_offer" in model.actions_,
-    }
     cluster = _cluster(cluster_address)
-    if cluster is None:
-        say("predicting effects with their intervals")
-        inputs = policy_inputs(model, data.loans, costs, **options)
-    else:
-        from npl_engine import distributed
-
-        say(f"predicting effects with their intervals on {cluster_address}")
-        inputs = distributed.policy_inputs(cluster, model, data.loans.collect(), costs, **options)
+    where = f" on {cluster_address}" if cluster is not None else ""
     loans = data.loans.collect()
+    record = partial(_record_decisions, audit_db, no_audit=no_audit, command="policy",
+                     loans=loans, data_dir=data_dir, model_dir=effects_dir)  # fmt: skip
     if grid is not None:
-        where = {"out": out, "effects_dir": effects_dir, "data_dir": data_dir}
-        _policy_curve(model, inputs, costs, grid, loans=loans, audit_db=audit_db,
-                      no_audit=no_audit, **where)  # fmt: skip
+        say(f"predicting effects with their intervals{where} and solving {grid.size} plans")
+        curve = effects.gain_curve(data, grid, costs=costs, cluster=cluster)
+        say(f"writing {out}")
+        # no curve is published without its decision record (the plan at the largest budget)
+        parameters = {"budgets": grid.tolist(), "costs": costs.to_dict()}
+        curve.save(
+            out,
+            before_publish=lambda last: record(outputs=last, parameters=parameters),
+        )
+        _print_curve(curve)
+        click.echo(f"wrote {out / 'curve.parquet'} and the plan at each budget in {out}")
         return
     assert budget is not None
-    say("solving the budgeted plan")
-    result = plan_actions(
-        inputs.loan_ids,
-        inputs.uplift,
-        inputs.cost,
-        model.actions_,
-        budget=budget,
-        bau=inputs.bau,
-        uplift_low=inputs.uplift_low,
-        uplift_high=inputs.uplift_high,
-    )
-    plan = _with_settlement(result.plan, model.actions_, inputs, costs)
+    say(f"predicting effects with their intervals{where} and solving the budgeted plan")
+    result = effects.plan(data, budget, costs=costs, cluster=cluster)
+    plan = result.plan
     say(f"writing {out}")
-    write_table(
-        plan,
-        out,
-        before_publish=lambda: _record_decisions(  # no plan is published without its record
-            audit_db,
-            no_audit=no_audit,
-            command="policy",
-            loans=loans,
-            outputs=plan,
-            data_dir=data_dir,
-            model_dir=effects_dir,
-            parameters={"budget": budget, "costs": costs.to_dict()},
-        ),
+    parameters = {"budget": budget, "costs": costs.to_dict()}
+    result.save(  # no plan is published without its record
+        out, before_publish=lambda: record(outputs=plan, parameters=parameters)
     )
     rows = [
         [
@@ -390,49 +292,18 @@ def policy(
         ]
         for r in result.comparison.iter_rows(named=True)
     ]
-    n = inputs.loan_ids.len()
+    n = plan.height
     _console().print(f"budget {_money(budget)}; expected values against no action over {n:,} loans")
     _console().print(
         _table(["policy", "loans acted>", "cost>", "expected uplift>", "expected net>"], rows)
     )
-    low, high = float(plan["uplift_low"].sum()), float(plan["uplift_high"].sum())
+    low, high = result.band
     _console().print(
         f"the plan's expected uplift, 95 % band from the per-loan effect intervals: "
         f"{_money(low)} to {_money(high)}"
     )
     _print_settlement(plan)
     click.echo(f"wrote {out}")
-
-
-#: Files a `npl policy --budgets` folder holds, besides the plan_*.parquet files.
-CURVE_FILES = frozenset({"curve.parquet", "curve.csv"})
-
-
-def _read_costs(effects_dir: Path, costs_file: Path | None) -> Any:
-    """The costs a plan uses: the --costs file, else the costs `npl effects` learned."""
-    from npl_engine.causal import ActionCosts, load_costs
-
-    if costs_file is not None:
-        return load_costs(costs_file)
-    return ActionCosts.read_record(effects_dir)
-
-
-def _with_settlement(plan: Any, actions: tuple[str, ...], inputs: Any, costs: Any) -> Any:
-    """The plan with, for settlement offers, the amount waived and collections with/without."""
-    from npl_engine.causal import settlement_economics
-
-    if "settlement_offer" not in actions:
-        return plan
-    economics = settlement_economics(inputs, actions, costs)
-    offered = plan["action"] == "settlement_offer"
-    return plan.with_columns(
-        [
-            pl.Series(
-                name, np.where(offered.to_numpy(), economics[name].to_numpy(), np.nan)
-            ).fill_nan(None)
-            for name in ("collections_without_offer", "collections_with_offer", "amount_waived")
-        ]
-    )
 
 
 def _print_settlement(plan: Any) -> None:
@@ -450,70 +321,14 @@ def _print_settlement(plan: Any) -> None:
     )
 
 
-def _budget_name(budget: float) -> str:
-    """File name of the plan at a budget: plan_20000.parquet, plan_12.5.parquet."""
-    return (
-        f"plan_{budget:.0f}.parquet" if float(budget).is_integer() else f"plan_{budget:g}.parquet"
-    )
-
-
-def _policy_curve(
-    model: Any,
-    inputs: Any,
-    costs: Any,
-    grid: Any,
-    *,
-    out: Path,
-    effects_dir: Path,
-    data_dir: Path,
-    loans: Any,
-    audit_db: Path | None,
-    no_audit: bool,
-) -> None:
-    """`npl policy --budgets`: the gain curve, its plans, a decision record and a summary."""
-    from npl_engine.causal import gain_curve, plan_frame
-    from npl_engine.data.writers import atomic_folder
-
-    say = _steps(_console(stderr=True))
-    say(f"solving the plan at {grid.size} budgets")
-    result = gain_curve(
-        inputs.uplift,
-        inputs.cost,
-        model.actions_,
-        budgets=grid,
-        uplift_low=inputs.uplift_low,
-        uplift_high=inputs.uplift_high,
-    )
-    curve = result.curve
-    columns = {"expected_uplift": inputs.uplift, "cost": inputs.cost,
-               "uplift_low": inputs.uplift_low, "uplift_high": inputs.uplift_high}  # fmt: skip
-    names = [_budget_name(b) for b in grid]
-    say(f"writing {out}")
-    allowed = CURVE_FILES | frozenset(names)
-    last = pl.DataFrame()
-    with atomic_folder(out, allowed=allowed) as staging:
-        curve.write_parquet(staging / "curve.parquet")
-        curve.write_csv(staging / "curve.csv")
-        for i, name in enumerate(names):
-            last = plan_frame(inputs.loan_ids, result.picks[i], model.actions_, columns)
-            last.write_parquet(staging / name)
-        # no curve is published without its decision record (the plan at the largest budget)
-        _record_decisions(
-            audit_db,
-            no_audit=no_audit,
-            command="policy",
-            loans=loans,
-            outputs=last,
-            data_dir=data_dir,
-            model_dir=effects_dir,
-            parameters={"budgets": grid.tolist(), "costs": costs.to_dict()},
-        )
+def _print_curve(result: Any) -> None:
+    """The gain curve: at most 12 budgets, the saturation point."""
+    curve, actions = result.curve, result.actions
     shown = (
         curve
         if curve.height <= 12
         else curve.gather(np.unique(np.linspace(0, curve.height - 1, 12).round().astype(int)))
     )
-    actions = model.actions_
     rows = []
     for r in shown.iter_rows(named=True):
         mix = ", ".join(f"{a} {r[f'loans_{a}']:,}" for a in actions if r[f"loans_{a}"])
@@ -532,8 +347,8 @@ def _policy_curve(
         )
     out_console = _console()
     out_console.print(
-        f"gain curve over {inputs.loan_ids.len():,} loans: expected collections gained (gross of "
-        "spend) against no action; 95 % band from the per-loan effect intervals"
+        f"gain curve over {result.inputs.loan_ids.len():,} loans: expected collections gained "
+        "(gross of spend) against no action; 95 % band from the per-loan effect intervals"
     )
     out_console.print(
         _table(
@@ -548,4 +363,3 @@ def _policy_curve(
     )
     if curve.height > len(rows):
         out_console.print(f"({curve.height} budgets in curve.parquet; {len(rows)} shown)")
-    click.echo(f"wrote {out / 'curve.parquet'} and the plan at each budget in {out}")

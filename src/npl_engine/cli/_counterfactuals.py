@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -29,49 +28,6 @@ from npl_engine.cli._base import (
 )
 from npl_engine.cli._scoring import _effect
 from npl_engine.errors import NplError
-
-
-def _strategy_model(model_dir: Path, effects_dirs: Sequence[Path], costs_file: Path | None) -> Any:
-    """The scoring model plus the effect models in ``effects_dirs`` (one per outcome)."""
-    from npl_engine.causal import COSTS_RECORD, ActionCosts, ActionEffectModel, load_costs
-    from npl_engine.counterfactuals import StrategyModel
-    from npl_engine.scoring import RecoveryModel
-
-    by_outcome: dict[str, Any] = {}
-    for folder in effects_dirs:
-        effect_model = ActionEffectModel.load(folder)
-        outcome = effect_model.settings.outcome if effect_model.settings else "recovery_rate"
-        if outcome not in ("recovered", "recovery_rate"):
-            msg = (
-                f"{folder}: effects on {outcome!r} cannot move p_recover or expected "
-                "collections; give effects on 'recovered' (and 'recovery_rate')"
-            )
-            raise NplError(msg)
-        if outcome in by_outcome:
-            msg = f"two --effects folders estimate effects on {outcome!r}; give one"
-            raise NplError(msg)
-        by_outcome[outcome] = effect_model
-    if by_outcome and "recovered" not in by_outcome:
-        msg = (
-            "the --effects folder estimates effects on the recovery rate only; counterfactuals "
-            "move p_recover: add a folder from `npl effects --outcome recovered`"
-        )
-        raise NplError(msg)
-    costs = None
-    if costs_file is not None:
-        costs = load_costs(costs_file)
-    else:
-        for folder in effects_dirs:
-            if (folder / COSTS_RECORD).is_file():
-                costs = ActionCosts.read_record(folder)
-                break
-    return StrategyModel(
-        recovery=RecoveryModel.load(model_dir),
-        effects=by_outcome.get("recovered"),
-        collection_effects=by_outcome.get("recovery_rate"),
-        costs=costs,
-    )
-
 
 _EFFECTS_OPTION = click.option(
     "--effects",
@@ -178,9 +134,9 @@ def counterfactual_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from npl_engine.counterfactuals import (
-        CounterfactualSettings,
         counterfactuals,
         read_loan_ids,
+        strategy_model,
         summarize,
         write_result,
     )
@@ -190,20 +146,11 @@ def counterfactual_command(
         raise NplError(msg)
     if out is not None:
         check_out_file(out)
-    settings = CounterfactualSettings(
-        n=n_counterfactuals,
-        target=target,
-        uplift=uplift,
-        borrower_side=borrower_side,
-        discount_range=(float(discount_range[0]), float(discount_range[1])),
-        time_budget_seconds=time_budget,
-        seed=seed,
-    )
     ids = [loan_id] if loan_id is not None else read_loan_ids(cast("Path", loan_ids_file))
     console = _console(stderr=True)
     say = _steps(console)
     say(f"loading {model_dir}" + "".join(f" and {e}" for e in effects_dirs))
-    model = _strategy_model(model_dir, effects_dirs, costs_file)
+    model = strategy_model(model_dir, effects_dirs or None, costs=costs_file)
     say(f"reading and validating {data_dir}")
     loans = read_data(data_dir).loans.collect()
     say(f"searching counterfactuals for {len(ids):,} loan(s)")
@@ -211,7 +158,17 @@ def counterfactual_command(
     with Progress(*columns, console=console, transient=True, disable=len(ids) == 1) as bar:
         task = bar.add_task("counterfactuals", total=len(ids))
         result = counterfactuals(
-            model, loans, ids, settings, progress=lambda done: bar.update(task, completed=done)
+            model,
+            loans,
+            ids,
+            n=n_counterfactuals,
+            target=target,
+            uplift=uplift,
+            borrower_side=borrower_side,
+            discount_range=discount_range,
+            time_budget_seconds=time_budget,
+            seed=seed,
+            progress=lambda done: bar.update(task, completed=done),
         )
     found = result.counterfactuals.group_by("loan_id").agg(
         counterfactuals=pl.col("changes").str.join(" | "),
@@ -227,7 +184,7 @@ def counterfactual_command(
         model_dir=model_dir,
         parameters={
             "effects": [str(e) for e in effects_dirs],
-            "settings": {k: str(v) for k, v in asdict(settings).items()},
+            "settings": {k: str(v) for k, v in asdict(result.settings).items()},
         },
     )
     if out is not None:
@@ -344,7 +301,7 @@ def what_if_command(
     costs_file: Path | None,
 ) -> None:
     """Re-score a loan with changed inputs: p_recover, expected collections and reasons."""
-    from npl_engine.counterfactuals import parse_changes, what_if
+    from npl_engine.counterfactuals import strategy_model, what_if
 
     raw: dict[str, str] = {}
     for item in assignments:
@@ -356,13 +313,10 @@ def what_if_command(
     console = _console(stderr=True)
     say = _steps(console)
     say(f"loading {model_dir}")
-    model = _strategy_model(model_dir, effects_dirs, costs_file)
+    model = strategy_model(model_dir, effects_dirs or None, costs=costs_file)
     say(f"reading and validating {data_dir}")
     loans = read_data(data_dir).loans.collect()
-    if loans.filter(pl.col("loan_id") == loan_id).height == 0:
-        msg = f"loans: column loan_id has no row {loan_id!r}"
-        raise NplError(msg)
-    result = what_if(model, loans, loan_id, parse_changes(loans, loan_id, raw), top=top)
+    result = what_if(model, loans, loan_id, raw, top=top)
     out = _console()
     out.print(f"loan {loan_id}")
     out.print(_table(["input", "before", "after"], [(k, *v) for k, v in result.changes.items()]))

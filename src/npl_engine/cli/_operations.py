@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -260,10 +259,6 @@ def keys_list(*, keys_file: Path | None) -> None:
     _console().print(_table(["id", "name", "created"], rows))
 
 
-#: Files `npl fairness` writes (an existing folder holding only these may be replaced).
-FAIRNESS_FILES = frozenset({"fairness.json", "fairness.parquet"})
-
-
 @main.command()
 @MODEL_OPTION
 @data_option("A book (loans, actions, payments) whose outcomes are known.")
@@ -352,8 +347,7 @@ def fairness(
     crossed beyond noise (see docs/fairness.md). Writes OUT/fairness.json and
     OUT/fairness.parquet.
     """
-    from npl_engine.data.writers import atomic_folder
-    from npl_engine.fairness import FairnessSettings, fairness_report, policy_decisions
+    from npl_engine.fairness import FairnessSettings, fairness_report
     from npl_engine.scoring import RecoveryModel
 
     settings = FairnessSettings(
@@ -370,34 +364,22 @@ def fairness(
     say = _steps(console)
     say(f"loading {model_dir}")
     model = RecoveryModel.load(model_dir)
-    costs, effects_model = None, None
+    effects = None
     if effects_dir is not None:
-        costs = _effect_costs(effects_dir)
         say(f"loading {effects_dir}")
-        from npl_engine.causal import ActionEffectModel
+        from npl_engine.causal import Effects
 
-        effects_model = ActionEffectModel.load(effects_dir)
+        effects = Effects.load(effects_dir)
     say(f"reading and validating {data_dir}")
     book = read_data(data_dir, kind="book", as_of=as_of.date() if as_of else None)
-    decisions = None
-    if effects_model is not None:
+    if effects is not None:
         say("planning actions (the decisions compared between groups)")
-        decisions = policy_decisions(effects_model, book.loans, costs, budget=budget)
     say("scoring the book and comparing groups")
-    report = fairness_report(model, book, settings=settings, decisions=decisions)
+    report = fairness_report(model, book, settings=settings, effects=effects, budget=budget)
     say(f"writing {out}")
-    with atomic_folder(out, allowed=FAIRNESS_FILES) as staging:
-        (staging / "fairness.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        report.groups.write_parquet(staging / "fairness.parquet")
+    report.save(out)
     _print_fairness(report)
     click.echo(f"wrote {out / 'fairness.json'} and {out / 'fairness.parquet'}")
-
-
-def _effect_costs(effects_dir: Path) -> Any:
-    """Action costs saved by `npl effects` beside its model."""
-    from npl_engine.causal import ActionCosts
-
-    return ActionCosts.read_record(effects_dir)
 
 
 def _print_fairness(report: Any) -> None:

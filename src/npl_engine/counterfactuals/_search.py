@@ -42,7 +42,7 @@ __all__ = [
     "CounterfactualResult",
     "CounterfactualSettings",
     "apply_counterfactuals",
-    "counterfactuals",
+    "search_counterfactuals",
     "summarize",
 ]
 
@@ -523,7 +523,7 @@ def _describe(frame: pd.DataFrame, query: pd.DataFrame, levers: Sequence[str]) -
 # -- many loans -------------------------------------------------------------------------------
 
 
-def counterfactuals(
+def search_counterfactuals(
     model: StrategyModel,
     loans: pl.DataFrame,
     loan_ids: Sequence[str],
@@ -531,7 +531,7 @@ def counterfactuals(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> CounterfactualResult:
-    """Counterfactuals for loans: lever settings that bring p_recover up to the target.
+    """Counterfactuals for loans under a strategy model (see :func:`counterfactuals`).
 
     Parameters
     ----------

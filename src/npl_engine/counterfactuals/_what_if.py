@@ -21,7 +21,7 @@ from npl_engine.counterfactuals._strategy import BAU, SETTLEMENT, StrategyModel
 from npl_engine.data.contract import LOANS, ColumnSpec
 from npl_engine.errors import NplError
 
-__all__ = ["LEVER_COLUMNS", "WhatIf", "parse_changes", "what_if"]
+__all__ = ["LEVER_COLUMNS", "WhatIf", "parse_changes", "rescore"]
 
 #: Changes that are collection levers rather than loans columns.
 LEVER_COLUMNS = ("action", "settlement_discount")
@@ -150,7 +150,7 @@ def _parse_lever(column: str, text: str, loan_id: str) -> Any:
     return value
 
 
-def what_if(
+def rescore(
     model: StrategyModel,
     loans: pl.DataFrame,
     loan_id: str,
@@ -183,7 +183,7 @@ def what_if(
 
     Examples
     --------
-    >>> w = what_if(StrategyModel(recovery=model), loans, "T00000042",
+    >>> w = rescore(StrategyModel(recovery=model), loans, "T00000042",
     ...             {"monthly_income": 4000.0})  # doctest: +SKIP
     >>> w.p_recover_after - w.p_recover_before  # doctest: +SKIP
     """

@@ -3,13 +3,14 @@
 :func:`write_dataset` is what most callers need. :func:`atomic_folder` and
 :func:`write_tables` are its two halves, for writers that put more beside the tables (the
 simulator adds its ``truth/`` folder) and still want the whole folder to appear at once.
+:func:`write_table` writes one result table in the format its file name says.
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import polars as pl
 from npl_engine.data.contract import TABLES
 from npl_engine.data.readers import FORMATS
 from npl_engine.errors import NplError
+from npl_engine.excel import EXCEL_MAX_ROWS
 
-__all__ = ["atomic_folder", "write_dataset", "write_tables"]
+__all__ = ["TABLE_SUFFIXES", "atomic_folder", "write_dataset", "write_table", "write_tables"]
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -195,3 +197,79 @@ def _swap_in(staging: Path, target: Path, *, tag: str) -> None:
         old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+#: File suffixes :func:`write_table` writes, each naming its format.
+TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".json", ".xlsx")
+
+
+def write_table(
+    frame: pl.DataFrame,
+    path: str | Path,
+    *,
+    before_publish: Callable[[], object] | None = None,
+) -> Path:
+    """Write ``frame`` to ``path`` in the format its suffix names (see :data:`TABLE_SUFFIXES`).
+
+    Parquet, CSV (header row, ISO dates; a struct column as JSON text, a list column as
+    comma-separated text), JSON (an array of one object per row) or Excel (one sheet, so at
+    most :data:`~npl_engine.excel.EXCEL_MAX_ROWS` rows). The file is written beside ``path``
+    and renamed into place, so a reader never sees half a file; ``before_publish`` (e.g.
+    appending a decision record) runs between the two, and if it fails nothing is published.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    NplError
+        If the suffix names no table format, or the table has more rows than an Excel sheet.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> pl.read_csv(write_table(pl.DataFrame({"a": [1, 2]}), folder / "t.csv"))["a"].to_list()
+    [1, 2]
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        named = f"suffix {out.suffix!r}" if out.suffix else "no suffix"
+        msg = f"{out}: {named} names no table format; give a file ending in " + ", ".join(
+            TABLE_SUFFIXES
+        )
+        raise NplError(msg)
+    if suffix == ".xlsx" and frame.height > EXCEL_MAX_ROWS:
+        msg = (
+            f"{out}: {frame.height:,} rows do not fit in an Excel sheet "
+            f"(at most {EXCEL_MAX_ROWS:,}); write .parquet or .csv"
+        )
+        raise NplError(msg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if suffix == ".parquet":
+            frame.write_parquet(tmp)
+        elif suffix == ".json":
+            frame.write_json(tmp)
+        else:
+            flat = frame.with_columns(
+                pl.col(c).struct.json_encode()
+                if isinstance(frame.schema[c], pl.Struct)
+                else pl.col(c).cast(pl.List(pl.String)).list.join(", ")
+                for c in frame.columns
+                if isinstance(frame.schema[c], pl.Struct | pl.List)
+            )
+            if suffix == ".csv":
+                flat.write_csv(tmp)
+            else:
+                flat.write_excel(tmp, autofit=True)
+        if before_publish is not None:
+            before_publish()
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -15,7 +14,6 @@ import polars as pl
 
 from npl_engine import __version__
 from npl_engine.data import Dataset
-from npl_engine.errors import NplError
 from npl_engine.monitoring import MonitorReport
 from npl_engine.report import _plots
 from npl_engine.scenarios import ScenarioSet
@@ -82,37 +80,17 @@ def _effects_section(
     """Average effects and their checks, per-loan effects, the plan, the gain curve, offers."""
     from npl_engine.causal import (  # noqa: PLC0415 - EconML is heavy and optional here
         CHECKS,
-        ActionCosts,
-        ActionEffectModel,
+        Effects,
         gain_curve,
-        plan_actions,
-        policy_inputs,
-        settlement_economics,
         verdict,
     )
 
-    summary_path = effects_dir / "effects.json"
-    if not summary_path.is_file():
-        msg = f"{effects_dir} holds no effects.json: run `npl effects --out {effects_dir}`"
-        raise NplError(msg)
-    summary = json.loads(summary_path.read_text())
-    costs = ActionCosts.read_record(effects_dir)
     say(f"loading {effects_dir} and predicting each action's effect on the tape")
-    model = ActionEffectModel.load(effects_dir)
+    effects = Effects.load(effects_dir)
+    summary, model, costs = effects.summary, effects.model, effects.costs
     cate = model.cate(loans.lazy())
-    offers = "settlement_offer" in model.actions_
-    inputs = policy_inputs(model, loans.lazy(), costs, with_interval=True, with_baseline=offers)
-    limit = math.inf if budget is None else budget
-    plan = plan_actions(
-        inputs.loan_ids,
-        inputs.uplift,
-        inputs.cost,
-        model.actions_,
-        budget=limit,
-        bau=inputs.bau,
-        uplift_low=inputs.uplift_low,
-        uplift_high=inputs.uplift_high,
-    )
+    plan = effects.plan(loans, math.inf if budget is None else budget)
+    inputs = plan.inputs
     # the gain curve from nothing to past the point where spending stops paying
     saturation = gain_curve(inputs.uplift, inputs.cost, model.actions_, budgets=np.zeros(1))
     top = max(saturation.saturation_spend * 1.2, 1.0)
@@ -125,9 +103,8 @@ def _effects_section(
         uplift_high=inputs.uplift_high,
     )
     settlement = None
-    if offers:
-        chosen_offer = (plan.plan["action"] == "settlement_offer").to_numpy()
-        econ = settlement_economics(inputs, model.actions_, costs).filter(pl.Series(chosen_offer))
+    if "settlement_offer" in model.actions_:
+        econ = plan.plan.filter(pl.col("action") == "settlement_offer")
         settlement = {
             "loans": econ.height,
             "collections_without_offer": float(econ["collections_without_offer"].sum()),
@@ -156,7 +133,7 @@ def _effects_section(
         "curve": curve.curve.to_dicts(),
         "saturation_spend": curve.saturation_spend,
         "settlement": settlement,
-        "plan_band": [float(plan.plan["uplift_low"].sum()), float(plan.plan["uplift_high"].sum())],
+        "plan_band": list(plan.band),
         "outcome": summary["outcome"],
         "horizon_months": summary.get("horizon_months"),
         "method": summary.get("method"),

@@ -83,10 +83,11 @@ class Engine:
 
     def _load_effects(self, folder: Path) -> None:
         # econml and friends are heavy: loaded only when the service has an effect model.
-        from npl_engine.causal import ActionCosts, ActionEffectModel  # noqa: PLC0415
+        from npl_engine.causal import Effects  # noqa: PLC0415
 
-        self.costs = ActionCosts.read_record(folder)
-        self.effects = ActionEffectModel.load(folder)
+        bundle = Effects.load(folder)
+        self.costs = bundle.costs
+        self.effects = bundle.model
         self.effects_fingerprint = files_fingerprint(folder)
 
     def describe(self) -> dict[str, Any]:

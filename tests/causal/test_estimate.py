@@ -1,0 +1,152 @@
+"""The effects bundle: save and load round trip, the one clear error, plans equal the CLI's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from polars.testing import assert_frame_equal
+
+from npl_engine.causal import ActionEffectModel, Effects
+from npl_engine.cli import main
+from npl_engine.data import Dataset, write_dataset
+from npl_engine.data.simulator import SimulationSettings, simulate
+from npl_engine.errors import NplError
+
+
+@pytest.fixture(scope="module")
+def effects() -> Effects:
+    """Effects on a 3,000-loan book, small nuisance models, no refutations."""
+    book = simulate(SimulationSettings(n_loans=3000, seed=3)).dataset()
+    model = ActionEffectModel(n_estimators=30, n_trees=40, seed=0).fit(book)
+    return Effects.from_model(model, book, refutations=False)
+
+
+@pytest.fixture(scope="module")
+def folder(effects: Effects, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The effects saved as `npl effects --out` writes them."""
+    return effects.save(tmp_path_factory.mktemp("effects") / "effects")
+
+
+@pytest.fixture(scope="module")
+def tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 400-loan tape folder."""
+    sim = simulate(SimulationSettings(n_loans=400, seed=7, kind="tape"))
+    root = tmp_path_factory.mktemp("tape") / "tape"
+    write_dataset(root, loans=sim.loans)
+    return root
+
+
+def test_the_folder_holds_what_npl_effects_writes(effects: Effects, folder: Path) -> None:
+    """effects.json, cate.parquet, costs.json and the model; the summary as written."""
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "cate.parquet",
+        "costs.json",
+        "effect_model.joblib",
+        "effect_model.json",
+        "effects.json",
+    ]
+    summary = json.loads((folder / "effects.json").read_text())
+    assert summary == json.loads(json.dumps(effects.summary))
+    assert [a["action"] for a in summary["actions"]] == list(effects.actions)
+    assert summary["refutations"] == {"skipped": "run without --no-refutations"}
+
+
+def test_save_then_load_gives_the_same_effects(effects: Effects, folder: Path, tape: Path) -> None:
+    """Summary, per-loan effects, costs and the model's predictions survive the round trip."""
+    loaded = Effects.load(folder)
+    assert loaded.summary == json.loads(json.dumps(effects.summary))
+    assert loaded.cate.equals(effects.cate)
+    assert loaded.costs == effects.costs
+    assert loaded.actions == effects.actions
+    loans = Dataset(loans=pl.read_parquet(tape / "loans.parquet").lazy()).loans
+    assert np.allclose(
+        loaded.model.effect(loaded.model.covariates(loans)),
+        effects.model.effect(effects.model.covariates(loans)),
+    )
+    assert loaded.table["action"].to_list() == list(effects.actions)
+
+
+@pytest.mark.parametrize(
+    "name", ["effects.json", "cate.parquet", "costs.json", "effect_model.joblib"]
+)
+def test_a_missing_file_is_named_in_one_clear_error(
+    folder: Path, tmp_path: Path, name: str
+) -> None:
+    """Loading a folder without one of its files names the folder and the file."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in folder.iterdir():
+        if path.name != name:
+            (broken / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(NplError, match=rf"{broken}.*{name} missing"):
+        Effects.load(broken)
+
+
+@pytest.mark.parametrize("name", ["effects.json", "cate.parquet", "effect_model.joblib"])
+def test_a_corrupt_file_is_named_in_one_clear_error(
+    folder: Path, tmp_path: Path, name: str
+) -> None:
+    """A file that cannot be read: the error names the folder and the file."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in folder.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / name).write_bytes(b"not what it should be")
+    with pytest.raises(NplError, match=rf"{broken}: {name} cannot be read"):
+        Effects.load(broken)
+
+
+def test_no_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """A folder that does not exist: the error says so and how to make one."""
+    with pytest.raises(NplError, match=r"no such effects folder"):
+        Effects.load(tmp_path / "nope")
+
+
+def test_the_plan_equals_the_one_npl_policy_writes(
+    folder: Path, tape: Path, tmp_path: Path
+) -> None:
+    """Effects.plan(...).save gives the file `npl policy --budget` writes, value for value."""
+    out = tmp_path / "plan.parquet"
+    result = CliRunner().invoke(
+        main,
+        ["policy", "--effects", str(folder), "--data", str(tape), "--budget", "20000",
+         "--out", str(out), "--no-audit"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plan = Effects.load(folder).plan(tape, 20_000)
+    # the forest sums its trees in threads: equal to the last bits, not bit for bit
+    assert_frame_equal(plan.plan, pl.read_parquet(out), rel_tol=1e-12, abs_tol=1e-9)
+    assert plan.save(tmp_path / "mine.csv").is_file()
+    assert pl.read_csv(tmp_path / "mine.csv")["loan_id"].to_list() == plan.plan["loan_id"].to_list()
+    assert plan.plan["cost"].sum() <= 20_000
+    assert plan.comparison["policy"][0] == "plan"
+
+
+def test_the_gain_curve_equals_the_one_npl_policy_writes(
+    folder: Path, tape: Path, tmp_path: Path
+) -> None:
+    """Effects.gain_curve(...).save writes the folder `npl policy --budgets` writes."""
+    out = tmp_path / "curve"
+    result = CliRunner().invoke(
+        main,
+        ["policy", "--effects", str(folder), "--data", str(tape), "--budgets", "0:20000:3",
+         "--out", str(out), "--no-audit"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    mine = Effects.load(folder).gain_curve(tape, [0.0, 10_000.0, 20_000.0]).save(tmp_path / "mine")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in mine.iterdir())
+    assert "plan_20000.parquet" in names
+    for name in names:
+        if name.endswith(".parquet"):
+            assert_frame_equal(
+                pl.read_parquet(mine / name),
+                pl.read_parquet(out / name),
+                rel_tol=1e-12,
+                abs_tol=1e-9,
+            )
