@@ -524,7 +524,7 @@ def _tranche_structure(
     if isinstance(tranches, str | os.PathLike):
         return load_tranches(Path(tranches))
     # A caller without a type checker may pass anything: say what was expected.
-    msg = f"tranches: expected a TrancheStructure or a TOML file, got {type(tranches).__name__}"
+    msg = f"tranches: expected a TrancheStructure or a TOML file, got {type(tranches).__name__}"  # type: ignore[unreachable]
     raise NplError(msg)
 
 
