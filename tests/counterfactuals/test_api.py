@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from polars.testing import assert_frame_equal
 
 import npl_engine as npl
 from npl_engine.causal import Effects
@@ -25,9 +26,13 @@ def test_folders_give_the_counterfactuals_of_the_objects(
     assert from_folders.loans.select("loan_id", "status").equals(
         in_memory.loans.select("loan_id", "status")
     )
-    columns = ["loan_id", "kind", "rank", "changes", "p_recover"]
-    assert from_folders.counterfactuals.select(columns).equals(
-        in_memory.counterfactuals.select(columns)
+    # the folders' models predict what the objects predict, to rounding (a saved LightGBM
+    # model and the in-memory one may differ in the last bit)
+    assert_frame_equal(
+        from_folders.counterfactuals.select("loan_id", "kind", "rank", "changes", "p_recover"),
+        in_memory.counterfactuals.select("loan_id", "kind", "rank", "changes", "p_recover"),
+        rel_tol=1e-12,
+        abs_tol=1e-15,
     )
 
 
@@ -44,7 +49,8 @@ def test_what_if_reads_text_like_set_and_typed_values(
         folders["model"], tape_sim.loans, low_ids[0], {"monthly_income": 4000.0, "action": "call"},
         effects=effects,
     )  # fmt: skip
-    assert text.p_recover_after == typed.p_recover_after
+    # equal to rounding: the two routes build the one-row frame differently
+    assert text.p_recover_after == pytest.approx(typed.p_recover_after, rel=1e-12)
     assert text.p_recover_after != text.p_recover_before
     assert text.expected_collections_after is not None  # effects on the rate move collections
 

@@ -297,7 +297,7 @@ def import_eba(path: str | Path, *, borrower_id: BorrowerKey = "counterparty") -
     --------
     The hand-made set of the tests (run from the repository's root):
 
-    >>> result = import_eba("tests/data/eba_templates")
+    >>> result = import_eba("tests/data/eba/eba_templates")
     >>> result.loans.select("loan_id", "segment", "legal_stage").head(3).rows()
     [('L1', 'residential_mortgage', 'proceedings'), ('L2', 'commercial_real_estate', 'auction'), ('L3', 'sme_secured', 'insolvency')]
     >>> result.report.not_mapped["gender"]
