@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
-from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
-from npl_engine.scoring import RecoveryModel
+import _small_model
+from npl_engine.data.simulator import write_simulation
 
 #: Hypothesis checks what the code computes, never how fast: its default 200 ms deadline per
 #: example failed a pricing property on a machine busy with other work (250 ms, load 13).
@@ -50,16 +50,12 @@ def one_openmp_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def small_model_and_tape(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small model trained on a 6,000-loan book (seed 31) and a 1,500-loan tape (seed 32).
+    """The shared small model (``tests/_small_model.py``) and its 1,500-loan tape, as folders.
 
     One trained model for the tests of every command that reads one; trained once per pytest
     worker.
     """
     root = tmp_path_factory.mktemp("small_model")
-    sim = simulate(SimulationSettings(n_loans=6_000, seed=31))
-    model = RecoveryModel(baselines=False, grid=({"num_leaves": 15, "min_data_in_leaf": 50},))
-    model.fit(sim.dataset()).save(root / "model")
-    write_simulation(
-        simulate(SimulationSettings(n_loans=1_500, seed=32, kind="tape")), root / "tape"
-    )
+    _small_model.trained_model().save(root / "model")
+    write_simulation(_small_model.tape(), root / "tape")
     return root / "model", root / "tape"

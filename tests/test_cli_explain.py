@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
 
-from _explain_model import tape, trained_model
+from _small_model import explain_tape as tape
+from _small_model import trained_model
 from npl_engine.cli import main
 from npl_engine.data import write_dataset
 from npl_engine.explain import explain_loans

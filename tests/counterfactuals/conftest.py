@@ -7,32 +7,30 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import _small_model
 from npl_engine.causal import ActionEffectModel, CausalSettings, Effects, estimate_costs
 from npl_engine.counterfactuals import StrategyModel
 from npl_engine.data import write_dataset
-from npl_engine.data.simulator import Simulation, SimulationSettings, simulate
-from npl_engine.scoring import RecoveryModel
-
-GRID = ({"num_leaves": 15, "min_data_in_leaf": 50},)
+from npl_engine.data.simulator import Simulation
 
 
 @pytest.fixture(scope="package")
 def book_sim() -> Simulation:
-    """A 6,000-loan simulated book."""
-    return simulate(SimulationSettings(n_loans=6000, seed=21))
+    """The shared 6,000-loan simulated book (``tests/_small_model.py``)."""
+    return _small_model.book()
 
 
 @pytest.fixture(scope="package")
 def tape_sim() -> Simulation:
-    """A 1,500-loan simulated tape, with its truth."""
-    return simulate(SimulationSettings(n_loans=1500, seed=22, kind="tape"))
+    """The shared 1,500-loan simulated tape, with its truth."""
+    return _small_model.tape()
 
 
 @pytest.fixture(scope="package")
 def strategy(book_sim: Simulation, one_openmp_thread: None) -> StrategyModel:
-    """Scoring model plus effects on recovered and on the recovery rate, fitted on the book."""
+    """The shared scoring model plus effects on recovered and on the recovery rate (the book)."""
     book = book_sim.dataset()
-    recovery = RecoveryModel(baselines=False, grid=GRID).fit(book)
+    recovery = _small_model.trained_model()
     on_recovered = ActionEffectModel(
         settings=CausalSettings(outcome="recovered"), n_estimators=60, n_trees=40
     ).fit(book)

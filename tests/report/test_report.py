@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-import _explain_model
+import _small_model
 from _browser import chromium, render
 from npl_engine.cli import main
 from npl_engine.data.simulator import write_simulation
@@ -31,9 +31,9 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """The shared small model (4,000-loan book) saved, its book and a 2,500-loan tape on disk."""
     root = tmp_path_factory.mktemp("report")
-    _explain_model.trained_model().save(root / "model")
-    write_simulation(_explain_model.book(), root / "book")
-    write_simulation(_explain_model.tape(), root / "tape")
+    _small_model.trained_model().save(root / "model")
+    write_simulation(_small_model.book(), root / "book")
+    write_simulation(_small_model.explain_tape(), root / "tape")
     return root / "model", root / "book", root / "tape"
 
 
