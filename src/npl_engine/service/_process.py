@@ -337,7 +337,9 @@ class EngineProcess:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError) as exc:
+            # TypeError: the connection was closed by the stopping service while this thread
+            # waited in recv() (its handle is then None); seen at shutdown in the test suite
+            except (EOFError, OSError, TypeError) as exc:
                 with contextlib.suppress(RuntimeError):  # the loop may be closed
                     loop.call_soon_threadsafe(self._on_death, exc)
                 return
