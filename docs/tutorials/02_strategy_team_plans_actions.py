@@ -35,7 +35,9 @@ import polars as pl
 import npl_engine as npl
 
 workdir = Path(tempfile.mkdtemp(prefix="npl_strategy_"))  # everything is written here
-display_options = pl.Config(tbl_rows=12, tbl_cols=10, thousands_separator=",", float_precision=3)
+display_options = pl.Config(
+    tbl_rows=12, tbl_cols=10, fmt_str_lengths=60, thousands_separator=",", float_precision=3
+)
 
 # %% [markdown]
 # ## The history and the loans to plan for
@@ -63,7 +65,7 @@ actions["action_type"].value_counts(sort=True)
 
 # %%
 effect_model = npl.ActionEffectModel(
-    settings=npl.CausalSettings(outcome="recovery_rate"), n_estimators=40, n_trees=100, seed=0
+    settings=npl.CausalSettings(outcome="recovery_rate"), n_estimators=30, n_trees=48, seed=0
 ).fit(book)
 effects = npl.Effects.from_model(effect_model, book, refutations=False)
 effects
@@ -230,11 +232,11 @@ print(sorted(p.name for p in (workdir / "curve").iterdir()))
 # ## One loan: what if its collateral were worth less?
 #
 # `npl.what_if` re-scores one loan with changed inputs and gives the recovery model's reason
-# codes before and after. Take the largest mortgage the plan acts on: a new appraisal is due,
-# and the team wants to know how much of the loan's expected collections hangs on the house.
-# This asks the *recovery model*, which describes how loans like this one fare; it is not the
-# effect of anything the servicer does. To re-score a loan under a different *action*, give
-# `what_if` effects estimated on the `recovered` outcome too
+# codes. Take the mortgage in the plan with the most expected from the sale of its house: a
+# new appraisal is due, and the team wants to know how much of the loan's expected
+# collections hangs on it. This asks the *recovery model*, which describes how loans like this
+# one fare; it is not the effect of anything the servicer does. To re-score a loan under a
+# different *action*, give `what_if` effects estimated on the `recovered` outcome too
 # (`npl.estimate_effects(book, outcome="recovered")`).
 
 # %%
@@ -243,13 +245,16 @@ recovery_model = npl.RecoveryModel(
 ).fit(book)
 acted = plan.plan.filter(pl.col("action") != "none").select("loan_id", "action")
 mortgage = (
-    tape.loans.collect()
-    .join(acted, on="loan_id")
+    recovery_model.score(tape)
+    .scores.join(acted, on="loan_id")
+    .join(tape.loans.collect().select("loan_id", "segment", "collateral_value"), on="loan_id")
     .filter(segment="residential_mortgage")
-    .sort("outstanding_principal", descending=True)
+    .sort("expected_collateral", descending=True)
     .head(1)
 )
-mortgage.select("loan_id", "action", "outstanding_principal", "collateral_value", "legal_stage")
+mortgage.select(
+    "loan_id", "action", "exposure", "collateral_value", "expected_borrower", "expected_collateral"
+)
 
 # %%
 loan_id = mortgage["loan_id"].item()
@@ -262,6 +267,12 @@ print(
     f"{answer.expected_collections_after:,.0f}"
 )
 answer.reasons_before.select("target", "rank", "text", "contribution")
+
+# %% [markdown]
+# The lower appraisal cuts the expected proceeds of the sale. `p_recover` counts what is
+# collected within 24 months, mostly before any sale, and moves little if at all. The reason
+# codes say what drives the loan's scores against a typical loan of the tape
+# (`contribution` in probability for `p_recover`, in money for the collections).
 
 # %%
 shutil.rmtree(workdir)  # remove this cell to keep the files

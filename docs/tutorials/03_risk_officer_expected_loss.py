@@ -33,7 +33,9 @@ import polars as pl
 import npl_engine as npl
 
 workdir = Path(tempfile.mkdtemp(prefix="npl_risk_"))  # everything is written here
-display_options = pl.Config(tbl_rows=12, tbl_cols=10, thousands_separator=",", float_precision=3)
+display_options = pl.Config(
+    tbl_rows=12, tbl_cols=10, fmt_str_lengths=60, thousands_separator=",", float_precision=3
+)
 
 # %% [markdown]
 # ## The model and the loans to provision
