@@ -25,13 +25,13 @@ test-all: $(STAMP)
 	$(BIN)/pytest -n 2 -m ""
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/tutorials
+	$(BIN)/ruff format --check src tests benchmarks docs/tutorials
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks docs/tutorials
+	$(BIN)/ruff format src tests benchmarks docs/tutorials
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.md

@@ -79,6 +79,7 @@ WHOLE_ENGINE = {
     "test_bench_harness.py",
     "test_layout.py",
     "test_outputs_unchanged.py",
+    "test_tutorials.py",
     "test_worlds.py",
 }
 
