@@ -162,7 +162,7 @@ valuation = npl.value(
     simulations=500,
     seed=0,
 )
-by_scenario = pl.DataFrame([s.to_dict() for s in (*valuation.scenarios, valuation.weighted)])
+by_scenario = valuation.by_scenario
 by_scenario.select(
     "name", "weight", "gross_collections", "net_collections", "price", "price_pct_gbv"
 )

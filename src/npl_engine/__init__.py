@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
     from npl_engine.explain import explain_loans, global_importance
     from npl_engine.fairness import FairnessReport, fairness_report
-    from npl_engine.monitoring import monitor
+    from npl_engine.monitoring import MonitorReport, monitor
     from npl_engine.scenarios import ScenarioSet, load_scenarios
     from npl_engine.scoring import RecoveryDefinition, RecoveryModel, score_in_chunks
     from npl_engine.strats import stratify
@@ -187,7 +187,7 @@ _WHERE: dict[str, str] = {
         "npl_engine.fairness",
     ),
     **dict.fromkeys(
-        ("monitor",),
+        ("monitor", "MonitorReport"),
         "npl_engine.monitoring",
     ),
 }
@@ -202,6 +202,7 @@ __all__ = [
     "Effects",
     "ExpectedLoss",
     "FairnessReport",
+    "MonitorReport",
     "MonteCarloSettings",
     "Plan",
     "PolicyCurve",

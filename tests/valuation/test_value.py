@@ -65,6 +65,22 @@ def test_value_saves_and_loads_back_the_same_valuation(
     assert valuation.tranches["price"] == OPTIONS["price"]
 
 
+def test_by_scenario_is_one_row_per_scenario_then_the_weighted_one(
+    valuation: npl.Valuation,
+) -> None:
+    """Each scenario's figures in the file's order, the weighted row last.
+
+    The weighted price prices the weight-averaged cash flows, so it lies between the scenarios'.
+    """
+    table = valuation.by_scenario
+    names = [s.name for s in valuation.scenarios]
+    assert table["name"].to_list() == [*names, valuation.weighted.name]
+    assert table.row(0, named=True) == valuation.scenarios[0].to_dict()
+    assert table.row(-1, named=True) == valuation.weighted.to_dict()
+    prices = table["price"].head(len(names))
+    assert prices.min() <= table["price"][-1] <= prices.max()
+
+
 def test_value_writes_what_npl_value_writes(
     valuation: npl.Valuation, small_model_and_tape: tuple[Path, Path], tmp_path: Path
 ) -> None:

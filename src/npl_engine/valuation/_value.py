@@ -161,6 +161,16 @@ class Valuation:
         return self.prices.weighted
 
     @property
+    def by_scenario(self) -> pl.DataFrame:
+        """One row per scenario, in the file's order, and a last ``weighted`` row.
+
+        The figures of :attr:`scenarios` and :attr:`weighted` as a table (price at the target
+        IRR, present value, undiscounted collections and, if a price was given, IRR and MOIC),
+        to compare scenarios side by side.
+        """
+        return pl.DataFrame([s.to_dict() for s in (*self.scenarios, self.weighted)])
+
+    @property
     def cash_flows(self) -> pl.DataFrame:
         """Monthly cash flows per scenario and weighted (``cashflows.parquet``)."""
         return self.prices.cash_flows
