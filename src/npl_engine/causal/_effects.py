@@ -325,6 +325,7 @@ class ActionEffectModel:
         if small:
             msg = f"too few loans to estimate effects for: {', '.join(small)}"
             raise NplError(msg)
+        estimator = self._unfitted_estimator()
         params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
         # The DR learner supplies the cross-fitted nuisances and pseudo-outcomes of the average
         # effects; per-loan effects come from the CATE estimator below, so its final stage is
@@ -349,7 +350,7 @@ class ActionEffectModel:
         pseudo_all = np.asarray(pseudo_all).reshape(X.shape[0], len(arms))
         propensity = np.asarray(raw, dtype=np.float64)
 
-        self.estimator_ = self._unfitted_estimator().fit(y, treatment, X, arms=arms)
+        self.estimator_ = estimator.fit(y, treatment, X, arms=arms)
         self.train_ = (X, treatment, y)  # for validation(); not saved
         self.model_ = learner
         self.arms_ = arms
