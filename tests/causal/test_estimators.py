@@ -169,16 +169,16 @@ def test_a_dr_learner_model_saves_and_loads(
     )
 
 
-def test_a_users_estimator_plugs_into_the_effect_model(book: Dataset) -> None:
+def test_a_users_estimator_plugs_into_the_effect_model(constant_effects: Effects) -> None:
     """A class written outside npl_engine gives its constants back through effect()."""
-    model = ActionEffectModel(n_estimators=20, estimator=ConstantEffect(values=VALUES))
-    model.fit(book)
+    model = constant_effects.model
     X = model.data_.covariates.values[:50]  # noqa: N806
     expected = np.tile([VALUES[a] for a in model.actions_], (50, 1))
     assert np.array_equal(model.effect(X), expected)
     effect, low, high = model.effect_and_interval(X)
     assert np.array_equal(effect, expected)
     assert np.allclose(high - low, 0.02)
+    assert isinstance(model.estimator_, ConstantEffect)
     assert not hasattr(model.estimator, "row_")  # the given estimator is left unfitted
 
 
