@@ -87,7 +87,7 @@ def _backtest(state: tuple[Any, str]) -> float:
     from npl_engine.valuation import backtest
 
     plan, path = state
-    result = backtest(plan, pl.scan_parquet(path), as_of_date=date(2028, 9, 30))
+    result = backtest(plan, pl.scan_parquet(path), as_of=date(2028, 9, 30))
     return float(result.total["collection_ratio"][-1])
 
 

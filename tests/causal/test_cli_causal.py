@@ -1,14 +1,18 @@
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
+import npl_engine.causal
+from npl_engine.causal import DRLearnerEstimator
 from npl_engine.cli import main
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
+from npl_engine.errors import NplError
 
 
 def test_effects_then_policy_on_a_tape(tmp_path: Path) -> None:
@@ -95,3 +99,32 @@ def _check_plan_formats(
                 assert "xl/worksheets/sheet1.xml" in book.namelist()
                 sheet = book.read("xl/worksheets/sheet1.xml").decode()
             assert sheet.count("<row ") == plan.height + 1
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("causal-forest", None), ("dr-learner", 7)])
+def test_effects_estimator_option_reaches_estimate_effects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, choice: str, expected: int | None
+) -> None:
+    """--estimator dr-learner passes a DR learner seeded with --seed; the default passes none."""
+    seen: dict[str, Any] = {}
+
+    def fake(book: object, **kwargs: Any) -> None:
+        seen.update(kwargs)
+        raise NplError("stopped after the arguments")
+
+    monkeypatch.setattr(npl_engine.causal, "estimate_effects", fake)
+    book = tmp_path / "book"
+    write_simulation(simulate(SimulationSettings(n_loans=200, seed=3, kind="book")), book)
+    res = CliRunner().invoke(
+        main,
+        ["effects", "--data", str(book), "--out", str(tmp_path / "e"), "--seed", "7",
+         "--estimator", choice],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "stopped after the arguments" in res.output
+    estimator = seen["estimator"]
+    if expected is None:
+        assert estimator is None
+    else:
+        assert isinstance(estimator, DRLearnerEstimator)
+        assert estimator.seed == expected

@@ -180,7 +180,7 @@ def test_backtest_section_renders_its_chart_and_flags(tmp_path: Path) -> None:
             "source": ["borrower", "borrower"],
         }
     )
-    backtest(plan, pays, as_of_date=date(2027, 3, 31)).save(tmp_path / "bt")
+    backtest(plan, pays, as_of=date(2027, 3, 31)).save(tmp_path / "bt")
     section, chart = _backtest_section(tmp_path / "bt", lambda _: None)
     assert chart.startswith("data:image/svg+xml;base64,")
     assert [p["breach"] for p in section["periods"]] == [False, True]

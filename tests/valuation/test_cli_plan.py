@@ -100,9 +100,9 @@ def test_a_20_pct_cut_trips_the_collection_trigger_in_the_first_period_past_thre
     )
     assert sim.payments is not None
     as_of = date(2028, 9, 30)
-    full = backtest(plan, sim.payments, as_of_date=as_of).total
+    full = backtest(plan, sim.payments, as_of=as_of).total
     cut_payments = sim.payments.with_columns(pl.col("amount") * 0.8)
-    cut = backtest(plan, cut_payments, as_of_date=as_of)
+    cut = backtest(plan, cut_payments, as_of=as_of)
     np.testing.assert_allclose(
         cut.total["collection_ratio"], 0.8 * full["collection_ratio"], rtol=1e-9
     )
@@ -162,7 +162,7 @@ def test_held_out_tape_stays_within_its_monte_carlo_band(tmp_path: Path) -> None
         recovery_threshold=model.definition.threshold,
     )
     assert tape.payments is not None
-    total = backtest(plan, tape.payments, as_of_date=date(2028, 9, 30)).total
+    total = backtest(plan, tape.payments, as_of=date(2028, 9, 30)).total
     assert total.height == 8
     assert total["within_band"].all(), total.select("period", "collection_ratio", "ccr_p5",
                                                     "ccr_p95")  # fmt: skip

@@ -108,7 +108,7 @@ def test_backtest_hand_worked() -> None:
             ("L0", date(2027, 4, 1), 99.0, "borrower"),
         ]
     )
-    result = backtest(plan, pays, as_of_date=date(2027, 3, 31), threshold=0.10)
+    result = backtest(plan, pays, as_of=date(2027, 3, 31), threshold=0.10)
     total = result.total
     assert total["period"].to_list() == [1, 2]
     np.testing.assert_allclose(total["plan_net"], [27.0, 27.0])
@@ -133,7 +133,7 @@ def test_backtest_on_plan_is_not_a_breach_and_discounting_weighs_late_cash() -> 
         portfolio, scenario_set(horizon_months=6, target_irr=0.12), cutoff_date=CUTOFF
     )
     pays = _payments([("L0", date(2026, 12, 20), 30.0, "borrower")])
-    row = backtest(plan, pays, as_of_date=date(2026, 12, 31)).total.row(0, named=True)
+    row = backtest(plan, pays, as_of=date(2026, 12, 31)).total.row(0, named=True)
     d = 1.12 ** (-np.arange(1, 4) / 12)
     assert row["collection_ratio"] == pytest.approx(1.0, rel=1e-12)
     assert row["pv_ratio"] == pytest.approx(3 * d[2] / d.sum(), rel=1e-12)
@@ -147,7 +147,16 @@ def test_backtest_refuses_payments_of_loans_not_in_the_plan() -> None:
     )
     pays = _payments([("X9", date(2026, 10, 15), 10.0, "borrower")])
     with pytest.raises(NplError, match=r"payments: 1 payments .* loan_id 'X9'"):
-        backtest(plan, pays, as_of_date=date(2027, 3, 31))
+        backtest(plan, pays, as_of=date(2027, 3, 31))
+
+
+def test_backtest_of_a_payments_frame_needs_as_of() -> None:
+    """A bare payments frame carries no extraction day: the error names the as_of keyword."""
+    plan = portfolio_business_plan(
+        make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
+    )
+    with pytest.raises(NplError, match="as_of: give the day the payments were extracted"):
+        backtest(plan, _payments([("L0", date(2026, 10, 15), 10.0, "borrower")]))
 
 
 def test_backtest_before_the_first_period_ends_says_so() -> None:
@@ -156,7 +165,7 @@ def test_backtest_before_the_first_period_ends_says_so() -> None:
         make_portfolio(np.full((1, 6), 10.0)), scenario_set(horizon_months=6), cutoff_date=CUTOFF
     )
     with pytest.raises(NplError, match="covers 2 whole months"):
-        backtest(plan, _payments([]), as_of_date=date(2026, 11, 30))
+        backtest(plan, _payments([]), as_of=date(2026, 11, 30))
 
 
 def test_backtest_folder_round_trip(tmp_path: Path) -> None:
@@ -167,7 +176,7 @@ def test_backtest_folder_round_trip(tmp_path: Path) -> None:
     result = backtest(
         plan,
         _payments([("L0", date(2026, 10, 15), 10.0, "borrower")]),
-        as_of_date=date(2027, 3, 31),
+        as_of=date(2027, 3, 31),
     )
     again = Backtest.load(result.save(tmp_path / "bt"))
     assert again.table.equals(result.table)

@@ -234,7 +234,7 @@ def test_business_plan_saves_loads_and_equals_npl_plan(
     assert {k: v for k, v in mine.items() if k != "settings"} == {
         k: v for k, v in theirs.items() if k != "settings"
     }
-    checked = npl.backtest(folder, npl.read_dataset(tape), as_of_date=date(2027, 9, 30))
+    checked = npl.backtest(folder, npl.read_dataset(tape), as_of=date(2027, 9, 30))
     assert checked.total["period"].to_list() == [1, 2, 3, 4]
 
 

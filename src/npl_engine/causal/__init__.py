@@ -37,6 +37,11 @@ if TYPE_CHECKING:
         PolicyCurve,
         estimate_effects,
     )
+    from npl_engine.causal._estimators import (
+        CateEstimator,
+        CausalForestEstimator,
+        DRLearnerEstimator,
+    )
     from npl_engine.causal._policy import (
         BAU_SAMPLE,
         BusinessAsUsual,
@@ -83,9 +88,12 @@ __all__ = [
     "ActionEffect",
     "ActionEffectModel",
     "BusinessAsUsual",
+    "CateEstimator",
     "CausalData",
+    "CausalForestEstimator",
     "CausalSettings",
     "CostRule",
+    "DRLearnerEstimator",
     "Effects",
     "GainCurve",
     "OverlapReport",
@@ -117,6 +125,8 @@ __all__ = [
 _WHERE: dict[str, str] = {
     **dict.fromkeys(("MODEL_FILE", "MODEL_INFO_FILE", "ActionEffect", "ActionEffectModel",
                      "OverlapReport"), "_effects"),
+    **dict.fromkeys(("CateEstimator", "CausalForestEstimator", "DRLearnerEstimator"),
+                    "_estimators"),
     **dict.fromkeys(("CATE_FILE", "EFFECTS_FILES", "SUMMARY_FILE", "Effects", "Plan",
                      "PolicyCurve", "estimate_effects"), "_estimate"),
     **dict.fromkeys(("COSTS_RECORD", "DEFAULT_SETTLEMENT_DISCOUNT", "ActionCosts", "CostRule",

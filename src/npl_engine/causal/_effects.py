@@ -1,4 +1,4 @@
-"""Effects of collection actions against no action: doubly robust averages, forest per loan.
+"""Effects of collection actions against no action: doubly robust averages, an estimator per loan.
 
 :class:`ActionEffectModel` answers two questions with two estimators, each chosen for its job:
 
@@ -7,16 +7,14 @@
   with cross-fitted LightGBM nuisance models (propensity of each action; outcome given
   covariates, one regressor per arm). The average effect is the mean of the cross-fitted
   doubly robust pseudo-outcome differences (augmented inverse propensity weighting, AIPW).
-- **Per-loan effect** (CATE) with a 95 % interval: EconML's
-  :class:`econml.dml.CausalForestDML` (honest generalised random forest on residualised
-  outcome and treatment, LightGBM nuisances, bootstrap-of-little-bags intervals). On 20,000-loan
-  simulator books it rank-correlated with the true per-loan effects at 0.57-0.88 (Spearman)
-  where a boosted regression of the pseudo-outcomes reached 0.23-0.50: pseudo-outcomes are
-  noisy (weighted by inverse propensities) and a boosted tree chases that noise.
+- **Per-loan effect** (CATE) with a 95 % interval: any
+  :class:`~npl_engine.causal.CateEstimator` (see :mod:`npl_engine.causal._estimators`); by
+  default :class:`~npl_engine.causal.CausalForestEstimator`, EconML's causal forest.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Callable
@@ -29,12 +27,17 @@ import joblib
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from econml.dml import CausalForestDML
 from econml.dr import DRLearner
-from lightgbm import LGBMClassifier, LGBMRegressor
+from lightgbm import LGBMClassifier
 from sklearn.dummy import DummyRegressor
 
 from npl_engine.base import check_is_fitted
+from npl_engine.causal._estimators import (
+    CateEstimator,
+    CausalForestEstimator,
+    _lgbm_params,
+    _PerArmRegressor,
+)
 from npl_engine.causal._treatment import (
     ACTION_INTENSITY,
     CONTROL,
@@ -52,8 +55,6 @@ __all__ = ["MODEL_FILE", "MODEL_INFO_FILE", "ActionEffect", "ActionEffectModel",
 MODEL_FILE = "effect_model.joblib"
 MODEL_INFO_FILE = "effect_model.json"
 _Z95 = 1.959963984540054
-#: Rows per call of the causal forest's prediction (see ActionEffectModel.effect).
-_BLOCK = 20_000
 _PACKAGES = ("npl_engine", "econml", "lightgbm", "scikit-learn", "numpy", "pandas", "polars")
 
 Array = npt.NDArray[np.float64]
@@ -119,31 +120,11 @@ class OverlapReport:
         return not self.warnings
 
 
-def _lgbm_params(*, n_estimators: int, seed: int, n_jobs: int) -> dict[str, Any]:
-    return {
-        "n_estimators": n_estimators,
-        "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_child_samples": 50,
-        "subsample": 0.8,
-        "subsample_freq": 1,
-        "colsample_bytree": 0.8,
-        "random_state": seed,
-        "n_jobs": n_jobs,
-        "verbose": -1,
-    }
-
-
-def _missing_fill(X: Array) -> Array:  # noqa: N803
-    """Per column, a value below everything observed: the forest's stand-in for missing.
-
-    The causal forest takes no NaN; a value below the observed range lets its splits separate
-    missing from observed values, as LightGBM does natively.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=RuntimeWarning)  # all-missing columns
-        low = np.nanmin(X, axis=0)
-    return np.where(np.isfinite(low), low - 1.0, -1.0)
+def _name(estimator: object) -> str:
+    """Short name of a per-loan estimator in messages and ``effects.json`` (default: forest)."""
+    if estimator is None:
+        return CausalForestEstimator.name
+    return str(getattr(estimator, "name", type(estimator).__name__))
 
 
 def _aipw(pseudo: Array, keep: npt.NDArray[np.bool_]) -> tuple[float, float, float, float]:
@@ -172,61 +153,6 @@ def _overlap(propensity: Array, arms: tuple[str, ...], *, min_propensity: float)
     )
 
 
-class _PerArmRegressor:
-    """Outcome model of a DR learner: one LightGBM regressor per arm (a T-learner).
-
-    EconML passes the covariates followed by the one-hot treatment (control = all zeros); a
-    single tree model on that matrix tends to ignore the few treatment columns and so to
-    under-fit the effect heterogeneity, which leaves more work to the propensity weights.
-    """
-
-    def __init__(self, *, n_treatments: int, params: dict[str, Any] | None = None) -> None:
-        self.n_treatments = n_treatments
-        self.params = params
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:  # noqa: ARG002 - sklearn API
-        """Parameters, for sklearn's ``clone``."""
-        return {"n_treatments": self.n_treatments, "params": self.params}
-
-    def set_params(self, **params: Any) -> _PerArmRegressor:
-        """Set parameters, for sklearn's ``clone``."""
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def _split(self, XT: Array) -> tuple[Array, npt.NDArray[np.int64]]:  # noqa: N803
-        k = self.n_treatments
-        onehot = XT[:, -k:]
-        arm = np.where(onehot.max(axis=1) > 0.5, onehot.argmax(axis=1) + 1, 0)
-        return XT[:, :-k], arm.astype(np.int64)
-
-    def fit(self, XT: Array, y: Array, **_fit_params: Any) -> _PerArmRegressor:  # noqa: N803
-        """Fit one regressor per arm on the rows of that arm."""
-        X, arm = self._split(np.asarray(XT, dtype=np.float64))  # noqa: N806
-        y = np.asarray(y, dtype=np.float64).ravel()
-        self.models_ = [
-            LGBMRegressor(**(self.params or {})).fit(X[arm == a], y[arm == a])
-            for a in range(self.n_treatments + 1)
-        ]
-        return self
-
-    def predict(self, XT: Array) -> Array:  # noqa: N803
-        """Prediction of the model of each row's arm."""
-        X, arm = self._split(np.asarray(XT, dtype=np.float64))  # noqa: N806
-        out = np.empty(X.shape[0])
-        for a, model in enumerate(self.models_):
-            rows = arm == a
-            if rows.any():
-                out[rows] = model.predict(X[rows])
-        return out
-
-    def score(self, XT: Array, y: Array) -> float:  # noqa: N803
-        """R² of the predictions (EconML records nuisance scores)."""
-        pred = self.predict(XT)
-        y = np.asarray(y, dtype=np.float64).ravel()
-        return float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
-
-
 class ActionEffectModel:
     """Effect of each collection action against none, on average and per loan.
 
@@ -243,11 +169,16 @@ class ActionEffectModel:
     n_estimators
         Boosting rounds of each LightGBM model.
     n_trees
-        Trees of the causal forest (a multiple of 4).
+        Trees of the default causal forest (a multiple of 4).
     seed
         Seed of the folds and the models.
     n_jobs
-        Threads of each LightGBM model and of the causal forest (-1: all cores).
+        Threads of each LightGBM model and of the default causal forest (-1: all cores).
+    estimator
+        The per-loan effect estimator, any :class:`~npl_engine.causal.CateEstimator`; it keeps
+        its own settings. Default: a :class:`~npl_engine.causal.CausalForestEstimator` with
+        this model's ``n_trees``, ``n_estimators``, ``n_folds``, ``seed`` and ``n_jobs``.
+        :meth:`fit` fits a copy (:attr:`estimator_`) and leaves this one as given.
 
     Notes
     -----
@@ -263,6 +194,11 @@ class ActionEffectModel:
     >>> model = ActionEffectModel(n_estimators=30).fit(book)
     >>> [e.action for e in model.effects_]
     ['letter', 'call', 'settlement_offer', 'legal_action']
+
+    Another per-loan estimator (the average effects do not change):
+
+    >>> from npl_engine.causal import DRLearnerEstimator
+    >>> dr = ActionEffectModel(estimator=DRLearnerEstimator(seed=1)).fit(book)  # doctest: +SKIP
     """
 
     def __init__(
@@ -275,6 +211,7 @@ class ActionEffectModel:
         n_trees: int = 400,
         seed: int = 0,
         n_jobs: int = -1,
+        estimator: CateEstimator | None = None,
     ) -> None:
         self.settings = settings
         self.n_folds = n_folds
@@ -283,6 +220,26 @@ class ActionEffectModel:
         self.n_trees = n_trees
         self.seed = seed
         self.n_jobs = n_jobs
+        self.estimator = estimator
+
+    def _unfitted_estimator(self) -> CateEstimator:
+        """A fresh copy of the per-loan estimator as configured (the default forest if none)."""
+        if self.estimator is None:
+            return CausalForestEstimator(
+                n_trees=self.n_trees,
+                n_estimators=self.n_estimators,
+                n_folds=self.n_folds,
+                seed=self.seed,
+                n_jobs=self.n_jobs,
+            )
+        given: object = self.estimator  # untyped callers may pass anything
+        if not isinstance(given, CateEstimator):
+            msg = (
+                f"estimator must have fit, effect and effect_interval (a CateEstimator); "
+                f"got {type(given).__name__}"
+            )
+            raise TypeError(msg)
+        return copy.deepcopy(given)
 
     # ---------------------------------------------------------------------------------- fit
 
@@ -311,8 +268,8 @@ class ActionEffectModel:
         self.vocabularies_ = vocab
         self.excluded_censored_ = data.excluded_censored
         say(
-            f"fitting the doubly robust learner and causal forest on {data.frame.height:,} loans "
-            f"({data.excluded_censored:,} censored loans excluded)"
+            f"fitting the doubly robust learner and the per-loan {_name(self.estimator)} on "
+            f"{data.frame.height:,} loans ({data.excluded_censored:,} censored loans excluded)"
         )
         self.fit_arrays(
             data.covariates.values,
@@ -368,9 +325,10 @@ class ActionEffectModel:
         if small:
             msg = f"too few loans to estimate effects for: {', '.join(small)}"
             raise NplError(msg)
+        estimator = self._unfitted_estimator()
         params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
         # The DR learner supplies the cross-fitted nuisances and pseudo-outcomes of the average
-        # effects; per-loan effects come from the causal forest below, so its final stage is
+        # effects; per-loan effects come from the CATE estimator below, so its final stage is
         # a constant (the pseudo-outcome mean) that nothing reads.
         learner = DRLearner(
             model_propensity=LGBMClassifier(**params),
@@ -392,8 +350,7 @@ class ActionEffectModel:
         pseudo_all = np.asarray(pseudo_all).reshape(X.shape[0], len(arms))
         propensity = np.asarray(raw, dtype=np.float64)
 
-        self.fill_ = _missing_fill(X)
-        self.forest_ = self._fit_forest(self._filled(X), treatment, y, arms, self.n_trees)
+        self.estimator_ = estimator.fit(y, treatment, X, arms=arms)
         self.train_ = (X, treatment, y)  # for validation(); not saved
         self.model_ = learner
         self.arms_ = arms
@@ -429,58 +386,21 @@ class ActionEffectModel:
         self.effects_ = effects
         return self
 
-    @staticmethod
-    def min_leaf(n: int) -> int:
-        """Loans per leaf of the causal forest: n / 400 within [5, 50].
-
-        Each leaf estimates a local effect from its loans, so it needs enough of them in each
-        arm; on a small sample, leaves of 50 would leave the forest almost constant.
-
-        >>> ActionEffectModel.min_leaf(747), ActionEffectModel.min_leaf(20_000)
-        (5, 50)
-        """
-        return int(np.clip(n // 400, 5, 50))
-
-    def _fit_forest(
-        self,
-        X: Array,  # noqa: N803
-        treatment: npt.NDArray[np.str_],
-        y: Array,
-        arms: tuple[str, ...],
-        n_trees: int,
-    ) -> CausalForestDML:
-        """A causal forest of per-loan effects (covariates already without NaN)."""
-        params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
-        forest = CausalForestDML(
-            model_y=LGBMRegressor(**params),
-            model_t=LGBMClassifier(**params),
-            discrete_treatment=True,
-            categories=list(arms),
-            n_estimators=n_trees,
-            min_samples_leaf=self.min_leaf(X.shape[0]),
-            max_samples=0.45,
-            cv=self.n_folds,
-            random_state=self.seed,
-            n_jobs=self.n_jobs,
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            forest.fit(y, treatment, X=X)
-        return forest
-
-    def validation(self, *, n_groups: int = 4, n_trees: int = 100) -> dict[str, Any]:
+    def validation(self, *, n_groups: int = 4) -> dict[str, Any]:
         """Calibration and TOC / AUTOC of per-loan effects against doubly robust scores.
 
         See :mod:`npl_engine.causal._validate`. The training loans are split in two halves; a
-        causal forest of ``n_trees`` trees fitted on each half predicts the effects of the
-        other, and these out-of-sample predictions are compared, per action over the loans kept
-        after trimming, with the cross-fitted AIPW pseudo-outcome differences.
+        per-loan estimator fitted on each half predicts the effects of the other, and these
+        out-of-sample predictions are compared, per action over the loans kept after trimming,
+        with the cross-fitted AIPW pseudo-outcome differences. The half-sample estimator is
+        the fitted estimator's ``for_validation()`` when it has one (the causal forest: 100
+        trees), else a copy of the estimator as given.
 
         Notes
         -----
         Out of sample on purpose: the full model's in-sample predictions carry each loan's own
         noisy outcome, and scoring them against that loan's pseudo-outcome rewards the noise.
-        The half-sample forests are smaller than the model, so the check is conservative.
+        The half-sample estimators see half the data, so the check is conservative.
         """
         self._check_fitted()
         if not hasattr(self, "train_"):
@@ -489,17 +409,15 @@ class ActionEffectModel:
         X, treatment, y = self.train_  # noqa: N806
         half = np.random.default_rng(self.seed).permutation(X.shape[0]) % 2 == 0
         cate = np.empty((X.shape[0], len(self.actions_)))
-        filled = self._filled(X)
+        make = getattr(self.estimator_, "for_validation", None)
         for part in (half, ~half):
-            forest = self._fit_forest(
-                filled[~part], treatment[~part], y[~part], self.arms_, n_trees
-            )
-            values = np.asarray(forest.const_marginal_effect(filled[part]), dtype=np.float64)
-            cate[part] = values.reshape(-1, len(self.actions_))
+            estimator = make() if callable(make) else self._unfitted_estimator()
+            estimator.fit(y[~part], treatment[~part], X[~part], arms=self.arms_)
+            cate[part] = self._checked(estimator.effect(X[part]), int(part.sum()))
         out: dict[str, Any] = {
             "method": "calibration by quantile of predicted effect; TOC and AUTOC (bootstrap "
-            "95 % intervals) of half-sample forest effects, each predicting the other half, "
-            "against cross-fitted doubly robust scores",
+            f"95 % intervals) of half-sample {_name(self.estimator_)} effects, each predicting "
+            "the other half, against cross-fitted doubly robust scores",
         }
         for k, action in enumerate(self.actions_):
             keep = self.trim_mask_[action]
@@ -515,12 +433,26 @@ class ActionEffectModel:
     def _check_fitted(self) -> None:
         check_is_fitted(self, "model_")
 
-    def _filled(self, X: Array) -> Array:  # noqa: N803
+    def _covariates(self, X: Array) -> Array:  # noqa: N803
         X = np.asarray(X, dtype=np.float64)  # noqa: N806
-        if X.shape[1] != self.fill_.size:
-            msg = f"X has {X.shape[1]} columns; the model was fitted on {self.fill_.size}"
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            msg = f"X has shape {X.shape}; the model was fitted on {self.n_features_in_} columns"
             raise ValueError(msg)
-        return np.where(np.isnan(X), self.fill_[None, :], X)
+        return X
+
+    def _checked(self, values: Any, n: int) -> Array:
+        """An estimator's per-action output as an (n, actions) float array, or an error."""
+        out = np.asarray(values, dtype=np.float64)
+        shape = (n, len(self.actions_))
+        if out.shape == (n,) and shape == (n, 1):
+            return out.reshape(shape)
+        if out.shape != shape:
+            msg = (
+                f"{type(self.estimator_).__name__} returned shape {out.shape}; "
+                f"expected {shape} (rows, actions)"
+            )
+            raise ValueError(msg)
+        return out
 
     def effect(self, X: Array) -> Array:  # noqa: N803
         """Conditional effect of each action (columns in :attr:`actions_` order) per row of X.
@@ -533,24 +465,23 @@ class ActionEffectModel:
         Returns
         -------
         numpy.ndarray
-            (n, number of actions) effects in the outcome's unit.
+            (n, number of actions) effects in the outcome's unit, from :attr:`estimator_`.
         """
         self._check_fitted()
-        parts = self._by_block(X, self.forest_.const_marginal_effect)
-        return self._stack(parts)
+        X = self._covariates(X)  # noqa: N806
+        return self._checked(self.estimator_.effect(X), X.shape[0])
 
     def effect_interval(self, X: Array, *, alpha: float = 0.05) -> tuple[Array, Array]:  # noqa: N803
         """Pointwise (1 − alpha) interval of each loan's effect: (low, high), each (n, actions).
 
-        The causal forest's bootstrap-of-little-bags interval: it reflects sampling noise of
-        the forest given the nuisance models, not model misspecification or unobserved
-        confounding.
+        The estimator's own interval; the default causal forest's is its
+        bootstrap-of-little-bags interval, which reflects sampling noise of the forest given
+        the nuisance models, not model misspecification or unobserved confounding.
         """
         self._check_fitted()
-        bounds = self._by_block(
-            X, lambda block: self.forest_.const_marginal_effect_interval(block, alpha=alpha)
-        )
-        return self._stack([b[0] for b in bounds]), self._stack([b[1] for b in bounds])
+        X = self._covariates(X)  # noqa: N806
+        low, high = self.estimator_.effect_interval(X, alpha=alpha)
+        return self._checked(low, X.shape[0]), self._checked(high, X.shape[0])
 
     def effect_and_interval(
         self,
@@ -558,42 +489,25 @@ class ActionEffectModel:
         *,
         alpha: float = 0.05,
     ) -> tuple[Array, Array, Array]:
-        """Effect and its pointwise (1 − alpha) interval in one pass of the forest.
+        """Effect and its pointwise (1 − alpha) interval, in one pass when the estimator can.
 
         Returns
         -------
         tuple of numpy.ndarray
             (effect, low, high), each (n, actions): what :meth:`effect` and
-            :meth:`effect_interval` give, at the cost of the latter alone.
+            :meth:`effect_interval` give; with the causal forest, at the cost of the latter
+            alone.
         """
         self._check_fitted()
-
-        def predict(block: Array) -> tuple[Any, Any, Any]:
-            inference = self.forest_.const_marginal_effect_inference(block)
-            low, high = inference.conf_int(alpha=alpha)
-            return inference.point_estimate, low, high
-
-        parts = self._by_block(X, predict)
-        return (
-            self._stack([p[0] for p in parts]),
-            self._stack([p[1] for p in parts]),
-            self._stack([p[2] for p in parts]),
-        )
-
-    def _by_block(self, X: Array, predict: Callable[[Array], Any]) -> list[Any]:  # noqa: N803
-        """``predict`` on blocks of rows of X (missing values filled).
-
-        The forest sums per-tree statistics into per-row accumulators, which stay in cache for
-        a block (1M rows at once: 30 s; in blocks: 21 s).
-        """
-        filled = self._filled(X)
-        return [predict(filled[i : i + _BLOCK]) for i in range(0, filled.shape[0], _BLOCK)]
-
-    def _stack(self, parts: list[Any]) -> Array:
-        """Blocks of per-action values as one (n, actions) array (no block: no row)."""
-        k = len(self.actions_)
-        blocks = (np.reshape(np.asarray(part), (-1, k)) for part in parts)
-        return np.concatenate([np.zeros((0, k)), *blocks], dtype=np.float64)
+        X = self._covariates(X)  # noqa: N806
+        both = getattr(self.estimator_, "effect_and_interval", None)
+        if callable(both):
+            effect, low, high = both(X, alpha=alpha)
+        else:
+            effect = self.estimator_.effect(X)
+            low, high = self.estimator_.effect_interval(X, alpha=alpha)
+        n = X.shape[0]
+        return self._checked(effect, n), self._checked(low, n), self._checked(high, n)
 
     def covariates(self, loans: pl.LazyFrame) -> Array:
         """Covariate matrix of a loans table (book or tape) as the model expects it."""
@@ -660,8 +574,9 @@ class ActionEffectModel:
 
         Notes
         -----
-        The model is a joblib pickle: load it only from a folder you trust, with the package
-        versions recorded in ``effect_model.json``.
+        The model is a joblib pickle, the per-loan estimator included (a user-written
+        estimator's class must be importable where the model is loaded): load it only from a
+        folder you trust, with the package versions recorded in ``effect_model.json``.
         """
         self._check_fitted()
         folder = Path(folder)
@@ -691,6 +606,31 @@ class ActionEffectModel:
         if not path.exists():
             msg = f"{folder} holds no effect model ({MODEL_FILE}): run `npl effects` first"
             raise NplError(msg)
+        state = joblib.load(path)
+        if "estimator_" not in state and "forest_" in state:
+            state = _with_forest_estimator(state)
         model = cls.__new__(cls)
-        model.__dict__.update(joblib.load(path))
+        model.__dict__.update(state)
         return model
+
+
+def _with_forest_estimator(state: dict[str, Any]) -> dict[str, Any]:
+    """The state of a model saved before the estimator interface, its forest as the estimator.
+
+    Such a model kept its fitted ``CausalForestDML`` in ``forest_`` and the stand-ins for
+    missing covariates in ``fill_``; effects folders written then still load and plan.
+    """
+    state = dict(state)
+    forest = CausalForestEstimator(
+        n_trees=state["n_trees"],
+        n_estimators=state["n_estimators"],
+        n_folds=state["n_folds"],
+        seed=state["seed"],
+        n_jobs=state["n_jobs"],
+    )
+    forest.fill_ = state.pop("fill_")
+    forest.model_ = state.pop("forest_")
+    forest.arms_ = tuple(state["arms_"])
+    state["estimator_"] = forest
+    state.setdefault("estimator", None)
+    return state

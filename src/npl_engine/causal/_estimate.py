@@ -24,6 +24,7 @@ import polars as pl
 
 from npl_engine.causal._costs import COSTS_RECORD, ActionCosts, estimate_costs, load_costs
 from npl_engine.causal._effects import MODEL_FILE, MODEL_INFO_FILE, ActionEffectModel
+from npl_engine.causal._estimators import CateEstimator
 from npl_engine.causal._policy import (
     PolicyInputs,
     gain_curve,
@@ -62,10 +63,7 @@ Outcome = Literal["recovery_rate", "recovered", "net_collections"]
 Loans = Dataset | pl.LazyFrame | pl.DataFrame | str | Path
 Array = npt.NDArray[np.float64]
 
-_METHOD = (
-    "EconML DRLearner (LightGBM nuisances, cross-fitted): AIPW average effects; "
-    "EconML CausalForestDML: per-loan effects with 95 % intervals"
-)
+_METHOD = "EconML DRLearner (LightGBM nuisances, cross-fitted): AIPW average effects"
 _SETTLEMENT_NOTE = (
     "amount_waived = discount / (1 - discount) x collections with the offer: an "
     "upper bound (every collection under the offer taken as a settlement)"
@@ -354,7 +352,7 @@ class Effects:
             "n_loans": data.frame.height,
             "excluded_censored": data.excluded_censored,
             "as_of_date": book.as_of_date.isoformat() if book.as_of_date else None,
-            "method": _METHOD,
+            "method": f"{_METHOD}; {_per_loan_method(model)}",
             "actions": [
                 {
                     "action": e.action,
@@ -616,6 +614,7 @@ def estimate_effects(
     as_of: date | None = None,
     seed: int = 0,
     refutations: bool = True,
+    estimator: CateEstimator | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Effects:
     """Estimate the effect of each collection action against none on a book.
@@ -643,6 +642,10 @@ def estimate_effects(
         Seed of the models, the refutations and the validation.
     refutations
         Run the DoWhy refutations (about a minute per action on large books).
+    estimator
+        The per-loan effect estimator (any :class:`~npl_engine.causal.CateEstimator`, with
+        its own settings and seed); default: the causal forest
+        (:class:`~npl_engine.causal.CausalForestEstimator` seeded with ``seed``).
     progress
         Called with a short message before each step.
 
@@ -657,6 +660,7 @@ def estimate_effects(
     >>> book = npl.simulate(npl.SimulationSettings(n_loans=3000, seed=1)).dataset()
     >>> effects = npl.estimate_effects(book, refutations=False)  # doctest: +SKIP
     >>> effects.table.select("action", "ate", "ci_low", "ci_high")  # doctest: +SKIP
+    >>> dr = npl.estimate_effects(book, estimator=npl.DRLearnerEstimator())  # doctest: +SKIP
     """
     say = progress or (lambda _msg: None)
     if not isinstance(book, Dataset):
@@ -668,8 +672,18 @@ def estimate_effects(
     settings = CausalSettings(
         outcome=outcome, horizon_months=horizon_months, treatment_window_days=treatment_window_days
     )
-    model = ActionEffectModel(settings=settings, seed=seed).fit(book, progress=say)
+    model = ActionEffectModel(settings=settings, seed=seed, estimator=estimator)
+    model.fit(book, progress=say)
     return Effects.from_model(model, book, refutations=refutations, progress=say)
+
+
+def _per_loan_method(model: ActionEffectModel) -> str:
+    """How the summary names the per-loan estimator: its ``description``, else its class."""
+    estimator = model.estimator_
+    described = getattr(estimator, "description", None)
+    if isinstance(described, str):
+        return described
+    return f"{type(estimator).__name__}: per-loan effects with 95 % intervals"
 
 
 def _read(root: Path, name: str, reader: Callable[[Path], Any], *, folder_arg: bool = False) -> Any:

@@ -61,6 +61,15 @@ from npl_engine.errors import NplError
     show_default=True,
     help="Run the DoWhy refutations (about a minute per action on large books).",
 )
+@click.option(
+    "--estimator",
+    type=click.Choice(["causal-forest", "dr-learner"]),
+    default="causal-forest",
+    show_default=True,
+    help="Per-loan effect estimator: EconML's causal forest, or a doubly robust learner (an "
+    "honest regression forest of the doubly robust pseudo-outcomes; wider intervals). The "
+    "average effects do not depend on it.",
+)
 @_user_errors
 def effects(
     *,
@@ -72,6 +81,7 @@ def effects(
     as_of: datetime | None,
     seed: int,
     refutations: bool,
+    estimator: str,
 ) -> None:
     """Estimate the effect of each collection action against none (see docs/causal.md).
 
@@ -79,7 +89,7 @@ def effects(
     refutations, validation, overlap), OUT/cate.parquet (effect per loan and action) and the
     fitted model, which `npl policy` uses to plan actions on a book or a tape.
     """
-    from npl_engine.causal import estimate_effects
+    from npl_engine.causal import DRLearnerEstimator, estimate_effects
 
     console = _console(stderr=True)
     say = _steps(console)
@@ -92,6 +102,7 @@ def effects(
         treatment_window_days=treatment_window_days,
         seed=seed,
         refutations=refutations,
+        estimator=DRLearnerEstimator(seed=seed) if estimator == "dr-learner" else None,
         progress=say,
     )
     say(f"writing {out}")

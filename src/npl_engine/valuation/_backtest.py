@@ -142,7 +142,7 @@ class Backtest:
 def _inputs(
     plan: BusinessPlan | str | os.PathLike[str],
     payments: Dataset | pl.LazyFrame | pl.DataFrame,
-    as_of_date: date | None,
+    as_of: date | None,
 ) -> tuple[BusinessPlan, pl.LazyFrame | pl.DataFrame, date]:
     """The plan (read from its folder if need be), the payments and the day they end."""
     if not isinstance(plan, BusinessPlan):
@@ -154,18 +154,18 @@ def _inputs(
             msg = f"{where} has no payments table: backtest a dataset observed after the cut-off"
             raise NplError(msg)
         payments = data.payments
-        as_of_date = as_of_date or data.as_of_date
-    if as_of_date is None:
-        msg = "as_of_date: give the day the payments were extracted"
+        as_of = as_of or data.as_of_date
+    if as_of is None:
+        msg = "as_of: give the day the payments were extracted"
         raise NplError(msg)
-    return plan, payments, as_of_date
+    return plan, payments, as_of
 
 
 def backtest(
     plan: BusinessPlan | str | os.PathLike[str],
     payments: Dataset | pl.LazyFrame | pl.DataFrame,
     *,
-    as_of_date: date | None = None,
+    as_of: date | None = None,
     threshold: float = 0.10,
     scenario: str = "weighted",
 ) -> Backtest:
@@ -181,9 +181,10 @@ def backtest(
         plan's loans, or a :class:`~npl_engine.data.Dataset` holding them (the same loans
         observed later). Payments dated on or before the cut-off or after the last observed
         month are not counted (and are reported in ``payments_used``).
-    as_of_date
-        The day the payments were extracted; only periods that ended by then are compared.
-        Default for a dataset: its ``as_of_date``; required with a frame of payments.
+    as_of
+        The day the payments were extracted; only periods that ended by then are compared
+        (the keyword of :func:`~npl_engine.data.read_dataset`). Default for a dataset: its
+        ``as_of_date``; required with a frame of payments.
     threshold
         Shortfall beyond which a period is flagged, in ``[0, 1)``: 0.10 flags a cumulative
         collection or PV ratio below 90 %.
@@ -223,7 +224,7 @@ def backtest(
     >>> later = npl.read_dataset("data/tape_2028")  # doctest: +SKIP
     >>> npl.backtest("out/plan", later, scenario="base").total  # doctest: +SKIP
     """
-    plan, payments, as_of_date = _inputs(plan, payments, as_of_date)
+    plan, payments, as_of_date = _inputs(plan, payments, as_of)
     if not 0.0 <= threshold < 1.0:
         msg = f"the shortfall threshold must be in [0, 1), got {threshold}"
         raise NplError(msg)
