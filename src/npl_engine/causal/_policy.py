@@ -65,8 +65,12 @@ class _PriceSchedule:
     """
 
     def __init__(self, uplift: Array, cost: Array) -> None:
-        self.uplift, self.cost = uplift, cost
-        k = uplift.shape[1]
+        self.uplift = np.ascontiguousarray(uplift, dtype=np.float64)
+        self.cost = np.ascontiguousarray(cost, dtype=np.float64)
+        n, k = uplift.shape
+        # one pass per price reuses these: a score buffer and each loan's flat offset
+        self._score = np.empty((n, k))
+        self._offset = np.arange(n, dtype=np.int64) * k
         net = uplift - cost
         self.pick0, self.spend0 = self.choose(0.0)
         current = self.pick0.copy()
@@ -102,12 +106,13 @@ class _PriceSchedule:
 
     def choose(self, price: float) -> tuple[npt.NDArray[np.int64], float]:
         """Each loan's action at ``price`` (-1: none) and the plan's spend."""
-        score = self.uplift - (1.0 + price) * self.cost
+        score = np.multiply(self.cost, 1.0 + price, out=self._score)
+        np.subtract(self.uplift, score, out=score)  # uplift − (1 + price) × cost
         best = score.argmax(axis=1)
-        rows = np.arange(score.shape[0])
-        take = score[rows, best] > 0
+        at = self._offset + best
+        take = score.ravel().take(at) > 0
         pick = np.where(take, best, -1).astype(np.int64)
-        spent = float(self.cost[rows, best][take].sum())
+        spent = float(self.cost.ravel().take(at)[take].sum())
         return pick, spent
 
     def spend(self, price: float) -> float:
@@ -248,12 +253,15 @@ class PlanColumns:
 
     def values(self, name: str, pick: npt.NDArray[np.integer[Any]]) -> Array:
         """(n,) the chosen value of column ``name`` per loan (0 where ``pick`` is -1)."""
-        chosen: Array = self._flat[name][self._first + pick]
+        chosen: Array = self._flat[name].take(self._first + pick)
         return chosen
 
-    def total(self, name: str, pick: npt.NDArray[np.integer[Any]]) -> float:
-        """Σ of column ``name`` of the plan: the plan file's column summed as polars sums it."""
-        return float(pl.Series(name, self.values(name, pick)).sum())
+    def totals(self, pick: npt.NDArray[np.integer[Any]]) -> dict[str, float]:
+        """Σ of each column of the plan: the plan file's columns summed as polars sums them."""
+        at = self._first + pick
+        return {
+            name: float(pl.Series(name, flat.take(at)).sum()) for name, flat in self._flat.items()
+        }
 
     def frame(self, pick: npt.NDArray[np.integer[Any]]) -> pl.DataFrame:
         """The plan of a choice per loan (-1: none): ``loan_id``, ``action`` and the columns."""
@@ -455,12 +463,13 @@ def gain_curve(
     for i, budget in enumerate(budgets):
         price, pick = schedule.plan_for(float(budget))
         picks[i] = pick
+        total = plans.totals(pick)
         record: dict[str, Any] = {
             "budget": float(budget),
-            "spend": plans.total("cost", pick),
-            "expected_gain": plans.total("expected_uplift", pick),
-            "gain_low": plans.total("uplift_low", pick),
-            "gain_high": plans.total("uplift_high", pick),
+            "spend": total["cost"],
+            "expected_gain": total["expected_uplift"],
+            "gain_low": total["uplift_low"],
+            "gain_high": total["uplift_high"],
             "shadow_price": schedule.shadow_price(price),
         }
         counts = np.bincount(pick + 1, minlength=k + 1)[1:]
