@@ -1,13 +1,16 @@
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from npl_engine.causal._policy import (
     ActionCosts,
+    PlanColumns,
     PolicyInputs,
     gain_curve,
     parse_budgets,
     plan_actions,
+    plan_frame,
     settlement_economics,
     solve_plan,
 )
@@ -60,20 +63,72 @@ def test_price_schedule_plans_equal_the_bisection_over_every_pass() -> None:
 
 
 def test_each_curve_point_is_the_plan_at_that_budget() -> None:
-    """At each budget the curve's gain and spend are the sums of the plan_actions plan."""
+    """At each budget the curve's gain, band and spend are exactly the plan_actions plan's sums."""
     uplift, cost = _book(2000, 2)
+    width = np.abs(uplift) * 0.3
+    low, high = uplift - width, uplift + 2 * width
     budgets = parse_budgets("0:200000:9")
-    curve = gain_curve(uplift, cost, ACTIONS, budgets=budgets).curve
+    result = gain_curve(uplift, cost, ACTIONS, budgets=budgets, uplift_low=low, uplift_high=high)
     ids = pl.Series("loan_id", [f"L{i}" for i in range(2000)])
-    for row in curve.iter_rows(named=True):
-        plan = plan_actions(ids, uplift, cost, ACTIONS, budget=row["budget"]).plan
-        assert row["expected_gain"] == pytest.approx(plan["expected_uplift"].sum(), rel=1e-12)
-        assert row["spend"] == pytest.approx(plan["cost"].sum(), rel=1e-12)
+    plans = PlanColumns(
+        ACTIONS,
+        {"expected_uplift": uplift, "cost": cost, "uplift_low": low, "uplift_high": high},
+        loan_ids=ids,
+    )
+    for i, row in enumerate(result.curve.iter_rows(named=True)):
+        plan = plan_actions(
+            ids, uplift, cost, ACTIONS, budget=row["budget"], uplift_low=low, uplift_high=high
+        ).plan
+        # the plan the curve writes at this budget is the single-budget plan, value for value
+        assert_frame_equal(plans.frame(result.picks[i]), plan, check_exact=True)
+        assert row["expected_gain"] == plan["expected_uplift"].sum()
+        assert row["gain_low"] == plan["uplift_low"].sum()
+        assert row["gain_high"] == plan["uplift_high"].sum()
+        assert row["spend"] == plan["cost"].sum()
         assert row["spend"] <= row["budget"] + 1e-6
         mix = plan.group_by("action").len()
         for action in ACTIONS:
             got = mix.filter(pl.col("action") == action)["len"].sum()
             assert row[f"loans_{action}"] == got
+
+
+def _plan_frame_by_rows(
+    ids: pl.Series,
+    pick: np.ndarray,  # type: ignore[type-arg]
+    actions: tuple[str, ...],
+    columns: dict[str, np.ndarray | None],  # type: ignore[type-arg]
+) -> pl.DataFrame:
+    """The plan frame as built before PlanColumns: per-row selection, names as numpy strings."""
+    rows = np.arange(pick.size)
+    taken = pick >= 0
+    col = np.maximum(pick, 0)
+    names = np.array(["none", *actions], dtype=object)
+    values = {
+        name: np.where(taken, array[rows, col], 0.0) if array.shape[1] else np.zeros(pick.size)
+        for name, array in columns.items()
+        if array is not None
+    }
+    return pl.DataFrame({"loan_id": ids, "action": names[pick + 1].astype(str), **values})
+
+
+def test_plan_columns_build_the_same_frame_as_a_per_row_selection() -> None:
+    """PlanColumns.frame equals the per-row selection, with no action, no interval, no actions."""
+    uplift, cost = _book(500, 7)
+    ids = pl.Series("loan_id", [f"L{i}" for i in range(500)])
+    pick = np.random.default_rng(7).integers(-1, len(ACTIONS), 500)
+    columns = {"expected_uplift": uplift, "cost": cost, "uplift_low": None}
+    for chosen in (pick, np.full(500, -1), pick.astype(np.int8)):
+        expected = _plan_frame_by_rows(ids, chosen.astype(np.int64), ACTIONS, columns)
+        got = PlanColumns(ACTIONS, columns, loan_ids=ids).frame(chosen)
+        assert_frame_equal(got, expected, check_exact=True)
+        assert_frame_equal(plan_frame(ids, chosen.astype(np.int64), ACTIONS, columns), expected)
+    empty = {"expected_uplift": np.zeros((500, 0)), "cost": np.zeros((500, 0))}
+    none = np.full(500, -1)
+    assert_frame_equal(
+        PlanColumns((), empty, loan_ids=ids).frame(none),
+        _plan_frame_by_rows(ids, none, (), empty),
+        check_exact=True,
+    )
 
 
 def test_the_curve_never_decreases_and_stops_at_the_unconstrained_spend() -> None:

@@ -26,11 +26,11 @@ from npl_engine.causal._costs import COSTS_RECORD, ActionCosts, estimate_costs, 
 from npl_engine.causal._effects import MODEL_FILE, MODEL_INFO_FILE, ActionEffectModel
 from npl_engine.causal._estimators import CateEstimator
 from npl_engine.causal._policy import (
+    PlanColumns,
     PolicyInputs,
     gain_curve,
     parse_budgets,
     plan_actions,
-    plan_frame,
     policy_inputs,
     settlement_economics,
 )
@@ -166,8 +166,8 @@ class PolicyCurve:
     actions: tuple[str, ...]
     inputs: PolicyInputs
 
-    def plan_at(self, i: int) -> pl.DataFrame:
-        """The plan at the ``i``-th budget: ``loan_id``, ``action``, uplift, cost and band."""
+    def plan_columns(self) -> PlanColumns:
+        """The per-action values the plans pick from, laid out once for all budgets."""
         inputs = self.inputs
         columns = {
             "expected_uplift": inputs.uplift,
@@ -175,7 +175,15 @@ class PolicyCurve:
             "uplift_low": inputs.uplift_low,
             "uplift_high": inputs.uplift_high,
         }
-        return plan_frame(inputs.loan_ids, self.picks[i].astype(np.int64), self.actions, columns)
+        return PlanColumns(self.actions, columns, loan_ids=inputs.loan_ids)
+
+    def plan_at(self, i: int) -> pl.DataFrame:
+        """The plan at the ``i``-th budget: ``loan_id``, ``action``, uplift, cost and band.
+
+        For the plans at many budgets, call :meth:`plan_columns` once and its ``frame`` per
+        budget (as :meth:`save` does).
+        """
+        return self.plan_columns().frame(self.picks[i])
 
     @staticmethod
     def plan_name(budget: float) -> str:
@@ -213,11 +221,12 @@ class PolicyCurve:
         """
         names = [self.plan_name(b) for b in self.budgets]
         last = pl.DataFrame()
+        plans = self.plan_columns()
         with atomic_folder(folder, allowed=CURVE_FILES | frozenset(names)) as staging:
             self.curve.write_parquet(staging / "curve.parquet")
             self.curve.write_csv(staging / "curve.csv")
             for i, name in enumerate(names):
-                last = self.plan_at(i)
+                last = plans.frame(self.picks[i])
                 last.write_parquet(staging / name)
             if before_publish is not None:
                 before_publish(last)

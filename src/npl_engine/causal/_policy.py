@@ -37,6 +37,7 @@ __all__ = [
     "ActionCosts",
     "BusinessAsUsual",
     "GainCurve",
+    "PlanColumns",
     "PlanResult",
     "PolicyInputs",
     "estimate_costs",
@@ -64,8 +65,12 @@ class _PriceSchedule:
     """
 
     def __init__(self, uplift: Array, cost: Array) -> None:
-        self.uplift, self.cost = uplift, cost
-        k = uplift.shape[1]
+        self.uplift = np.ascontiguousarray(uplift, dtype=np.float64)
+        self.cost = np.ascontiguousarray(cost, dtype=np.float64)
+        n, k = uplift.shape
+        # one pass per price reuses these: a score buffer and each loan's flat offset
+        self._score = np.empty((n, k))
+        self._offset = np.arange(n, dtype=np.int64) * k
         net = uplift - cost
         self.pick0, self.spend0 = self.choose(0.0)
         current = self.pick0.copy()
@@ -101,12 +106,13 @@ class _PriceSchedule:
 
     def choose(self, price: float) -> tuple[npt.NDArray[np.int64], float]:
         """Each loan's action at ``price`` (-1: none) and the plan's spend."""
-        score = self.uplift - (1.0 + price) * self.cost
+        score = np.multiply(self.cost, 1.0 + price, out=self._score)
+        np.subtract(self.uplift, score, out=score)  # uplift − (1 + price) × cost
         best = score.argmax(axis=1)
-        rows = np.arange(score.shape[0])
-        take = score[rows, best] > 0
+        at = self._offset + best
+        take = score.ravel().take(at) > 0
         pick = np.where(take, best, -1).astype(np.int64)
-        spent = float(self.cost[rows, best][take].sum())
+        spent = float(self.cost.ravel().take(at)[take].sum())
         return pick, spent
 
     def spend(self, price: float) -> float:
@@ -119,15 +125,16 @@ class _PriceSchedule:
         i = int(np.searchsorted(self.prices, price, side="right"))
         return float(self.prices[i - 1]) if i else 0.0
 
-    def price_of(self, budget: float) -> float:
-        """A price whose plan is the cheapest-priced plan that fits ``budget``; 0 if all fit.
+    def plan_for(self, budget: float) -> tuple[float, npt.NDArray[np.int64]]:
+        """The cheapest-priced plan that fits ``budget``: its price (0 if all fit) and choice.
 
         Spend falls in steps at the event prices; the price returned lies midway between the
         event after which the plan fits and the next one, where every loan's choice is clear
-        of ties.
+        of ties. The choice is the one that pass checked against the budget, so each budget
+        costs a single pass over the loans.
         """
         if self.spend0 <= budget or self.prices.size == 0:
-            return 0.0
+            return 0.0, self.pick0
         after = self.spend0 + self.cum_change  # spend once events 0..j have happened
         j = int(np.searchsorted(-after, -budget, side="left"))
         while j < self.prices.size:
@@ -135,10 +142,12 @@ class _PriceSchedule:
             j = int(np.searchsorted(self.prices, self.prices[j], side="right")) - 1
             nxt = self.prices[j + 1] if j + 1 < self.prices.size else 2 * self.prices[j] + 1
             price = float(0.5 * (self.prices[j] + nxt))
-            if self.choose(price)[1] <= budget:
-                return price
+            pick, spent = self.choose(price)
+            if spent <= budget:
+                return price, pick
             j += 1  # a tie rounded the other way: take the next step
-        return float(2 * self.prices[-1] + 1)
+        price = float(2 * self.prices[-1] + 1)
+        return price, self.choose(price)[0]
 
 
 def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.int64]:
@@ -166,8 +175,7 @@ def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.i
     if budget < 0:
         msg = f"budget must be >= 0, got {budget}"
         raise ValueError(msg)
-    schedule = _PriceSchedule(uplift, cost)
-    return schedule.choose(schedule.price_of(budget))[0]
+    return _PriceSchedule(uplift, cost).plan_for(budget)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,66 @@ class PlanResult:
     comparison: pl.DataFrame
 
 
+class PlanColumns:
+    """The per-loan, per-action values plans pick from, laid out once for many plans.
+
+    Each (n, k) array gets a leading column of zeros (no action) and is flattened, so the plan
+    of any choice per loan is one gather per column: writing a plan at each of many budgets
+    rebuilds no per-loan frame and converts no action names per loan.
+
+    Parameters
+    ----------
+    actions
+        Action names.
+    columns
+        Output name → (n, k) values per action (``None``: column left out); 0 where no action.
+    loan_ids
+        (n,) loan ids, for :meth:`frame`.
+    """
+
+    def __init__(
+        self,
+        actions: tuple[str, ...],
+        columns: dict[str, Array | None],
+        *,
+        loan_ids: pl.Series | None = None,
+    ) -> None:
+        given = [array for array in columns.values() if array is not None]
+        n = given[0].shape[0] if given else (0 if loan_ids is None else loan_ids.len())
+        k = len(actions)
+        self.loan_ids = loan_ids
+        self._names = pl.Series("action", [CONTROL, *actions], dtype=pl.String)
+        self._first = np.arange(n, dtype=np.int64) * (k + 1) + 1  # flat position of action 0
+        self._flat: dict[str, Array] = {
+            name: np.column_stack([np.zeros(n), array]).ravel()
+            for name, array in columns.items()
+            if array is not None
+        }
+
+    def values(self, name: str, pick: npt.NDArray[np.integer[Any]]) -> Array:
+        """(n,) the chosen value of column ``name`` per loan (0 where ``pick`` is -1)."""
+        chosen: Array = self._flat[name].take(self._first + pick)
+        return chosen
+
+    def totals(self, pick: npt.NDArray[np.integer[Any]]) -> dict[str, float]:
+        """Σ of each column of the plan: the plan file's columns summed as polars sums them."""
+        at = self._first + pick
+        return {
+            name: float(pl.Series(name, flat.take(at)).sum()) for name, flat in self._flat.items()
+        }
+
+    def frame(self, pick: npt.NDArray[np.integer[Any]]) -> pl.DataFrame:
+        """The plan of a choice per loan (-1: none): ``loan_id``, ``action`` and the columns."""
+        if self.loan_ids is None:
+            msg = "PlanColumns.frame needs the loan ids"
+            raise ValueError(msg)
+        codes = pl.Series(pick.astype(np.int64) + 1, dtype=pl.UInt32)
+        values = {name: self.values(name, pick) for name in self._flat}
+        return pl.DataFrame(
+            {"loan_id": self.loan_ids, "action": self._names.gather(codes), **values}
+        )
+
+
 def plan_frame(
     loan_ids: pl.Series,
     pick: npt.NDArray[np.int64],
@@ -225,17 +293,13 @@ def plan_frame(
         Action names.
     columns
         Output name → (n, k) values per action (``None``: column left out); 0 where no action.
+
+    Notes
+    -----
+    For many plans over the same loans, build one :class:`PlanColumns` and call its
+    ``frame`` per plan.
     """
-    rows = np.arange(pick.size)
-    taken = pick >= 0
-    col = np.maximum(pick, 0)
-    names = np.array([CONTROL, *actions], dtype=object)
-    values = {
-        name: np.where(taken, array[rows, col], 0.0) if array.shape[1] else np.zeros(pick.size)
-        for name, array in columns.items()
-        if array is not None
-    }
-    return pl.DataFrame({"loan_id": loan_ids, "action": names[pick + 1].astype(str), **values})
+    return PlanColumns(actions, columns, loan_ids=loan_ids).frame(pick)
 
 
 def plan_actions(
@@ -390,24 +454,25 @@ def gain_curve(
     high = uplift if uplift_high is None else uplift_high
     schedule = _PriceSchedule(uplift, cost)
     n, k = uplift.shape
-    rows = np.arange(n)
+    # the sums are those of the plan's own columns, so each point is the plan's total exactly
+    plans = PlanColumns(
+        actions, {"expected_uplift": uplift, "cost": cost, "uplift_low": low, "uplift_high": high}
+    )
     picks = np.empty((budgets.size, n), dtype=np.int8)
     records: list[dict[str, Any]] = []
     for i, budget in enumerate(budgets):
-        price = schedule.price_of(float(budget))
-        pick = schedule.choose(price)[0]
+        price, pick = schedule.plan_for(float(budget))
         picks[i] = pick
-        taken = pick >= 0
-        sel, col = rows[taken], pick[taken]
+        total = plans.totals(pick)
         record: dict[str, Any] = {
             "budget": float(budget),
-            "spend": float(cost[sel, col].sum()),
-            "expected_gain": float(uplift[sel, col].sum()),
-            "gain_low": float(low[sel, col].sum()),
-            "gain_high": float(high[sel, col].sum()),
+            "spend": total["cost"],
+            "expected_gain": total["expected_uplift"],
+            "gain_low": total["uplift_low"],
+            "gain_high": total["uplift_high"],
             "shadow_price": schedule.shadow_price(price),
         }
-        counts = np.bincount(col, minlength=k)
+        counts = np.bincount(pick + 1, minlength=k + 1)[1:]
         record |= {f"loans_{a}": int(counts[j]) for j, a in enumerate(actions)}
         records.append(record)
     curve = pl.DataFrame(records) if records else pl.DataFrame({"budget": budgets})
