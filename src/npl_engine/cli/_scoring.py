@@ -207,7 +207,6 @@ def _score_in_memory(
     """Write the scores of the whole tape, held in memory, with their record and summary."""
     from npl_engine.data.writers import atomic_folder
 
-    audit_db, no_audit, model_dir, data_dir = audit
     scores = result.scores
     if with_reasons:
         say("explaining: top 3 reason codes per loan")
@@ -217,17 +216,7 @@ def _score_in_memory(
         scores.write_parquet(staging / "scores.parquet")
         result.curves.write_parquet(staging / "curves.parquet")
         # Inside the block: if the record cannot be written, the outputs are not published.
-        _record_decisions(
-            audit_db,
-            no_audit=no_audit,
-            command="score",
-            loans=data.loans.collect(),
-            outputs=result.scores,
-            reasons=scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None,
-            data_dir=data_dir,
-            model_dir=model_dir,
-            parameters={"explain": with_reasons},
-        )
+        _record_scores(audit, data.loans.collect(), scores, with_reasons=with_reasons)
     _print_score_summary(result.scores.lazy(), data.loans)
     click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
 
@@ -246,7 +235,6 @@ def _score_chunked(
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scoring import score_in_chunks
 
-    audit_db, no_audit, model_dir, data_dir = audit
     add_columns = None
     if with_reasons:
         from npl_engine.explain import reference_medians
@@ -269,21 +257,34 @@ def _score_chunked(
         )
         scores = pl.scan_parquet(staging / "scores.parquet")
         # Inside the block: if the record cannot be written, the outputs are not published.
-        _record_decisions(
-            audit_db,
-            no_audit=no_audit,
-            command="score",
-            loans=data.loans,
-            outputs=scores.select(pl.exclude(_REASON_COLUMNS)),
-            reasons=scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None,
-            data_dir=data_dir,
-            model_dir=model_dir,
-            parameters={"explain": with_reasons},
-            chunk_rows=chunk_rows,
-        )
+        _record_scores(audit, data.loans, scores, with_reasons=with_reasons, chunk_rows=chunk_rows)
         say("summarising")
         _print_score_summary(scores, data.loans)
     click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _record_scores(
+    audit: tuple[Path | None, bool, Path, Path],
+    loans: pl.DataFrame | pl.LazyFrame,
+    scores: pl.DataFrame | pl.LazyFrame,
+    *,
+    with_reasons: bool,
+    chunk_rows: int | None = None,
+) -> None:
+    """The decision record of `npl score`: scores as outputs, reason codes as reasons."""
+    audit_db, no_audit, model_dir, data_dir = audit
+    _record_decisions(
+        audit_db,
+        no_audit=no_audit,
+        command="score",
+        loans=loans,
+        outputs=scores.select(pl.exclude(_REASON_COLUMNS)),
+        reasons=scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        parameters={"explain": with_reasons},
+        chunk_rows=chunk_rows,
+    )
 
 
 #: The reason-code columns `--explain` adds to scores.parquet.
