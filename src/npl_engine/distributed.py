@@ -283,22 +283,7 @@ def portfolio(
 
 
 def _concat(pieces: Sequence[Portfolio], order: Rows) -> Portfolio:
-    first = pieces[0]
-    whole = Portfolio(
-        loan_id=pl.concat([p.loan_id for p in pieces]),
-        segment=pl.concat([p.segment for p in pieces]),
-        legal_stage=pl.concat([p.legal_stage for p in pieces]),
-        exposure=np.concatenate([p.exposure for p in pieces]),
-        interest_rate=np.concatenate([p.interest_rate for p in pieces]),
-        in_legal_stage=np.concatenate([p.in_legal_stage for p in pieces]),
-        p_recover=np.concatenate([p.p_recover for p in pieces]),
-        borrower=np.concatenate([p.borrower for p in pieces]),
-        collateral=np.concatenate([p.collateral for p in pieces]),
-        recovery_horizon_share=np.concatenate([p.recovery_horizon_share for p in pieces]),
-        collateral_grid=first.collateral_grid,
-        collateral_response=np.concatenate([p.collateral_response for p in pieces]),
-    )
-    return whole.take(order)
+    return Portfolio.concat(pieces).take(order)
 
 
 def simulate_paths(

@@ -28,8 +28,9 @@ rearranges the same sums into per-leaf tables and runs about four times faster.
 from __future__ import annotations
 
 import math
+import tempfile
 import weakref
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -38,6 +39,7 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow.parquet as pq
 
 from npl_engine.errors import NplError
 from npl_engine.features import (
@@ -62,6 +64,7 @@ __all__ = [
     "prepare_explanations",
     "reason_codes",
     "reason_columns",
+    "reference_medians",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -549,6 +552,7 @@ def reason_codes(
     explanations: LoanExplanations,
     *,
     top: int = 3,
+    medians: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """The top drivers of each loan's explained outputs, in words.
 
@@ -559,6 +563,10 @@ def reason_codes(
     top
         Reason codes per loan and target: the features with the largest absolute contribution
         (features contributing exactly nothing are left out, so a loan may have fewer).
+    medians
+        The medians that make a value "low" or "high", by feature; ``None``: those of
+        ``explanations.reference``. For a tape explained in chunks, the whole tape's
+        (:func:`reference_medians`), so each chunk's codes are the whole tape's.
 
     Returns
     -------
@@ -593,17 +601,73 @@ def reason_codes(
     if top < 1:
         msg = f"top must be at least 1, not {top}"
         raise NplError(msg)
-    ref = explanations.reference
-    numeric = [n for n in explanations.names if _KINDS.get(n) != "category" and n in ref.columns]
-    medians = ref.select(pl.col(numeric).median()).row(0, named=True) if numeric else {}
+    if medians is None:
+        ref = explanations.reference
+        numeric = _numeric(explanations.names, ref.columns)
+        medians = ref.select(pl.col(numeric).median()).row(0, named=True) if numeric else {}
     parts = [
-        _reason_rows(explanations, target, attribution.contributions, top=top, medians=medians)
+        _reason_rows(
+            explanations, target, attribution.contributions, top=top, medians=dict(medians)
+        )
         for target, attribution in explanations.attributions.items()
     ]
     target_order = pl.Enum(list(TARGETS))
     if not parts:
         return _REASON_SCHEMA.clear()
     return pl.concat(parts).sort("_row", pl.col("target").cast(target_order), "rank").drop("_row")
+
+
+def _numeric(names: Collection[str], columns: Collection[str]) -> list[str]:
+    """The features compared with a median: not categories, and held by the reference."""
+    return [n for n in names if _KINDS.get(n) != "category" and n in columns]
+
+
+def reference_medians(
+    model: RecoveryModel, loans: pl.LazyFrame, *, chunk_rows: int = 250_000
+) -> dict[str, Any]:
+    """The median of every numeric feature over ``loans``, ``chunk_rows`` loans at a time.
+
+    What :func:`reason_codes` compares a value with when the loans given to
+    :func:`explain_loans` are the whole tape, computed without holding the tape: each chunk's
+    features go to a temporary Parquet file, then each feature's median is taken from it, one
+    column at a time.
+
+    Parameters
+    ----------
+    model
+        A fitted recovery model.
+    loans
+        Validated contract ``loans``, lazily (e.g. a Parquet scan).
+    chunk_rows
+        Loans whose features are built at a time.
+
+    Returns
+    -------
+    dict[str, Any]
+        Feature name to median (``None`` for a feature that is always missing).
+    """
+    n = int(loans.select(pl.len()).collect().item())
+    with tempfile.TemporaryDirectory(prefix="npl-medians-") as tmp:
+        path = Path(tmp) / "features.parquet"
+        writer: pq.ParquetWriter | None = None
+        numeric: list[str] = []
+        try:
+            for start in range(0, n, chunk_rows):
+                chunk = loans.slice(start, chunk_rows).collect()
+                model.check_columns(chunk)
+                features, x = model.features(chunk.lazy())
+                numeric = _numeric(x.names, features.columns)
+                table = features.select(numeric).to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            return {}
+        scan = pl.scan_parquet(path)
+        return {name: scan.select(pl.col(name).median()).collect().item() for name in numeric}
 
 
 _REASON_SCHEMA = pl.DataFrame(

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
 
+from npl_engine.audit import AuditStore
+from npl_engine.cli import main
 from npl_engine.data import read_dataset
-from npl_engine.scoring import RecoveryModel, score_in_chunks
+from npl_engine.scoring import AUTO_CHUNK_ROWS, RecoveryModel, chunk_rows_for, score_in_chunks
 
 
 def test_chunked_scores_and_curves_equal_in_memory(
@@ -32,3 +36,65 @@ def test_chunked_scores_and_curves_equal_in_memory(
     assert_frame_equal(pl.read_parquet(tmp_path / "curves.parquet"), whole.curves, check_exact=True)
     # One row group per chunk: the curves were written as they were scored.
     assert pq.ParquetFile(tmp_path / "curves.parquet").num_row_groups == 4
+
+
+def _npl(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _score_run(model: Path, tape: Path, out: Path, db: Path, *options: str) -> tuple[Result, dict]:
+    result = _npl("score", "--model", model, "--data", tape, "--out", out, "--audit-db", db,
+                  *options)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with AuditStore(db, read_only=True) as store:
+        run = store.runs(limit=1).row(0, named=True)
+        run["decisions"] = store.decisions(run["run_id"]).drop("run_id")
+    return result, run
+
+
+@pytest.mark.parametrize(("chunk_rows", "chunks"), [(1500, 1), (500, 3), (215, 7)])
+def test_cli_score_in_chunks_writes_the_in_memory_files_and_record(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path, chunk_rows: int, chunks: int
+) -> None:
+    """`npl score --chunk-rows N` (1, 3, 7 chunks) writes the in-memory rows and record."""
+    model, tape = small_model_and_tape
+    db = tmp_path / "audit.duckdb"
+    whole, whole_run = _score_run(model, tape, tmp_path / "whole", db, "--chunk-rows", "0")
+    part, part_run = _score_run(model, tape, tmp_path / "part", db, "--chunk-rows", str(chunk_rows))
+    for name in ("scores.parquet", "curves.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "part" / name),
+            pl.read_parquet(tmp_path / "whole" / name),
+            check_exact=True,
+        )
+    assert pq.ParquetFile(tmp_path / "part" / "curves.parquet").num_row_groups == chunks
+    assert_frame_equal(part_run["decisions"], whole_run["decisions"], check_exact=True)
+    assert part_run["n_loans"] == whole_run["n_loans"] == 1500
+    assert part_run["parameters"] == whole_run["parameters"]
+    assert f"scoring chunk {chunks}/{chunks}: loans" in part.output
+    assert "scoring chunk" not in whole.output
+    # The summary table printed is the same.
+    assert whole.stdout.split("wrote")[0] == part.stdout.split("wrote")[0]
+
+
+def test_cli_score_in_chunks_with_reason_codes(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With --explain, chunks of 600 loans give the in-memory reason codes and record."""
+    model, tape = small_model_and_tape
+    db = tmp_path / "audit.duckdb"
+    _, whole_run = _score_run(model, tape, tmp_path / "whole", db, "--explain")
+    _, part_run = _score_run(model, tape, tmp_path / "part", db, "--explain", "--chunk-rows", "600")
+    scores = pl.read_parquet(tmp_path / "part" / "scores.parquet")
+    assert "reason_1" in scores.columns
+    assert_frame_equal(scores, pl.read_parquet(tmp_path / "whole" / "scores.parquet"))
+    assert_frame_equal(part_run["decisions"], whole_run["decisions"], check_exact=True)
+
+
+def test_automatic_chunks_only_above_the_threshold() -> None:
+    """No --chunk-rows: in memory up to 250,000 loans, chunks of 250,000 beyond."""
+    assert chunk_rows_for(AUTO_CHUNK_ROWS, None) == 0
+    assert chunk_rows_for(AUTO_CHUNK_ROWS + 1, None) == AUTO_CHUNK_ROWS
+    assert chunk_rows_for(AUTO_CHUNK_ROWS + 1, 0) == 0
+    with pytest.raises(ValueError, match="chunk_rows must be 0"):
+        chunk_rows_for(10, -1)

@@ -13,7 +13,7 @@ import functools
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -109,6 +109,19 @@ CLUSTER_OPTION = click.option(
     help="Run the per-loan work on a Dask cluster: local:N (N worker processes on this "
     "machine) or a scheduler's address, e.g. tcp://10.0.0.5:8786. Default: $NPL_CLUSTER, "
     "else in this process. Same results either way (docs/scale.md).",
+)
+
+
+#: ``--chunk-rows N``: work through the tape N loans at a time (docs/scale.md#out-of-core).
+CHUNK_ROWS_OPTION = click.option(
+    "--chunk-rows",
+    "chunk_rows",
+    default=None,
+    type=click.IntRange(0),
+    metavar="N",
+    help="Work through the tape N loans at a time, writing each chunk's rows as it goes, so "
+    "memory follows N, not the tape; 0: the whole tape in memory. Default: 250,000 when the "
+    "tape has more loans, else in memory. Same outputs either way (docs/scale.md).",
 )
 
 
@@ -348,14 +361,20 @@ def _record_decisions(
     *,
     no_audit: bool,
     command: str,
-    loans: pl.DataFrame,
-    outputs: pl.DataFrame,
+    loans: pl.DataFrame | pl.LazyFrame,
+    outputs: pl.DataFrame | pl.LazyFrame,
     data_dir: Path,
     model_dir: Path,
     parameters: dict[str, Any],
-    reasons: pl.DataFrame | None = None,
+    reasons: pl.DataFrame | pl.LazyFrame | None = None,
+    chunk_rows: int | None = None,
 ) -> str | None:
-    """Append a run's decision record (see docs/audit.md) and say where; ``None`` if disabled."""
+    """Append a run's decision record (see docs/audit.md) and say where; ``None`` if disabled.
+
+    With ``chunk_rows``, ``loans``, ``outputs`` and ``reasons`` (in the same loan order, e.g.
+    scans of the tape and of the files a chunked run wrote) are read and recorded that many
+    loans at a time: the same record, without holding the tape.
+    """
     if no_audit:
         return None
     from npl_engine.audit import (
@@ -366,9 +385,14 @@ def _record_decisions(
     )
 
     db = audit_db if audit_db is not None else default_audit_path()
+    decisions: pl.DataFrame | Iterator[pl.DataFrame]
+    if chunk_rows:
+        decisions = _decision_chunks(loans.lazy(), outputs.lazy(), reasons, chunk_rows)
+    else:
+        decisions = decision_frame(_collected(loans), _collected(outputs), _collected(reasons))
     run_id = record_run(
         command=command,
-        decisions=decision_frame(loans, outputs, reasons),
+        decisions=decisions,
         input_fingerprint=files_fingerprint(data_dir, dataset=True),
         model_dir=model_dir,
         parameters=parameters,
@@ -376,6 +400,29 @@ def _record_decisions(
     )
     click.echo(f"decision record {run_id} appended to {db}", err=True)
     return run_id
+
+
+def _collected(frame: pl.DataFrame | pl.LazyFrame | None) -> Any:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
+def _decision_chunks(
+    loans: pl.LazyFrame,
+    outputs: pl.LazyFrame,
+    reasons: pl.DataFrame | pl.LazyFrame | None,
+    chunk_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The decision frames of consecutive chunks of loans, their outputs and reasons."""
+    from npl_engine.audit import decision_frame
+
+    n = int(loans.select(pl.len()).collect().item())
+    for start in range(0, n, chunk_rows):
+        part = loans.slice(start, chunk_rows).collect()
+        yield decision_frame(
+            part,
+            outputs.slice(start, chunk_rows).collect(),
+            None if reasons is None else reasons.lazy().slice(start, chunk_rows).collect(),
+        )
 
 
 def _audit_db_option(func: F) -> F:

@@ -67,7 +67,7 @@ def validate(
 
         model = RecoveryModel.load(model_dir)
         try:
-            model.check_columns(data.loans.collect())
+            model.check_columns(data.loans)
         except NplError as exc:
             msg = f"{dataset} is a valid {kind}, but not for the model {model_dir}: {exc}"
             raise NplError(msg) from None

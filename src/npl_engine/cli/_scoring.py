@@ -10,6 +10,7 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    CHUNK_ROWS_OPTION,
     CLUSTER_OPTION,
     MODEL_OPTION,
     _audit_options,
@@ -129,6 +130,7 @@ def train(
     help="Add each loan's top 3 reason codes (reason_1..3 for p_recover, "
     "collections_reason_1..3 for expected collections) to scores.parquet. Takes longer.",
 )
+@CHUNK_ROWS_OPTION
 @CLUSTER_OPTION
 @_audit_options
 @_user_errors
@@ -138,6 +140,7 @@ def score(
     data_dir: Path,
     out: Path,
     with_reasons: bool,
+    chunk_rows: int | None = None,
     cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
@@ -146,10 +149,11 @@ def score(
 
     Writes OUT/scores.parquet (one row per loan) and OUT/curves.parquet (one row per loan and
     month) and prints a summary by segment. With --explain, scores.parquet also holds the top
-    3 reason codes of each loan (see `npl explain` and docs/explanations.md).
+    3 reason codes of each loan (see `npl explain` and docs/explanations.md). A tape of more
+    than 250,000 loans is scored in chunks, written as they are scored (--chunk-rows;
+    docs/scale.md#out-of-core).
     """
-    from npl_engine.data.writers import atomic_folder
-    from npl_engine.scoring import RecoveryModel
+    from npl_engine.scoring import RecoveryModel, chunk_rows_for
 
     console = _console(stderr=True)
     say = _steps(console)
@@ -159,6 +163,19 @@ def score(
     data = read_data(data_dir)
     cluster = _cluster(cluster_address)
     if cluster is None:
+        n_loans = int(data.loans.select(pl.len()).collect().item())
+        chunk = chunk_rows_for(n_loans, chunk_rows)
+        if chunk:
+            _score_chunked(
+                model,
+                data,
+                out,
+                chunk_rows=chunk,
+                with_reasons=with_reasons,
+                audit=(audit_db, no_audit, model_dir, data_dir),
+                say=say,
+            )
+            return
         say("scoring")
         result = model.score(data.loans)
     else:
@@ -166,6 +183,30 @@ def score(
 
         say(f"scoring on {cluster_address}")
         result = distributed.score(cluster, model, data.loans.collect())
+    _score_in_memory(
+        model,
+        data,
+        out,
+        result=result,
+        with_reasons=with_reasons,
+        audit=(audit_db, no_audit, model_dir, data_dir),
+        say=say,
+    )
+
+
+def _score_in_memory(
+    model: Any,
+    data: Any,
+    out: Path,
+    *,
+    result: Any,
+    with_reasons: bool,
+    audit: tuple[Path | None, bool, Path, Path],
+    say: Any,
+) -> None:
+    """Write the scores of the whole tape, held in memory, with their record and summary."""
+    from npl_engine.data.writers import atomic_folder
+
     scores = result.scores
     if with_reasons:
         say("explaining: top 3 reason codes per loan")
@@ -175,21 +216,85 @@ def score(
         scores.write_parquet(staging / "scores.parquet")
         result.curves.write_parquet(staging / "curves.parquet")
         # Inside the block: if the record cannot be written, the outputs are not published.
-        _record_decisions(
-            audit_db,
-            no_audit=no_audit,
-            command="score",
-            loans=data.loans.collect(),
-            outputs=result.scores,
-            reasons=scores.select("loan_id", pl.col(r"^(collections_)?reason_\d+$"))
-            if with_reasons
-            else None,
-            data_dir=data_dir,
-            model_dir=model_dir,
-            parameters={"explain": with_reasons},
+        _record_scores(audit, data.loans.collect(), scores, with_reasons=with_reasons)
+    _print_score_summary(result.scores.lazy(), data.loans)
+    click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _score_chunked(
+    model: Any,
+    data: Any,
+    out: Path,
+    *,
+    chunk_rows: int,
+    with_reasons: bool,
+    audit: tuple[Path | None, bool, Path, Path],
+    say: Any,
+) -> None:
+    """Score the tape in chunks, each written as it is scored; record and summary from files."""
+    from npl_engine.data.writers import atomic_folder
+    from npl_engine.scoring import score_in_chunks
+
+    add_columns = None
+    if with_reasons:
+        from npl_engine.explain import reference_medians
+
+        say("explaining: the medians of the whole tape, for low and high")
+        medians = reference_medians(model, data.loans, chunk_rows=chunk_rows)
+
+        def add_columns(loans: pl.LazyFrame, scores: pl.DataFrame) -> pl.DataFrame:
+            return _with_reason_codes(model, loans, scores, medians=medians)
+
+    with atomic_folder(out, allowed=SCORE_FILES) as staging:
+        score_in_chunks(
+            model,
+            data.loans,
+            scores_path=staging / "scores.parquet",
+            curves_path=staging / "curves.parquet",
+            chunk_rows=chunk_rows,
+            add_columns=add_columns,
+            progress=say,
         )
+        scores = pl.scan_parquet(staging / "scores.parquet")
+        # Inside the block: if the record cannot be written, the outputs are not published.
+        _record_scores(audit, data.loans, scores, with_reasons=with_reasons, chunk_rows=chunk_rows)
+        say("summarising")
+        _print_score_summary(scores, data.loans)
+    click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _record_scores(
+    audit: tuple[Path | None, bool, Path, Path],
+    loans: pl.DataFrame | pl.LazyFrame,
+    scores: pl.DataFrame | pl.LazyFrame,
+    *,
+    with_reasons: bool,
+    chunk_rows: int | None = None,
+) -> None:
+    """The decision record of `npl score`: scores as outputs, reason codes as reasons."""
+    audit_db, no_audit, model_dir, data_dir = audit
+    _record_decisions(
+        audit_db,
+        no_audit=no_audit,
+        command="score",
+        loans=loans,
+        outputs=scores.select(pl.exclude(_REASON_COLUMNS)),
+        reasons=scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        parameters={"explain": with_reasons},
+        chunk_rows=chunk_rows,
+    )
+
+
+#: The reason-code columns `--explain` adds to scores.parquet.
+_REASON_COLUMNS = r"^(collections_)?reason_\d+$"
+
+
+def _print_score_summary(scores: pl.LazyFrame, loans: pl.LazyFrame) -> None:
+    """Print loans, exposure, mean p_recover and expected collections by segment and in total."""
     segments = (
-        result.scores.join(data.loans.select("loan_id", "segment").collect(), on="loan_id")
+        scores.join(loans.select("loan_id", "segment"), on="loan_id")
         .group_by("segment")
         .agg(
             pl.len().alias("loans"),
@@ -198,8 +303,14 @@ def score(
             pl.col("expected_collections").sum(),
         )
         .sort("segment")
+        .collect()
     )
-    s = result.scores
+    total = scores.select(
+        pl.len().alias("loans"),
+        pl.col("exposure").sum(),
+        pl.col("p_recover").mean(),
+        pl.col("expected_collections").sum(),
+    ).collect()
     rows = [
         _portfolio_row(
             str(r["segment"]),
@@ -210,18 +321,18 @@ def score(
         )
         for r in segments.iter_rows(named=True)
     ]
+    t = total.row(0, named=True)
     rows.append(
         _portfolio_row(
             "total",
-            loans=s.height,
-            exposure=float(s["exposure"].sum()),
-            p_recover=s["p_recover"].mean(),  # type: ignore[arg-type]
-            collections=float(s["expected_collections"].sum()),
+            loans=t["loans"],
+            exposure=float(t["exposure"]),
+            p_recover=t["p_recover"],
+            collections=float(t["expected_collections"]),
         )
     )
     headers = ["segment", "loans>", "exposure>", "mean p_recover>", "expected collections>"]
     _console().print(_table([*headers, "recovery rate>"], rows))
-    click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
 
 
 def _portfolio_row(
@@ -239,11 +350,20 @@ def _portfolio_row(
     )
 
 
-def _with_reason_codes(model: Any, loans: pl.LazyFrame, scores: pl.DataFrame) -> pl.DataFrame:
-    """``scores`` with the top 3 reason codes of each loan as text columns."""
+def _with_reason_codes(
+    model: Any,
+    loans: pl.LazyFrame | pl.DataFrame,
+    scores: pl.DataFrame,
+    *,
+    medians: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    """``scores`` with the top 3 reason codes of each loan as text columns.
+
+    ``medians``: the whole tape's, when ``loans`` is a chunk of it (see ``reason_codes``).
+    """
     from npl_engine.explain import explain_loans, reason_codes, reason_columns
 
-    codes = reason_codes(explain_loans(model, loans), top=3)
+    codes = reason_codes(explain_loans(model, loans), top=3, medians=medians)
     return scores.join(
         reason_columns(codes, top=3), on="loan_id", how="left", maintain_order="left"
     )

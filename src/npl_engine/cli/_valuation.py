@@ -9,6 +9,7 @@ import click
 import polars as pl
 
 from npl_engine.cli._base import (
+    CHUNK_ROWS_OPTION,
     CLUSTER_OPTION,
     MODEL_OPTION,
     SCENARIOS_OPTION,
@@ -399,6 +400,7 @@ def _print_valuation(
     help="Basel workout LGD: discount every loan at this annual rate (EBA GL/2017/16: an "
     "interbank rate + 0.05) instead of its contractual rate (IFRS 9, the default).",
 )
+@CHUNK_ROWS_OPTION
 @CLUSTER_OPTION
 @_audit_options
 @_user_errors
@@ -409,6 +411,7 @@ def expected_loss_command(
     scenarios_file: Path,
     out: Path,
     discount_rate: float | None,
+    chunk_rows: int | None = None,
     cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
@@ -420,10 +423,12 @@ def expected_loss_command(
     with --discount-rate, at one stated rate (Basel workout LGD). Summaries by scenario,
     segment, legal stage, region, default vintage and months since default; per-loan rows with
     those columns; Parquet, CSV, Excel and summary.json; a decision record (docs/valuation.md).
+    A tape of more than 250,000 loans is worked through in chunks (--chunk-rows;
+    docs/scale.md#out-of-core).
     """
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.scoring import RecoveryModel
+    from npl_engine.scoring import RecoveryModel, chunk_rows_for
     from npl_engine.valuation import EL_FILES, expected_loss
 
     console = _console(stderr=True)
@@ -434,8 +439,17 @@ def expected_loss_command(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     tape = read_data(data_dir)
+    chunk = 0
+    if cluster is None:
+        chunk = chunk_rows_for(int(tape.loans.select(pl.len()).collect().item()), chunk_rows)
     el = expected_loss(
-        model, tape, scenario_set, discount_rate=discount_rate, progress=say, cluster=cluster
+        model,
+        tape,
+        scenario_set,
+        discount_rate=discount_rate,
+        progress=say,
+        cluster=cluster,
+        chunk_rows=chunk,
     )
     say(f"writing {out}")
     with atomic_folder(out, allowed=EL_FILES) as staging:
@@ -444,8 +458,9 @@ def expected_loss_command(
             audit_db,
             no_audit=no_audit,
             command="expected-loss",
-            loans=tape.loans.collect(),
+            loans=tape.loans if chunk else tape.loans.collect(),
             outputs=el.loans.select("loan_id", exposure="ead", lgd="lgd", expected_loss="el"),
+            chunk_rows=chunk or None,
             data_dir=data_dir,
             model_dir=model_dir,
             parameters={

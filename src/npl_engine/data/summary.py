@@ -113,7 +113,7 @@ def summarize(dataset: Dataset) -> DatasetSummary:
     for frame, column in tables.values():
         if frame is not None:
             queries.append(frame.select(pl.len().alias("n"), pl.col(column).sum().alias("total")))
-    by_segment, cutoffs, *events = pl.collect_all(queries)
+    by_segment, cutoffs, *events = pl.collect_all(queries, engine="streaming")
 
     totals: dict[str, tuple[int, float]] = {}
     for name, (frame, _) in tables.items():

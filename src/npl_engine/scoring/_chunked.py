@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -9,7 +10,34 @@ import pyarrow.parquet as pq
 
 from npl_engine.scoring._model import RecoveryModel
 
-__all__ = ["score_in_chunks"]
+__all__ = ["AUTO_CHUNK_ROWS", "chunk_rows_for", "score_in_chunks"]
+
+#: Loans per chunk when the caller does not say: a tape larger than this is scored in chunks.
+AUTO_CHUNK_ROWS = 250_000
+
+
+def chunk_rows_for(n_loans: int, chunk_rows: int | None) -> int:
+    """Loans per chunk for a tape of ``n_loans``: 0 means one piece, in memory.
+
+    Parameters
+    ----------
+    n_loans
+        Loans on the tape.
+    chunk_rows
+        ``None``: automatic, :data:`AUTO_CHUNK_ROWS` when the tape is larger than that, else
+        0. ``0``: in memory. A positive number: that many loans per chunk.
+
+    Examples
+    --------
+    >>> chunk_rows_for(1_000, None), chunk_rows_for(1_000_000, None), chunk_rows_for(10, 3)
+    (0, 250000, 3)
+    """
+    if chunk_rows is None:
+        return AUTO_CHUNK_ROWS if n_loans > AUTO_CHUNK_ROWS else 0
+    if chunk_rows < 0:
+        msg = f"chunk_rows must be 0 (in memory) or more, got {chunk_rows}"
+        raise ValueError(msg)
+    return chunk_rows
 
 
 def score_in_chunks(
@@ -19,6 +47,8 @@ def score_in_chunks(
     scores_path: str | Path,
     curves_path: str | Path,
     chunk_rows: int = 100_000,
+    add_columns: Callable[[pl.LazyFrame, pl.DataFrame], pl.DataFrame] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> int:
     """Score ``loans`` ``chunk_rows`` at a time, appending each chunk to two Parquet files.
 
@@ -35,6 +65,11 @@ def score_in_chunks(
     chunk_rows
         Loans per chunk: peak memory grows with it (the curves of a chunk are
         ``chunk_rows × horizon`` rows), not with the tape.
+    add_columns
+        Called with each chunk's loans and scores; returns the scores to write (e.g. with
+        each loan's reason codes joined on). ``None`` writes the scores as they are.
+    progress
+        Called with a short description before each chunk.
 
     Returns
     -------
@@ -45,11 +80,17 @@ def score_in_chunks(
         msg = f"chunk_rows must be at least 1, got {chunk_rows}"
         raise ValueError(msg)
     n = int(loans.select(pl.len()).collect().item())
+    n_chunks = max(-(-n // chunk_rows), 1)
     writers: tuple[pq.ParquetWriter, pq.ParquetWriter] | None = None
     try:
-        for start in range(0, max(n, 1), chunk_rows):
-            part = model.score(loans.slice(start, chunk_rows))
-            scores, curves = part.scores.to_arrow(), part.curves.to_arrow()
+        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+            if progress is not None:
+                end = min(start + chunk_rows, n)
+                progress(f"scoring chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
+            chunk = loans.slice(start, chunk_rows)
+            part = model.score(chunk)
+            frame = part.scores if add_columns is None else add_columns(chunk, part.scores)
+            scores, curves = frame.to_arrow(), part.curves.to_arrow()
             if writers is None:
                 writers = (
                     pq.ParquetWriter(scores_path, scores.schema),

@@ -317,13 +317,19 @@ class RecoveryModel:
     def _check_fitted(self) -> None:
         check_is_fitted(self, "classifier_")
 
-    def check_columns(self, loans: pl.DataFrame) -> None:
-        """Refuse loans lacking a column the model learned from (absent, or empty throughout)."""
-        missing = [
-            c
-            for c in self.used_columns_
-            if c not in loans.columns or loans[c].null_count() == loans.height
-        ]
+    def check_columns(self, loans: pl.DataFrame | pl.LazyFrame) -> None:
+        """Refuse loans lacking a column the model learned from (absent, or empty throughout).
+
+        A lazy frame is checked with one streaming query (null counts), never held whole.
+        """
+        frame = loans.lazy()
+        names = frame.collect_schema().names()
+        present = [c for c in self.used_columns_ if c in names]
+        counts = frame.select(
+            pl.len().alias("__npl_rows"), *(pl.col(c).null_count() for c in present)
+        ).collect(engine="streaming")
+        rows = counts["__npl_rows"].item()
+        missing = [c for c in self.used_columns_ if c not in present or counts[c].item() == rows]
         if missing:
             msg = (
                 f"loans: column(s) {', '.join(missing)} are absent or empty, but the model was "

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
+import pyarrow.parquet as pq
 
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
@@ -78,7 +82,9 @@ class ExpectedLoss:
         One row per loan: ``loan_id``, the :data:`EL_GROUPS` columns that were given (always
         ``segment`` and ``legal_stage``), ``months_since_default`` where known, ``ead``,
         ``lgd_<scenario>`` and ``el_<scenario>`` per scenario, ``lgd`` (scenario-weighted) and
-        ``el`` = lgd × ead.
+        ``el`` = lgd × ead. In memory, or, from a run in chunks (:func:`expected_loss` with
+        ``chunk_rows``), a lazy scan of the temporary Parquet file the rows were written to
+        as they were computed (kept while this object lives).
     by_scenario
         One row per scenario and a ``weighted`` row: ``scenario``, ``weight``, ``ead``, ``el``,
         ``el_rate``. The weighted row is the weight-sum of the scenario rows.
@@ -102,12 +108,14 @@ class ExpectedLoss:
     True
     """
 
-    loans: pl.DataFrame
+    loans: pl.DataFrame | pl.LazyFrame
     by_scenario: pl.DataFrame
     groups: dict[str, pl.DataFrame]
     discount_basis: str
     discount_rate: float | None
     horizon_note: str | None = None
+    #: The temporary folder holding the per-loan rows of a run in chunks (removed with it).
+    _spill: Any = field(default=None, repr=False, compare=False)
 
     @property
     def by_segment(self) -> pl.DataFrame:
@@ -139,25 +147,37 @@ class ExpectedLoss:
         }
 
     @property
+    def n_loans(self) -> int:
+        """Loans in :attr:`loans` (counted from the file when it is a lazy scan)."""
+        if isinstance(self.loans, pl.DataFrame):
+            return self.loans.height
+        return int(self.loans.select(pl.len()).collect().item())
+
+    @property
     def workbook_has_loans(self) -> bool:
         """Whether ``expected_loss.xlsx`` holds the loans sheet (not beyond Excel's rows)."""
-        return self.loans.height <= EXCEL_MAX_ROWS
+        return self.n_loans <= EXCEL_MAX_ROWS
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``expected_loss.parquet``, ``.csv``, ``.xlsx`` and ``summary.json``.
 
         The Parquet and CSV files hold every loan; the workbook holds the summaries and, when
         Excel can hold them (:attr:`workbook_has_loans`), the loans. Everything is written into
-        a staging folder first: a failed write leaves nothing. Returns the folder.
+        a staging folder first: a failed write leaves nothing. Returns the folder. Lazily held
+        rows (a run in chunks) are streamed from their file to the Parquet and CSV files.
         """
         target = Path(folder)
         with atomic_folder(target, allowed=EL_FILES) as staging:
-            self.loans.write_parquet(staging / "expected_loss.parquet")
-            self.loans.write_csv(staging / "expected_loss.csv")
+            if isinstance(self.loans, pl.DataFrame):
+                self.loans.write_parquet(staging / "expected_loss.parquet")
+                self.loans.write_csv(staging / "expected_loss.csv")
+            else:
+                self.loans.sink_parquet(staging / "expected_loss.parquet")
+                self.loans.sink_csv(staging / "expected_loss.csv")
             (staging / "summary.json").write_text(json.dumps(self.summary(), indent=2) + "\n")
-            sheets = {"by_scenario": self.by_scenario, **self.groups}
+            sheets: dict[str, pl.DataFrame] = {"by_scenario": self.by_scenario, **self.groups}
             if self.workbook_has_loans:
-                sheets["loans"] = self.loans
+                sheets["loans"] = self.loans.lazy().collect()
             write_workbook(staging / "expected_loss.xlsx", sheets)
         return target
 
@@ -236,15 +256,117 @@ def risk_attributes(loans: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _group_table(loans: pl.DataFrame, by: str, names: list[str]) -> pl.DataFrame:
-    sums = [pl.col("ead").sum(), pl.col("el").sum(), *(pl.col(f"el_{n}").sum() for n in names)]
-    groups = loans.group_by(by).agg(pl.len().alias("loans"), *sums).sort(by)
-    total = loans.select(pl.lit("total").alias(by), pl.len().alias("loans"), *sums)
-    return (
-        pl.concat([groups.with_columns(pl.col(by).cast(pl.String)), total])
-        .with_columns(el_rate=pl.col("el") / pl.col("ead"))
-        .select(by, "loans", "ead", "el", "el_rate", *(f"el_{n}" for n in names))
+def _sum_columns(names: list[str]) -> list[str]:
+    return ["ead", "el", *(f"el_{n}" for n in names)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sums:
+    """What the summaries of a set of loans add up: combined over chunks or partitions by adding.
+
+    ``scenario_el`` per scenario; ``groups`` per grouping column, one row per group (in the
+    column's own type, so that the combined table sorts as the in-memory one) with ``loans``
+    and the sums; ``total`` the same sums over every loan.
+    """
+
+    ead: float
+    scenario_el: npt.NDArray[np.float64]
+    groups: dict[str, pl.DataFrame]
+    total: pl.DataFrame
+
+
+def _sums(loans: pl.DataFrame, lgd: npt.NDArray[np.float64], names: list[str]) -> _Sums:
+    """The sums of one set of loans (their per-loan rows and scenario LGDs)."""
+    ead = loans["ead"].to_numpy()
+    aggs = [pl.len().alias("loans"), *(pl.col(c).sum() for c in _sum_columns(names))]
+    return _Sums(
+        ead=float(ead.sum()),
+        scenario_el=(lgd * ead[:, None]).sum(axis=0),
+        groups={by: loans.group_by(by).agg(aggs) for by in EL_GROUPS if by in loans.columns},
+        total=loans.select(aggs),
     )
+
+
+def _combine_sums(parts: Sequence[_Sums], names: list[str]) -> _Sums:
+    """Add up the sums of disjoint sets of loans (chunks of a tape, partitions on a cluster).
+
+    One part is returned as it is, so the in-memory run's figures are not touched.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    columns = _sum_columns(names)
+    aggs = [pl.col("loans").sum().cast(pl.UInt32), *(pl.col(c).sum() for c in columns)]
+    return _Sums(
+        ead=float(sum(p.ead for p in parts)),
+        scenario_el=np.sum([p.scenario_el for p in parts], axis=0),
+        groups={
+            by: pl.concat([p.groups[by] for p in parts]).group_by(by).agg(aggs)
+            for by in parts[0].groups
+        },
+        total=pl.concat([p.total for p in parts]).select(aggs),
+    )
+
+
+def _tables(sums: _Sums, scenarios: ScenarioSet) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """The ``by_scenario`` table and the grouping tables, from the sums."""
+    names = [s.name for s in scenarios.scenarios]
+    weights = np.array([s.weight for s in scenarios.scenarios])
+    by_scenario = pl.DataFrame(
+        {
+            "scenario": [*names, "weighted"],
+            "weight": [*weights.tolist(), float(weights.sum())],
+            "ead": [sums.ead] * (len(names) + 1),
+            "el": [*sums.scenario_el.tolist(), float(sums.scenario_el @ weights)],
+        }
+    ).with_columns(el_rate=pl.col("el") / pl.col("ead"))
+    groups = {}
+    for by, table in sums.groups.items():
+        total = sums.total.select(pl.lit("total").alias(by), pl.all())
+        groups[by] = (
+            pl.concat([table.sort(by).with_columns(pl.col(by).cast(pl.String)), total])
+            .with_columns(el_rate=pl.col("el") / pl.col("ead"))
+            .select(by, "loans", "ead", "el", "el_rate", *(f"el_{n}" for n in names))
+        )
+    return by_scenario, groups
+
+
+def _loan_rows(
+    portfolio: Portfolio,
+    scenarios: ScenarioSet,
+    *,
+    attributes: pl.DataFrame | None,
+    discount_rate: float | None,
+) -> tuple[pl.DataFrame, npt.NDArray[np.float64]]:
+    """Per-loan rows of the expected loss and the loans' LGD per scenario (loans × scenarios)."""
+    names = [s.name for s in scenarios.scenarios]
+    lgd = np.zeros((portfolio.n_loans, len(names)))
+    ead = portfolio.exposure
+    for start in range(0, portfolio.n_loans, _CHUNK):
+        rows = np.arange(start, min(start + _CHUNK, portfolio.n_loans))
+        part = portfolio.take(rows)
+        rate = part.interest_rate if discount_rate is None else np.full(rows.size, discount_rate)
+        for j, scenario in enumerate(scenarios.scenarios):
+            pv = present_value(loan_cash_flows(part, scenario, scenarios.pricing), rate)
+            lgd[rows, j] = np.clip(1.0 - pv / np.maximum(part.exposure, 1e-12), 0.0, 1.0)
+    weights = np.array([s.weight for s in scenarios.scenarios])
+    weighted = lgd @ weights
+    loans = pl.DataFrame(
+        {
+            "loan_id": portfolio.loan_id,
+            "segment": portfolio.segment,
+            "legal_stage": portfolio.legal_stage,
+        }
+    )
+    if attributes is not None:
+        loans = loans.join(attributes, on="loan_id", how="left", maintain_order="left")
+    loans = loans.with_columns(
+        pl.Series("ead", ead),
+        *(pl.Series(f"lgd_{n}", lgd[:, j]) for j, n in enumerate(names)),
+        *(pl.Series(f"el_{n}", lgd[:, j] * ead) for j, n in enumerate(names)),
+        pl.Series("lgd", weighted),
+        pl.Series("el", weighted * ead),
+    )
+    return loans, lgd
 
 
 def portfolio_expected_loss(
@@ -287,45 +409,11 @@ def portfolio_expected_loss(
     A loan of exposure 1,000 collecting 600 in month 12 at a 5 % contractual rate loses
     1 − 600 / 1.05 / 1000 = 42.86 % of its exposure (see ``tests/valuation``).
     """
+    loans, lgd = _loan_rows(
+        portfolio, scenarios, attributes=attributes, discount_rate=discount_rate
+    )
     names = [s.name for s in scenarios.scenarios]
-    lgd = np.zeros((portfolio.n_loans, len(names)))
-    ead = portfolio.exposure
-    for start in range(0, portfolio.n_loans, _CHUNK):
-        rows = np.arange(start, min(start + _CHUNK, portfolio.n_loans))
-        part = portfolio.take(rows)
-        rate = part.interest_rate if discount_rate is None else np.full(rows.size, discount_rate)
-        for j, scenario in enumerate(scenarios.scenarios):
-            pv = present_value(loan_cash_flows(part, scenario, scenarios.pricing), rate)
-            lgd[rows, j] = np.clip(1.0 - pv / np.maximum(part.exposure, 1e-12), 0.0, 1.0)
-    weights = np.array([s.weight for s in scenarios.scenarios])
-    weighted = lgd @ weights
-    loans = pl.DataFrame(
-        {
-            "loan_id": portfolio.loan_id,
-            "segment": portfolio.segment,
-            "legal_stage": portfolio.legal_stage,
-        }
-    )
-    if attributes is not None:
-        loans = loans.join(attributes, on="loan_id", how="left", maintain_order="left")
-    loans = loans.with_columns(
-        pl.Series("ead", ead),
-        *(pl.Series(f"lgd_{n}", lgd[:, j]) for j, n in enumerate(names)),
-        *(pl.Series(f"el_{n}", lgd[:, j] * ead) for j, n in enumerate(names)),
-        pl.Series("lgd", weighted),
-        pl.Series("el", weighted * ead),
-    )
-    total_ead = float(ead.sum())
-    scenario_el = (lgd * ead[:, None]).sum(axis=0)
-    by_scenario = pl.DataFrame(
-        {
-            "scenario": [*names, "weighted"],
-            "weight": [*weights.tolist(), float(weights.sum())],
-            "ead": [total_ead] * (len(names) + 1),
-            "el": [*scenario_el.tolist(), float(scenario_el @ weights)],
-        }
-    ).with_columns(el_rate=pl.col("el") / pl.col("ead"))
-    groups = {by: _group_table(loans, by, names) for by in EL_GROUPS if by in loans.columns}
+    by_scenario, groups = _tables(_sums(loans, lgd, names), scenarios)
     return ExpectedLoss(
         loans=loans,
         by_scenario=by_scenario,
@@ -343,6 +431,7 @@ def expected_loss(
     discount_rate: float | None = None,
     progress: Progress | None = None,
     cluster: Cluster | None = None,
+    chunk_rows: int = 0,
 ) -> ExpectedLoss:
     """Expected loss of a tape's loans: what ``npl expected-loss`` computes, in one call.
 
@@ -366,6 +455,12 @@ def expected_loss(
         Called with a short description before each long step.
     cluster
         A Dask cluster (:func:`npl_engine.distributed.connect`) to score on.
+    chunk_rows
+        0 (default): the whole tape in memory. N > 0 (without a cluster): N loans at a time,
+        read from a lazy scan of the tape, each chunk's per-loan rows written to a temporary
+        Parquet file as it is computed (:attr:`ExpectedLoss.loans` is then a scan of it) and
+        its sums added to the others'. Peak memory follows N; the per-loan rows are the
+        in-memory ones, the sums equal them to rounding (docs/scale.md#out-of-core).
 
     Returns
     -------
@@ -393,23 +488,117 @@ def expected_loss(
     if discount_rate is not None and not discount_rate > -1:
         msg = f"discount_rate must be an annual rate above -1, got {discount_rate}"
         raise NplError(msg)
+    if chunk_rows < 0:
+        msg = f"chunk_rows must be 0 (in memory) or more, got {chunk_rows}"
+        raise NplError(msg)
     say = progress or (lambda _: None)
-    scenario_set = resolve_scenarios(scenarios)
     fitted = resolve_model(model)
-    loans = resolve_tape(tape).loans.collect()
+    scenario_set, horizon_note = fit_horizon(fitted, resolve_scenarios(scenarios))
     grid = collateral_grid_for(scenario_set, monte_carlo=False)
-    portfolio, _ = scored_portfolio(
-        fitted, loans, collateral_grid=grid, cluster=cluster, progress=say
+    result = ExpectedLoss(
+        loans=pl.DataFrame(),
+        by_scenario=pl.DataFrame(),
+        groups={},
+        discount_basis="contractual" if discount_rate is None else "basel_workout",
+        discount_rate=discount_rate,
+        horizon_note=horizon_note,
     )
-    scenario_set, horizon_note = fit_horizon(fitted, scenario_set)
+    names = [s.name for s in scenario_set.scenarios]
+    if chunk_rows and cluster is None:
+        spill, sums = _expected_loss_in_chunks(
+            fitted,
+            resolve_tape(tape).loans,
+            scenario_set,
+            grid=grid,
+            chunk_rows=chunk_rows,
+            discount_rate=discount_rate,
+            say=say,
+        )
+        by_scenario, groups = _tables(_combine_sums(sums, names), scenario_set)
+        loans: pl.DataFrame | pl.LazyFrame = pl.scan_parquet(Path(spill.name) / _SPILL_FILE)
+        return replace(result, loans=loans, by_scenario=by_scenario, groups=groups, _spill=spill)
+    rows, part = _expected_loss_part(
+        fitted,
+        resolve_tape(tape).loans.collect(),
+        scenario_set,
+        grid=grid,
+        discount_rate=discount_rate,
+        cluster=cluster,
+        say=say,
+    )
+    by_scenario, groups = _tables(part, scenario_set)
+    return replace(result, loans=rows, by_scenario=by_scenario, groups=groups)
+
+
+def _expected_loss_part(
+    model: Any,
+    loans: pl.DataFrame,
+    scenarios: ScenarioSet,
+    *,
+    grid: tuple[float, ...],
+    discount_rate: float | None,
+    cluster: Cluster | None,
+    say: Progress,
+) -> tuple[pl.DataFrame, _Sums]:
+    """Per-loan rows and sums of the expected loss of ``loans`` (a tape, or a chunk of one)."""
+    portfolio, _ = scored_portfolio(
+        model, loans, collateral_grid=grid, cluster=cluster, progress=say
+    )
     say("discounting each loan's net collections under each scenario")
     try:
-        el = portfolio_expected_loss(
-            portfolio,
-            scenario_set,
-            attributes=risk_attributes(loans),
-            discount_rate=discount_rate,
+        rows, lgd = _loan_rows(
+            portfolio, scenarios, attributes=risk_attributes(loans), discount_rate=discount_rate
         )
     except ValueError as exc:
         raise NplError(str(exc)) from exc
-    return replace(el, horizon_note=horizon_note)
+    return rows, _sums(rows, lgd, [s.name for s in scenarios.scenarios])
+
+
+_SPILL_FILE = "expected_loss.parquet"
+
+
+def _expected_loss_in_chunks(
+    model: Any,
+    loans: pl.LazyFrame,
+    scenarios: ScenarioSet,
+    *,
+    grid: tuple[float, ...],
+    chunk_rows: int,
+    discount_rate: float | None,
+    say: Progress,
+) -> tuple[tempfile.TemporaryDirectory[str], list[_Sums]]:
+    """The chunks' sums, their per-loan rows written to a temporary folder as they come."""
+    n = int(loans.select(pl.len()).collect().item())
+    n_chunks = max(-(-n // chunk_rows), 1)
+    spill = tempfile.TemporaryDirectory(prefix="npl-expected-loss-")
+    parts: list[_Sums] = []
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+            end = min(start + chunk_rows, n)
+            say(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
+            chunk = loans.slice(start, chunk_rows).collect()
+            rows, part = _expected_loss_part(
+                model,
+                chunk,
+                scenarios,
+                grid=grid,
+                discount_rate=discount_rate,
+                cluster=None,
+                say=say,
+            )
+            parts.append(part)
+            table = rows.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(Path(spill.name) / _SPILL_FILE, table.schema)
+            writer.write_table(table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
+        spill.cleanup()
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    return spill, parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,28 @@ class Portfolio:
         weights = collateral_weights(self.collateral_grid, np.array([change]))[0]
         out: FloatArray = self.collateral_response @ weights
         return out
+
+    @classmethod
+    def concat(cls, pieces: Sequence[Portfolio]) -> Portfolio:
+        """The loans of ``pieces`` (disjoint, on one collateral grid) as one portfolio, in order.
+
+        What :func:`build_portfolio` gives on the whole tape, when each piece was built from a
+        chunk or a partition of it: every per-loan array is per loan, so the rows are equal.
+        """
+        return cls(
+            loan_id=pl.concat([p.loan_id for p in pieces]),
+            segment=pl.concat([p.segment for p in pieces]),
+            legal_stage=pl.concat([p.legal_stage for p in pieces]),
+            exposure=np.concatenate([p.exposure for p in pieces]),
+            interest_rate=np.concatenate([p.interest_rate for p in pieces]),
+            in_legal_stage=np.concatenate([p.in_legal_stage for p in pieces]),
+            p_recover=np.concatenate([p.p_recover for p in pieces]),
+            borrower=np.concatenate([p.borrower for p in pieces]),
+            collateral=np.concatenate([p.collateral for p in pieces]),
+            recovery_horizon_share=np.concatenate([p.recovery_horizon_share for p in pieces]),
+            collateral_grid=pieces[0].collateral_grid,
+            collateral_response=np.concatenate([p.collateral_response for p in pieces]),
+        )
 
     def take(self, rows: npt.NDArray[np.int64]) -> Portfolio:
         """The sub-portfolio of the loans at positions ``rows``."""
