@@ -93,8 +93,10 @@ def forest_model(book: Dataset) -> ActionEffectModel:
 
 @pytest.fixture(scope="module")
 def constant_effects(book: Dataset) -> Effects:
-    """npl.estimate_effects with a user-written estimator, no refutations."""
-    return npl.estimate_effects(book, refutations=False, estimator=ConstantEffect(values=VALUES))
+    """npl.estimate_effects with a user-written estimator, no refutations, small nuisance models."""
+    return npl.estimate_effects(
+        book, refutations=False, estimator=ConstantEffect(values=VALUES), n_estimators=40
+    )
 
 
 def test_the_shipped_estimators_and_a_users_class_satisfy_the_interface() -> None:
@@ -188,6 +190,7 @@ def test_a_users_estimator_through_estimate_effects(
     """npl.estimate_effects(estimator=) writes its constants per loan and survives save/load."""
     cate = constant_effects.cate
     assert cate.height == book.loans.collect().height
+    assert constant_effects.model.n_estimators == 40  # the nuisance models' rounds reach the model
     for action, value in VALUES.items():
         assert (cate[f"cate_{action}"] == value).all()
         assert np.allclose(cate[f"cate_{action}_high"] - cate[f"cate_{action}_low"], 0.02)

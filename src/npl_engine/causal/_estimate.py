@@ -624,6 +624,7 @@ def estimate_effects(
     seed: int = 0,
     refutations: bool = True,
     estimator: CateEstimator | None = None,
+    n_estimators: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> Effects:
     """Estimate the effect of each collection action against none on a book.
@@ -655,6 +656,11 @@ def estimate_effects(
         The per-loan effect estimator (any :class:`~npl_engine.causal.CateEstimator`, with
         its own settings and seed); default: the causal forest
         (:class:`~npl_engine.causal.CausalForestEstimator` seeded with ``seed``).
+    n_estimators
+        Boosting rounds of each LightGBM nuisance model (outcome and propensity) of the doubly
+        robust average effects (:class:`~npl_engine.causal.ActionEffectModel`'s setting). Fewer
+        rounds are faster; on a book of a few thousand loans the default can over-fit the
+        nuisance models, so compare the average effects at a lower setting there.
     progress
         Called with a short message before each step.
 
@@ -681,7 +687,9 @@ def estimate_effects(
     settings = CausalSettings(
         outcome=outcome, horizon_months=horizon_months, treatment_window_days=treatment_window_days
     )
-    model = ActionEffectModel(settings=settings, seed=seed, estimator=estimator)
+    model = ActionEffectModel(
+        settings=settings, seed=seed, estimator=estimator, n_estimators=n_estimators
+    )
     model.fit(book, progress=say)
     return Effects.from_model(model, book, refutations=refutations, progress=say)
 
