@@ -35,6 +35,7 @@ from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.dummy import DummyRegressor
 
 from npl_engine.base import check_is_fitted
+from npl_engine.causal._forest import compiled_forest
 from npl_engine.causal._treatment import (
     ACTION_INTENSITY,
     CONTROL,
@@ -536,6 +537,8 @@ class ActionEffectModel:
             (n, number of actions) effects in the outcome's unit.
         """
         self._check_fitted()
+        if (compiled := compiled_forest(self.forest_)) is not None:  # _forest.py: compiled
+            return compiled.effect(self._filled(X))
         parts = self._by_block(X, self.forest_.const_marginal_effect)
         return self._stack(parts)
 
@@ -547,6 +550,8 @@ class ActionEffectModel:
         confounding.
         """
         self._check_fitted()
+        if (compiled := compiled_forest(self.forest_)) is not None:
+            return compiled.effect_and_interval(self._filled(X), alpha=alpha)[1:]
         bounds = self._by_block(
             X, lambda block: self.forest_.const_marginal_effect_interval(block, alpha=alpha)
         )
@@ -567,6 +572,8 @@ class ActionEffectModel:
             :meth:`effect_interval` give, at the cost of the latter alone.
         """
         self._check_fitted()
+        if (compiled := compiled_forest(self.forest_)) is not None:
+            return compiled.effect_and_interval(self._filled(X), alpha=alpha)
 
         def predict(block: Array) -> tuple[Any, Any, Any]:
             inference = self.forest_.const_marginal_effect_inference(block)
