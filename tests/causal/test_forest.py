@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from pathlib import Path
 
 import econml
@@ -150,6 +151,9 @@ def test_bad_input_is_refused(model: ActionEffectModel, tape_x: Array) -> None:
 
 
 def test_other_estimators_are_refused() -> None:
-    """Anything but a fitted CausalForestDML is refused with a message naming it."""
+    """Anything but a CausalForestDML is refused, and left to EconML without a warning."""
     with pytest.raises(NplError, match="CausalForestDML"):
         CompiledForest.from_econml(object())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compiled_forest(object()) is None

@@ -468,8 +468,11 @@ def compiled_forest(forest: Any) -> CompiledForest | None:
 
     ``None`` (warned once per forest) when the forest cannot be compiled, for instance under an
     EconML version not in :data:`TESTED_ECONML_VERSIONS`: the caller then predicts with EconML
-    itself (the same numbers, slower).
+    itself (the same numbers, slower). Other EconML estimators (a DR learner's forest) are not
+    compiled: ``None`` without a warning.
     """
+    if type(forest).__name__ != "CausalForestDML":
+        return None
     if forest in _COMPILED:
         return _COMPILED[forest]
     try:
