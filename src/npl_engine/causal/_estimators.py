@@ -23,6 +23,7 @@ from econml.dr import ForestDRLearner
 from lightgbm import LGBMClassifier, LGBMRegressor
 
 from npl_engine.base import check_is_fitted
+from npl_engine.causal._forest import compiled_forest
 
 __all__ = ["CateEstimator", "CausalForestEstimator", "DRLearnerEstimator"]
 
@@ -215,6 +216,8 @@ class _EconmlForest:
         numpy.ndarray
             (n, actions) effects in the outcome's unit.
         """
+        if (compiled := compiled_forest(self.model_)) is not None:  # _forest.py: compiled
+            return compiled.effect(self._filled(X))
         return self._stack(self._by_block(X, self.model_.const_marginal_effect))
 
     def effect_interval(self, X: Array, *, alpha: float = 0.05) -> tuple[Array, Array]:  # noqa: N803
@@ -224,6 +227,9 @@ class _EconmlForest:
         forest given the nuisance models, not model misspecification or unobserved
         confounding.
         """
+        if (compiled := compiled_forest(self.model_)) is not None:
+            _, low, high = compiled.effect_and_interval(self._filled(X), alpha=alpha)
+            return low, high
         bounds = self._by_block(
             X, lambda block: self.model_.const_marginal_effect_interval(block, alpha=alpha)
         )
@@ -236,6 +242,8 @@ class _EconmlForest:
         alpha: float = 0.05,
     ) -> tuple[Array, Array, Array]:
         """Effect and its (1 - alpha) interval in one pass of the forest: (effect, low, high)."""
+        if (compiled := compiled_forest(self.model_)) is not None:
+            return compiled.effect_and_interval(self._filled(X), alpha=alpha)
 
         def predict(block: Array) -> tuple[Any, Any, Any]:
             inference = self.model_.const_marginal_effect_inference(block)
