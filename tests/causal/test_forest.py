@@ -41,12 +41,12 @@ def tape_x(model: ActionEffectModel) -> Array:
     tape = simulate(SimulationSettings(n_loans=4000, seed=12, kind="tape")).dataset()
     raw = model.covariates(tape.loans)
     assert np.isnan(raw).any(), "the check should cover filled missing values"
-    return model._filled(raw)
+    return model.estimator_._filled(raw)
 
 
 def _econml(model: ActionEffectModel, x: Array, alpha: float) -> tuple[Array, Array, Array]:
     k = len(model.actions_)
-    inference = model.forest_.const_marginal_effect_inference(x)
+    inference = model.estimator_.model_.const_marginal_effect_inference(x)
     low, high = inference.conf_int(alpha=alpha)
     return tuple(np.reshape(v, (-1, k)) for v in (inference.point_estimate, low, high))  # type: ignore[return-value]
 
@@ -56,7 +56,7 @@ def test_effect_and_interval_equal_econml(
     model: ActionEffectModel, tape_x: Array, alpha: float
 ) -> None:
     """Point estimate and conf_int equal const_marginal_effect_inference's to 1e-9 relative."""
-    effect, low, high = CompiledForest.from_econml(model.forest_).effect_and_interval(
+    effect, low, high = CompiledForest.from_econml(model.estimator_.model_).effect_and_interval(
         tape_x, alpha=alpha
     )
     want_effect, want_low, want_high = _econml(model, tape_x, alpha)
@@ -68,8 +68,8 @@ def test_effect_and_interval_equal_econml(
 
 def test_effect_equals_const_marginal_effect(model: ActionEffectModel, tape_x: Array) -> None:
     """The point estimate alone equals EconML's const_marginal_effect."""
-    effect = CompiledForest.from_econml(model.forest_).effect(tape_x)
-    want = np.reshape(model.forest_.const_marginal_effect(tape_x), effect.shape)
+    effect = CompiledForest.from_econml(model.estimator_.model_).effect(tape_x)
+    want = np.reshape(model.estimator_.model_.const_marginal_effect(tape_x), effect.shape)
     np.testing.assert_allclose(effect, want, rtol=RTOL, atol=0)
 
 
@@ -77,7 +77,7 @@ def test_chunks_do_not_change_results(
     model: ActionEffectModel, tape_x: Array, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows predicted in chunks of 1,000 give what one chunk gives (per-row arithmetic)."""
-    compiled = CompiledForest.from_econml(model.forest_)
+    compiled = CompiledForest.from_econml(model.estimator_.model_)
     whole = compiled.effect_and_interval(tape_x)
     monkeypatch.setattr("npl_engine.causal._forest._CHUNK", 1000)
     for got, want in zip(compiled.effect_and_interval(tape_x), whole, strict=True):
@@ -89,7 +89,9 @@ def test_model_methods_use_the_compiled_forest(model: ActionEffectModel, tape_x:
     x = tape_x[:500]
     want_effect, want_low, want_high = _econml(model, x, 0.05)
     effect, low, high = model.effect_and_interval(x)
-    assert compiled_forest(model.forest_) is compiled_forest(model.forest_), "built once"
+    assert compiled_forest(model.estimator_.model_) is compiled_forest(model.estimator_.model_), (
+        "built once"
+    )
     np.testing.assert_allclose(effect, want_effect, rtol=RTOL, atol=0)
     np.testing.assert_allclose(model.effect(x), want_effect, rtol=RTOL, atol=0)
     low2, high2 = model.effect_interval(x)
@@ -106,6 +108,7 @@ def test_saved_model_holds_no_compiled_forest(
     model.save(tmp_path)
     state = joblib.load(tmp_path / MODEL_FILE)
     assert not any(isinstance(v, CompiledForest) for v in state.values())
+    assert not any(isinstance(v, CompiledForest) for v in vars(state["estimator_"]).values())
     loaded = ActionEffectModel.load(tmp_path)
     for got, want in zip(loaded.effect_and_interval(tape_x[:300]), before, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -117,13 +120,14 @@ def test_untested_econml_version_is_refused(
     """Under another EconML version the compiler refuses, and the model warns and uses EconML."""
     monkeypatch.setattr(econml, "__version__", "0.99.0")
     with pytest.raises(NplError, match=re.escape("not 0.99.0")):
-        CompiledForest.from_econml(model.forest_)
+        CompiledForest.from_econml(model.estimator_.model_)
     fresh = copy.copy(model)
-    fresh.forest_ = copy.deepcopy(model.forest_)  # a forest not compiled yet
+    fresh.estimator_ = copy.copy(model.estimator_)
+    fresh.estimator_.model_ = copy.deepcopy(model.estimator_.model_)  # a forest not compiled yet
     x = tape_x[:300]
     with pytest.warns(UserWarning, match="EconML's own"):
         effect, low, high = fresh.effect_and_interval(x)
-    assert compiled_forest(fresh.forest_) is None
+    assert compiled_forest(fresh.estimator_.model_) is None
     want_effect, want_low, want_high = _econml(model, x, 0.05)
     np.testing.assert_array_equal(effect, want_effect)
     np.testing.assert_array_equal(low, want_low)
@@ -141,7 +145,7 @@ def test_installed_econml_is_the_tested_one() -> None:
 
 def test_bad_input_is_refused(model: ActionEffectModel, tape_x: Array) -> None:
     """Wrong column count or a missing value (EconML refuses both) raise ValueError."""
-    compiled = CompiledForest.from_econml(model.forest_)
+    compiled = CompiledForest.from_econml(model.estimator_.model_)
     with pytest.raises(ValueError, match="columns"):
         compiled.effect(tape_x[:, :-1])
     bad = tape_x[:10].copy()
