@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster
 from polars.testing import assert_frame_equal
 
 from npl_engine import distributed
-from npl_engine.causal import ActionEffectModel
+from npl_engine.causal import ActionEffectModel, Effects
 from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
@@ -217,13 +217,15 @@ def test_policy_inputs_and_plan_equal_in_memory(client: Client, tape) -> None:
     costs = ActionCosts(
         fixed=dict.fromkeys(model.actions_, 20.0), per_exposure=dict.fromkeys(model.actions_, 0.001)
     )
-    ids, uplift, cost, bau = policy_inputs(model, loans.lazy(), costs)
+    inputs = policy_inputs(model, loans.lazy(), costs)
+    ids, uplift, cost, bau = inputs.loan_ids, inputs.uplift, inputs.cost, inputs.bau
     budget = 0.3 * float(cost.max(axis=1).sum())
     local = plan_actions(ids, uplift, cost, model.actions_, budget=budget, bau=bau)
     assert local.plan["cost"].sum() <= budget
     for n in PARTITIONS:
         cluster = distributed.Cluster(client=client, partitions=n)
-        r_ids, r_uplift, r_cost, r_bau = distributed.policy_inputs(cluster, model, loans, costs)
+        r = distributed.policy_inputs(cluster, model, loans, costs)
+        r_ids, r_uplift, r_cost, r_bau = r.loan_ids, r.uplift, r.cost, r.bau
         assert r_ids.equals(ids)
         np.testing.assert_allclose(r_uplift, uplift, rtol=1e-9, atol=1e-9)
         assert np.array_equal(r_cost, cost)
@@ -232,6 +234,12 @@ def test_policy_inputs_and_plan_equal_in_memory(client: Client, tape) -> None:
         assert remote.plan["action"].equals(local.plan["action"])
         assert_frame_equal(remote.plan, local.plan, rel_tol=1e-9, abs_tol=1e-9)
         assert_frame_equal(remote.comparison, local.comparison, rel_tol=1e-9, abs_tol=1e-9)
+    # the plan's settlement columns: predicted on the client for the offered loans only
+    effects = Effects(model, {"outcome": "recovery_rate", "actions": []}, None, costs)
+    mine = effects.plan(loans, budget).plan
+    theirs = effects.plan(loans, budget, cluster=cluster).plan
+    assert (mine["action"] == "settlement_offer").any()
+    assert_frame_equal(theirs, mine, rel_tol=1e-9, abs_tol=1e-9)
 
 
 @pytest.mark.slow

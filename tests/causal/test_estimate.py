@@ -9,13 +9,15 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from polars.testing import assert_frame_equal
+from polars.testing import assert_frame_equal, assert_series_equal
 
-from npl_engine.causal import ActionEffectModel, Effects
+from npl_engine.causal import ActionEffectModel, Effects, policy_inputs, settlement_economics
 from npl_engine.cli import main
 from npl_engine.data import Dataset, write_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.errors import NplError
+
+_SETTLEMENT = ("collections_without_offer", "collections_with_offer", "amount_waived")
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +152,28 @@ def test_the_gain_curve_equals_the_one_npl_policy_writes(
                 rel_tol=1e-12,
                 abs_tol=1e-9,
             )
+
+
+def test_settlement_columns_equal_those_of_every_loan_predicted_at_once(
+    effects: Effects, tape: Path
+) -> None:
+    """The plan predicts no-action collections for the offered loans only (issue 18).
+
+    Each offered loan's figures equal those of :func:`settlement_economics` on every loan's
+    no-action collections, and the loans not offered a settlement have none.
+    """
+    plan = effects.plan(tape, 20_000).plan
+    offered = plan["action"] == "settlement_offer"
+    assert 0 < offered.sum() < plan.height
+    others = plan.filter(~offered).select(_SETTLEMENT)
+    assert others.null_count().row(0) == (others.height,) * len(_SETTLEMENT)
+    loans = pl.scan_parquet(tape / "loans.parquet")
+    everyone = policy_inputs(
+        effects.model, loans, effects.costs, with_bau=False, with_baseline=True
+    )
+    expected = settlement_economics(everyone, effects.actions, effects.costs).filter(offered)
+    mine = plan.filter(offered).select("loan_id", *_SETTLEMENT)
+    # the boosters predict each row alone: the same bits whatever rows are predicted with it
+    assert_series_equal(mine["collections_without_offer"], expected["collections_without_offer"])
+    # the offer's uplift comes from the forest, which sums its trees in threads
+    assert_frame_equal(mine, expected.select(mine.columns), rel_tol=1e-12, abs_tol=1e-9)

@@ -28,6 +28,7 @@ from npl_engine.causal._estimators import CateEstimator
 from npl_engine.causal._policy import (
     PlanColumns,
     PolicyInputs,
+    collections_without,
     gain_curve,
     parse_budgets,
     plan_actions,
@@ -106,7 +107,9 @@ class Plan:
     budget
         The total action cost allowed.
     inputs
-        The per-loan, per-action uplift, cost and intervals the plan was solved on.
+        The per-loan, per-action uplift, cost and intervals the plan was solved on; its
+        ``collections_without`` is ``None`` (the plan predicts them for the loans offered a
+        settlement only, in its ``collections_without_offer`` column).
     """
 
     plan: pl.DataFrame
@@ -531,13 +534,9 @@ class Effects:
             raise NplError(msg)
         chosen = _costs(costs, self.costs)
         actions = self.actions
+        loans = _loans(data)
         inputs = self.policy_inputs(
-            data,
-            costs=chosen,
-            with_bau=True,
-            with_interval=True,
-            with_baseline="settlement_offer" in actions,
-            cluster=cluster,
+            loans, costs=chosen, with_bau=True, with_interval=True, cluster=cluster
         )
         result = plan_actions(
             inputs.loan_ids,
@@ -549,7 +548,7 @@ class Effects:
             uplift_low=inputs.uplift_low,
             uplift_high=inputs.uplift_high,
         )
-        plan = _with_settlement(result.plan, actions, inputs, chosen)
+        plan = _with_settlement(result.plan, actions, inputs, chosen, model=self.model, loans=loans)
         return Plan(plan=plan, comparison=result.comparison, budget=float(budget), inputs=inputs)
 
     def gain_curve(
@@ -729,16 +728,34 @@ def _settlement_summary(
 
 
 def _with_settlement(
-    plan: pl.DataFrame, actions: tuple[str, ...], inputs: PolicyInputs, costs: ActionCosts
+    plan: pl.DataFrame,
+    actions: tuple[str, ...],
+    inputs: PolicyInputs,
+    costs: ActionCosts,
+    *,
+    model: ActionEffectModel,
+    loans: pl.LazyFrame,
 ) -> pl.DataFrame:
-    """The plan with, for settlement offers, the amount waived and collections with/without."""
+    """The plan with, for settlement offers, the amount waived and collections with/without.
+
+    The no-action collections are predicted for the offered loans only (about 1 % of a large
+    tape), after the plan is solved; each loan's figures are those of all loans predicted at once.
+    """
     if "settlement_offer" not in actions:
         return plan
-    economics = settlement_economics(inputs, actions, costs)
-    offered = (plan["action"] == "settlement_offer").to_numpy()
-    return plan.with_columns(
-        [
-            pl.Series(name, np.where(offered, economics[name].to_numpy(), np.nan)).fill_nan(None)
-            for name in _SETTLEMENT_COLUMNS
-        ]
+    offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
+    without = collections_without(model, loans, inputs.exposure, offered)
+    subset = PolicyInputs(
+        loan_ids=inputs.loan_ids.gather(offered),
+        exposure=inputs.exposure[offered],
+        uplift=inputs.uplift[offered],
+        cost=inputs.cost[offered],
+        collections_without=without,
     )
+    economics = settlement_economics(subset, actions, costs)
+    columns = []
+    for name in _SETTLEMENT_COLUMNS:
+        values = np.full(plan.height, np.nan)
+        values[offered] = economics[name].to_numpy()
+        columns.append(pl.Series(name, values).fill_nan(None))
+    return plan.with_columns(columns)

@@ -653,6 +653,40 @@ def policy_inputs(
     return replace(inputs, bau=bau)
 
 
+def collections_without(
+    model: Any, loans: pl.LazyFrame, exposure: Array, rows: npt.NDArray[np.integer[Any]]
+) -> Array:
+    """Expected collections with no action of some loans, in money.
+
+    The same numbers as ``policy_inputs(..., with_baseline=True).collections_without[rows]``,
+    predicted for those rows only: a plan needs them only for the loans it offers a
+    settlement, and the outcome models cost per loan about 60 % of what the effect forest costs.
+
+    Parameters
+    ----------
+    model
+        The fitted :class:`~npl_engine.causal.ActionEffectModel` of :func:`policy_inputs`.
+    loans
+        The loans table given to :func:`policy_inputs`.
+    exposure
+        (n,) its exposures (:attr:`PolicyInputs.exposure`).
+    rows
+        Positions of the loans wanted in ``loans``, increasing.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.float64)
+    outcome = model.settings.outcome if model.settings is not None else "recovery_rate"
+    index = "__npl_row"
+    chosen = (
+        loans.with_row_index(index)
+        .filter(pl.col(index).is_in(pl.Series(rows, dtype=pl.UInt32)))
+        .drop(index)
+    )
+    base = model.baseline(model.covariates(chosen))
+    return np.asarray(base * exposure[rows] if outcome == "recovery_rate" else base)
+
+
 def settlement_economics(
     inputs: PolicyInputs, actions: tuple[str, ...], costs: ActionCosts
 ) -> pl.DataFrame:
