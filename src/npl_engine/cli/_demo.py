@@ -17,6 +17,7 @@ from npl_engine.cli._plan import backtest_command, plan_command
 from npl_engine.cli._scoring import score, train
 from npl_engine.cli._strats import strats
 from npl_engine.cli._valuation import expected_loss_command, value
+from npl_engine.errors import NplError
 
 #: Months of collections the demo lets the tape make after its sale, for the backtest.
 _REALISED_MONTHS = 24
@@ -71,6 +72,12 @@ def demo(
     it under the scenario file (with a Monte Carlo and the tranche waterfall): the same
     commands a user runs, in order.
     """
+    if not scenarios_file.is_file():  # before any step writes: the valuation needs it
+        msg = (
+            f"{scenarios_file}: no such scenario file; run `npl demo` from the repository's "
+            "root (as `make demo` does) or give --scenarios FILE"
+        )
+        raise NplError(msg)
     console = _console()
     book, tape, model_dir = out / "book", out / "tape", out / "model"
     effects_dir, audit = out / "effects", out / "audit.duckdb"

@@ -100,6 +100,16 @@ def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     assert "weighted" in json.loads((out / "valuation" / "valuation.json").read_text())
 
 
+def test_demo_without_its_scenario_file_stops_before_writing(tmp_path: Path) -> None:
+    """Run away from the repository's root, the demo names the missing file and writes nothing."""
+    out = tmp_path / "demo"
+    result = _npl("demo", "--out", str(out), "--scenarios", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2, result.output
+    assert "nope.toml: no such scenario file" in result.output
+    assert "make demo" in result.output
+    assert not out.exists()
+
+
 def test_world_options_shape_the_book_and_are_recorded(tmp_path: Path) -> None:
     """World options give one segment, plans ending at 12, no sales, one cut-off month."""
     out = tmp_path / "book"
