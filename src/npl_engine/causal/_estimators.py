@@ -180,6 +180,25 @@ class _EconmlForest:
     arms_: tuple[str, ...]
     model_: Any
 
+    def _fit_model(
+        self,
+        model: Any,
+        y: Array,
+        treatment: npt.NDArray[np.str_],
+        X: Array,  # noqa: N803
+        *,
+        fill: Array,
+        arms: tuple[str, ...],
+    ) -> Self:
+        """Fit the EconML ``model`` on X with its missing values filled; keep what predicts."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            model.fit(y, treatment, X=np.where(np.isnan(X), fill[None, :], X))
+        self.fill_ = fill
+        self.arms_ = tuple(arms)
+        self.model_ = model
+        return self
+
     def _filled(self, X: Array) -> Array:  # noqa: N803
         check_is_fitted(self, "model_")
         X = np.asarray(X, dtype=np.float64)  # noqa: N806
@@ -374,7 +393,6 @@ class CausalForestEstimator(_EconmlForest):
         """
         y, treatment, X = _check_fit_inputs(y, treatment, X, arms)  # noqa: N806
         fill = _missing_fill(X) if self.missing_fill is None else np.asarray(self.missing_fill)
-        filled = np.where(np.isnan(X), fill[None, :], X)
         params = _lgbm_params(n_estimators=self.n_estimators, seed=self.seed, n_jobs=self.n_jobs)
         forest = CausalForestDML(
             model_y=LGBMRegressor(**params),
@@ -388,13 +406,7 @@ class CausalForestEstimator(_EconmlForest):
             random_state=self.seed,
             n_jobs=self.n_jobs,
         )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            forest.fit(y, treatment, X=filled)
-        self.fill_ = fill
-        self.arms_ = tuple(arms)
-        self.model_ = forest
-        return self
+        return self._fit_model(forest, y, treatment, X, fill=fill, arms=arms)
 
     def for_validation(self) -> CausalForestEstimator:
         """A smaller unfitted forest for the half-sample validation.
@@ -506,10 +518,4 @@ class DRLearnerEstimator(_EconmlForest):
             random_state=self.seed,
             n_jobs=self.n_jobs,
         )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning)
-            learner.fit(y, treatment, X=np.where(np.isnan(X), fill[None, :], X))
-        self.fill_ = fill
-        self.arms_ = tuple(arms)
-        self.model_ = learner
-        return self
+        return self._fit_model(learner, y, treatment, X, fill=fill, arms=arms)
