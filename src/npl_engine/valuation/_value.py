@@ -318,7 +318,7 @@ class Valuation:
             raise NplError(msg)
         strats = None
         if self.loans is not None and (self.per_loan is not None or self.portfolio is not None):
-            strats = stratify(self.loans, scores=self.loan_values().lazy().collect())
+            strats = stratify(self.loans, scores=self.loan_values())
         try:
             return write_valuation_workbook(
                 target,
