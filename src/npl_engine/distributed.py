@@ -47,9 +47,9 @@ from npl_engine.valuation import (
     build_portfolio,
     draw_paths,
     loan_keys,
-    path_flows,
     paths_from_flows,
 )
+from npl_engine.valuation import path_flows as partition_path_flows
 
 __all__ = [
     "CLUSTER_ENV",
@@ -60,6 +60,7 @@ __all__ = [
     "input_order",
     "map_partitions",
     "partition_rows",
+    "path_flows",
     "policy_inputs",
     "portfolio",
     "score",
@@ -190,7 +191,9 @@ def _flows_task(
     draws: PathDraws,
     recovery_threshold: float,
 ) -> npt.NDArray[np.float64]:
-    return path_flows(part, scenarios, settings, draws, recovery_threshold=recovery_threshold)
+    return partition_path_flows(
+        part, scenarios, settings, draws, recovery_threshold=recovery_threshold
+    )
 
 
 def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str, bool]) -> Any:
@@ -338,6 +341,33 @@ def _concat(pieces: Sequence[Portfolio], order: Rows) -> Portfolio:
     return Portfolio.concat(pieces).take(order)
 
 
+def path_flows(
+    cluster: Cluster,
+    book: DistributedPortfolio,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    draws: PathDraws,
+    *,
+    recovery_threshold: float,
+) -> npt.NDArray[np.float64]:
+    """:func:`npl_engine.valuation.path_flows` of the whole book, summed over its partitions.
+
+    Each partition sums its loans' scaled curves per path on its worker (shape 4 × paths ×
+    months); the client adds the partitions' sums.
+    """
+    flows = _map(
+        cluster,
+        _flows_task,
+        book.parts,
+        scenarios=scenarios,
+        settings=settings,
+        draws=draws,
+        recovery_threshold=recovery_threshold,
+    )
+    out: npt.NDArray[np.float64] = np.sum(flows, axis=0)
+    return out
+
+
 def simulate_paths(
     cluster: Cluster,
     book: DistributedPortfolio,
@@ -350,23 +380,16 @@ def simulate_paths(
 ) -> MonteCarloResult:
     """The Monte Carlo of :func:`npl_engine.valuation.simulate_paths`, over the partitions.
 
-    Each partition sums its loans' scaled curves per path on its worker
-    (:func:`~npl_engine.valuation.path_flows`, shape 4 × paths × months); the client adds the
-    partitions' sums and applies each path's scenario. The draws are keyed on (seed, path,
-    loan id), so the paths equal the in-memory ones whatever the partitions.
+    The partitions' flows are summed on the client (:func:`path_flows`), which applies each
+    path's scenario. The draws are keyed on (seed, path, loan id), so the paths equal the
+    in-memory ones whatever the partitions.
     """
     draws = draw_paths(scenarios, settings)
-    flows = _map(
-        cluster,
-        _flows_task,
-        book.parts,
-        scenarios=scenarios,
-        settings=settings,
-        draws=draws,
-        recovery_threshold=recovery_threshold,
+    flows = path_flows(
+        cluster, book, scenarios, settings, draws, recovery_threshold=recovery_threshold
     )
     return paths_from_flows(
-        np.sum(flows, axis=0),
+        flows,
         scenarios,
         settings,
         draws,
