@@ -84,17 +84,12 @@ class _PriceSchedule:
             if rows.size == 0:
                 break
             a = current[rows]
-            c_a, m_a = cost[rows, a], net[rows, a]
-            c_b, m_b = cost[rows], net[rows]
-            flatter = c_b < c_a[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cross = np.where(flatter, (m_a[:, None] - m_b) / (c_a[:, None] - c_b), np.inf)
-                cross_none = np.where(c_a > 0, m_a / c_a, np.inf)
-            nxt = cross.argmin(axis=1) if k else np.zeros(rows.size, np.int64)
-            at = cross[np.arange(rows.size), nxt]
-            to_none = cross_none <= at
-            at = np.where(to_none, cross_none, at)
-            nxt = np.where(to_none, -1, nxt)
+            at = np.empty(rows.size)
+            nxt = np.empty(rows.size, dtype=np.int64)
+            # in blocks of loans: the (rows, k) temporaries follow the block, not the tape
+            for start in range(0, rows.size, _SWITCH_BLOCK):
+                block = slice(start, start + _SWITCH_BLOCK)
+                at[block], nxt[block] = _next_switch(rows[block], a[block], cost, net)
             moves = np.isfinite(at)
             rows, a, at, nxt = rows[moves], a[moves], at[moves], nxt[moves]
             c_next = np.where(nxt >= 0, cost[rows, np.maximum(nxt, 0)], 0.0)
@@ -151,6 +146,30 @@ class _PriceSchedule:
             j += 1  # a tie rounded the other way: take the next step
         price = float(2 * self.prices[-1] + 1)
         return price, self.choose(price)[0]
+
+
+#: Loans per block of the schedule's search for each loan's next switch (a few MB of temporaries).
+_SWITCH_BLOCK = 65_536
+
+
+def _next_switch(
+    rows: npt.NDArray[np.int64], a: npt.NDArray[np.int64], cost: Array, net: Array
+) -> tuple[Array, npt.NDArray[np.int64]]:
+    """Price at which each loan in ``rows`` leaves its action ``a``, and its next action.
+
+    The next action is the cheaper action (or none, -1) whose line crosses the current one
+    first as the price rises; the price is ``inf`` where the loan never moves.
+    """
+    c_a, m_a = cost[rows, a], net[rows, a]
+    c_b, m_b = cost[rows], net[rows]
+    flatter = c_b < c_a[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = np.where(flatter, (m_a[:, None] - m_b) / (c_a[:, None] - c_b), np.inf)
+        cross_none = np.where(c_a > 0, m_a / c_a, np.inf)
+    nxt = cross.argmin(axis=1)
+    at = cross[np.arange(rows.size), nxt]
+    to_none = cross_none <= at
+    return np.where(to_none, cross_none, at), np.where(to_none, -1, nxt)
 
 
 def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.int64]:
