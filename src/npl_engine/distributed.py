@@ -200,7 +200,14 @@ def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str,
     # The causal stack (econml, dowhy) takes seconds to import: only the policy needs it.
     from npl_engine.causal import policy_inputs as local_inputs  # noqa: PLC0415
 
-    return local_inputs(model, loans.lazy(), costs, with_bau=False, **options)
+    return local_inputs(
+        model,
+        loans.lazy(),
+        costs,
+        with_bau=False,
+        with_interval=options["with_interval"],
+        with_baseline=options["with_baseline"],
+    )
 
 
 # ------------------------------------------------------------------------------- the client
