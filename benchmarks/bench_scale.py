@@ -21,12 +21,15 @@ option (``npl value --help`` lists it), as the chunked versions of issue 18 do; 
 column says which arguments were given. Each step is its own function (``--only
 bench_scale.scale_score``...), so the long ones can be run one at a time.
 
-How it is measured: the command is started with :class:`subprocess.Popen` and reaped with
-:func:`os.wait4`, which returns the resource usage of that one child (and of any process it
-waited for): wall time from the parent's clock, CPU as user + system seconds, and peak
-memory as ``ru_maxrss`` (Linux: kilobytes), the command's own high-water mark, imports
-included. Both time per loan figures are reported: wall (what a user waits) and CPU (steadier
-on a shared machine). The load average is read before and after each command.
+How it is measured: the command runs under GNU ``/usr/bin/time -f "%e %U %S %M"``: wall time,
+CPU as user + system seconds, and peak resident memory (``%M``, the ``ru_maxrss`` that
+``time`` gets from waiting for the command: its own high-water mark, imports included). Not
+``os.wait4`` on a child of this process: Linux keeps a process's high-water mark across
+``exec``, so a command started from the benchmark's process reports at least that process's
+own peak (a ``/bin/true`` started from a process holding 1 GiB reports 1 GiB); ``time`` is a
+small process, so what it passes on is negligible. Both time per loan figures are reported:
+wall (what a user waits) and CPU (steadier on a shared machine). The load average is read
+before and after each command.
 
 Inputs, cached in ``benchmarks/_data`` (git-ignored): the tapes ``scale_tape_N`` that the
 simulate step writes (the later steps simulate them, unmeasured, if absent); the recovery
@@ -41,7 +44,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,8 @@ TAPE_SEED = 18
 BUDGET = "1000000"
 CHUNK_ROWS = "250000"
 MAX_PEAK_BYTES = 8 * 2**30
+#: GNU time: it waits for the command itself, so ``%M`` is that command's own peak.
+TIME = "/usr/bin/time"
 TIMEOUT_SECONDS = 4 * 3600.0
 
 
@@ -70,36 +74,36 @@ class Run:
 
 
 def run_npl(*args: str, n_loans: int) -> Run:
-    """Run ``npl ARGS`` as its own process and measure it with ``os.wait4``.
+    """Run ``npl ARGS`` under GNU ``/usr/bin/time`` and read its wall, CPU and peak memory.
 
     Raises
     ------
     BenchmarkError
         If the command exits with an error (the message holds the end of its stderr).
     """
-    with tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as tmp:
+        report, err = Path(tmp) / "time.txt", Path(tmp) / "stderr.txt"
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [NPL, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=npl_env(OMP_WAIT_POLICY="PASSIVE"),
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        if proc.returncode != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-2000:]
-            msg = f"npl {' '.join(args)} exited with {proc.returncode}:\n{tail}"
+        with err.open("wb") as stderr:
+            done = subprocess.run(
+                [TIME, "-o", str(report), "-f", "%e %U %S %M", NPL, *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=npl_env(OMP_WAIT_POLICY="PASSIVE"),
+                check=False,
+                timeout=TIMEOUT_SECONDS,
+            )
+        if done.returncode != 0:
+            tail = err.read_text(errors="replace")[-2000:]
+            msg = f"npl {' '.join(args)} exited with {done.returncode}:\n{tail}"
             raise BenchmarkError(msg)
+        wall, user, system, max_rss_kib = report.read_text().split()[-4:]
     return Run(
         args=args,
         n_loans=n_loans,
-        wall_seconds=wall,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_bytes=usage.ru_maxrss * 1024,
+        wall_seconds=float(wall),
+        cpu_seconds=float(user) + float(system),
+        peak_rss_bytes=int(max_rss_kib) * 1024,
         load_before=load_before,
         load_after=os.getloadavg()[0],
     )
@@ -191,7 +195,7 @@ def _rows(step: str, small: Run, large: Run) -> list[BenchResult]:
             target=at_most(MAX_PEAK_BYTES / MIB),
             baseline_name=baseline,
             baseline_value=small.peak_rss_bytes / MIB,
-            notes="ru_maxrss of the command's process (os.wait4), imports included",
+            notes="the command's peak RSS (/usr/bin/time %M), imports included",
         ),
     ]
 
