@@ -335,6 +335,7 @@ def simulate(
                                 ("actions", chunk.actions)):  # fmt: skip
                 rows[name] += 0 if frame is None else frame.height
             yield chunk
+            del chunk, frame  # not held while the next chunk is drawn
 
     chunks = counted(simulate_chunks(settings))
     if n_loans <= chunk_loans:

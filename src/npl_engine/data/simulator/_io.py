@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict
-from itertools import chain
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from npl_engine.data.eba import TEMPLATE_FILES, write_template_files
-from npl_engine.data.simulator._simulate import SIMULATOR_VERSION, Simulation
+from npl_engine.data.simulator._simulate import SIMULATOR_VERSION, Simulation, SimulationSettings
 from npl_engine.data.writers import atomic_folder, write_tables
 from npl_engine.errors import NplError
 
@@ -45,7 +44,8 @@ def write_simulation(
     Raises
     ------
     NplError
-        If ``fmt`` is ``eba`` and the simulation is a book, or no chunk is given.
+        If ``fmt`` is ``eba`` and the simulation is a book, or no chunk is given (nothing is
+        written then).
 
     Notes
     -----
@@ -57,19 +57,13 @@ def write_simulation(
     (the EBA templates are written at the end, from every chunk's loans).
     """
     folder = Path(folder)
-    chunks = iter([sim] if isinstance(sim, Simulation) else sim)
-    first = next(chunks, None)
-    if first is None:
-        msg = "write_simulation: no chunk of a simulation to write"
-        raise NplError(msg)
-    settings = first.settings
-    if fmt == "eba" and settings.kind != "tape":
-        msg = "the EBA templates describe a tape (loans at one cut-off): simulate with kind 'tape'"
-        raise NplError(msg)
+    if isinstance(sim, Simulation):
+        _check_format(sim.settings, fmt=fmt)
     with atomic_folder(folder, allowed=frozenset({TRUTH_FOLDER, *TEMPLATE_FILES})) as staging:
         truth = staging / TRUTH_FOLDER
         truth.mkdir()
         if isinstance(sim, Simulation):
+            settings = sim.settings
             if fmt == "eba":
                 write_template_files(sim.loans, staging)
             else:
@@ -79,7 +73,7 @@ def write_simulation(
             sim.truth.write_parquet(truth / "loans.parquet")
             sim.curves.write_parquet(truth / "curves.parquet", compression="lz4")
         else:
-            _write_chunks(chain([first], chunks), staging, fmt=fmt)
+            settings = _write_chunks(iter(sim), staging, fmt=fmt)
         meta = {
             "simulator_version": SIMULATOR_VERSION,
             "settings": asdict(settings),
@@ -94,29 +88,50 @@ def write_simulation(
     return folder
 
 
-def _write_chunks(chunks: Iterable[Simulation], staging: Path, *, fmt: str) -> None:
-    """Append each chunk's tables and truth to their files, opened at the first chunk."""
+def _check_format(settings: SimulationSettings, *, fmt: str) -> None:
+    if fmt == "eba" and settings.kind != "tape":
+        msg = "the EBA templates describe a tape (loans at one cut-off): simulate with kind 'tape'"
+        raise NplError(msg)
+
+
+def _write_chunks(chunks: Iterator[Simulation], staging: Path, *, fmt: str) -> SimulationSettings:
+    """Append each chunk's tables and truth to their files, opened at the first chunk.
+
+    Only the chunk being written is referenced here, so memory holds one chunk at a time.
+    Returns the chunks' settings.
+    """
+    settings: SimulationSettings | None = None
     eba_loans: list[pl.DataFrame] = []
     with ExitStack() as stack:
         appenders: dict[Path, Callable[[pl.DataFrame], None]] = {}
 
-        def append(path: Path, frame: pl.DataFrame, *, compression: str = "zstd") -> None:
+        def append(path: Path, frame: pl.DataFrame | None, *, compression: str = "zstd") -> None:
+            if frame is None:
+                return
             if path not in appenders:
                 appenders[path] = _appender(stack, path, frame, compression=compression)
             appenders[path](frame)
 
         for chunk in chunks:
-            tables = {"loans": chunk.loans, "actions": chunk.actions, "payments": chunk.payments}
+            if settings is None:
+                _check_format(chunk.settings, fmt=fmt)
+                settings = chunk.settings
             if fmt == "eba":
                 eba_loans.append(chunk.loans)
-                tables = {}
-            for name, frame in tables.items():
-                if frame is not None:
-                    append(staging / f"{name}.{fmt}", frame)
+            else:
+                append(staging / f"loans.{fmt}", chunk.loans)
+                append(staging / f"actions.{fmt}", chunk.actions)
+                append(staging / f"payments.{fmt}", chunk.payments)
             append(staging / TRUTH_FOLDER / "loans.parquet", chunk.truth)
             append(staging / TRUTH_FOLDER / "curves.parquet", chunk.curves, compression="lz4")
+            # Released before the next chunk is drawn, which the loop does before rebinding.
+            del chunk
+    if settings is None:
+        msg = "write_simulation: no chunk of a simulation to write"
+        raise NplError(msg)
     if eba_loans:
         write_template_files(pl.concat(eba_loans), staging)
+    return settings
 
 
 def _appender(
