@@ -57,6 +57,8 @@ __all__ = [
     "DistributedPortfolio",
     "cluster_address",
     "connect",
+    "input_order",
+    "map_partitions",
     "partition_rows",
     "path_flows",
     "policy_inputs",
@@ -198,7 +200,14 @@ def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str,
     # The causal stack (econml, dowhy) takes seconds to import: only the policy needs it.
     from npl_engine.causal import policy_inputs as local_inputs  # noqa: PLC0415
 
-    return local_inputs(model, loans.lazy(), costs, with_bau=False, **options)
+    return local_inputs(
+        model,
+        loans.lazy(),
+        costs,
+        with_bau=False,
+        with_interval=options["with_interval"],
+        with_baseline=options["with_baseline"],
+    )
 
 
 # ------------------------------------------------------------------------------- the client
@@ -211,8 +220,18 @@ def _split(cluster: Cluster, loans: pl.DataFrame) -> tuple[list[Rows], list[pl.D
     return rows, [loans[pl.Series(r)] for r in rows]
 
 
-def _order(rows: Sequence[Rows]) -> Rows:
-    """Positions in the concatenated partitions of each input row, in input order."""
+def input_order(rows: Sequence[Rows]) -> Rows:
+    """Positions in the concatenated partitions of each input row, in input order.
+
+    ``rows`` are the partitions' positions in the input (:func:`map_partitions`); gathering
+    the concatenated per-partition rows at these positions puts them back in input order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> input_order([np.array([0, 2]), np.array([1, 3])]).tolist()
+    [0, 2, 1, 3]
+    """
     inverse = np.empty(sum(r.size for r in rows), dtype=np.int64)
     inverse[np.concatenate(rows)] = np.arange(inverse.size)
     return inverse
@@ -222,6 +241,48 @@ def _map(cluster: Cluster, func: Any, parts: Sequence[Any], **kwargs: Any) -> li
     """Run ``func`` on every part and gather the results, in order."""
     futures = cluster.client.map(func, parts, retries=RETRIES, pure=False, **kwargs)
     return list(cluster.client.gather(futures))
+
+
+def map_partitions(
+    cluster: Cluster,
+    func: Any,
+    loans: pl.DataFrame,
+    *,
+    broadcast: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[list[Rows], list[Any]]:
+    """Run ``func(partition, **broadcast, **kwargs)`` on every partition of ``loans``.
+
+    The engine under the per-loan work of the other packages: they bring the task (a
+    module-level function, so that workers import it rather than receive its code), this
+    brings the partitions, the retries and the transfers.
+
+    Parameters
+    ----------
+    cluster
+        From :func:`connect`.
+    func
+        Called on a worker with a partition of ``loans`` (a DataFrame) and the keyword
+        arguments.
+    loans
+        The loans to split by a hash of ``loan_id`` (:func:`partition_rows`).
+    broadcast
+        Keyword arguments sent once to every worker (a fitted model), not once per task.
+    kwargs
+        Keyword arguments sent with every task (small settings).
+
+    Returns
+    -------
+    tuple[list[numpy.ndarray], list]
+        The partitions' positions in ``loans`` and ``func``'s results, partition by partition
+        (:func:`input_order` of the positions puts concatenated per-loan rows in input order).
+    """
+    rows, parts = _split(cluster, loans)
+    remote = {
+        name: cluster.client.scatter(value, broadcast=True)
+        for name, value in (broadcast or {}).items()
+    }
+    return rows, _map(cluster, func, parts, **remote, **kwargs)
 
 
 def score(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores:
@@ -236,10 +297,8 @@ def score(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores
     loans
         Validated contract ``loans``.
     """
-    rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
-    results: list[Scores] = _map(cluster, _score_task, parts, model=remote)
-    order = pl.Series(_order(rows))
+    rows, results = map_partitions(cluster, _score_task, loans, broadcast={"model": model})
+    order = pl.Series(input_order(rows))
     scores = pl.concat([r.scores for r in results])[order]
     curves = pl.concat([r.curves for r in results])
     h = curves.height // max(scores.height, 1)
@@ -282,7 +341,7 @@ def portfolio(
         _portfolio_task, parts, model=remote, grid=collateral_grid, retries=RETRIES, pure=False
     )
     pieces: list[Portfolio] = cluster.client.gather(futures)
-    return DistributedPortfolio(portfolio=_concat(pieces, _order(rows)), parts=futures)
+    return DistributedPortfolio(portfolio=_concat(pieces, input_order(rows)), parts=futures)
 
 
 def _concat(pieces: Sequence[Portfolio], order: Rows) -> Portfolio:
@@ -368,11 +427,11 @@ def policy_inputs(
     """
     from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
 
-    rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
     options = {"with_interval": with_interval, "with_baseline": with_baseline}
-    results = _map(cluster, _policy_task, parts, model=remote, costs=costs, options=options)
-    order = _order(rows)
+    rows, results = map_partitions(
+        cluster, _policy_task, loans, broadcast={"model": model}, costs=costs, options=options
+    )
+    order = input_order(rows)
 
     def joined(name: str) -> Any:
         pieces = [getattr(r, name) for r in results]

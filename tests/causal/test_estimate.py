@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal, assert_series_equal
 
+from npl_engine.audit import AuditStore
 from npl_engine.causal import ActionEffectModel, Effects, policy_inputs, settlement_economics
 from npl_engine.cli import main
 from npl_engine.data import Dataset, write_dataset
@@ -177,3 +179,142 @@ def test_settlement_columns_equal_those_of_every_loan_predicted_at_once(
     assert_series_equal(mine["collections_without_offer"], expected["collections_without_offer"])
     # the offer's uplift comes from the forest, which sums its trees in threads
     assert_frame_equal(mine, expected.select(mine.columns), rel_tol=1e-12, abs_tol=1e-9)
+
+
+# -- in chunks (issue 18): the same plans, reading the tape a chunk at a time -----------------
+
+#: Loans per chunk giving 1, 3 and 7 chunks of the 400-loan tape (the last one short).
+_CHUNKS = [(400, 1), (134, 3), (58, 7)]
+
+
+@pytest.fixture
+def small_bau_sample(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A business-as-usual sample of 50 of the 400 loans, so it is drawn across chunks."""
+    monkeypatch.setattr("npl_engine.causal._policy.BAU_SAMPLE", 50)
+    return 50
+
+
+@pytest.mark.parametrize(("chunk_rows", "chunks"), _CHUNKS)
+def test_policy_inputs_in_chunks_equal_in_memory(
+    effects: Effects, tape: Path, small_bau_sample: int, chunk_rows: int, chunks: int
+) -> None:
+    """Every per-loan array, the sample's rows and its propensities equal the in-memory ones."""
+    loans = pl.scan_parquet(tape / "loans.parquet")
+    options = {"with_bau": True, "with_interval": True, "with_baseline": True}
+    whole = policy_inputs(effects.model, loans, effects.costs, chunk_rows=0, **options)
+    said: list[str] = []
+    part = policy_inputs(
+        effects.model, loans, effects.costs, chunk_rows=chunk_rows, progress=said.append, **options
+    )
+    assert len(said) == (chunks if chunks > 1 else 0)
+    assert_series_equal(part.loan_ids, whole.loan_ids)
+    for name in ("exposure", "uplift", "cost", "uplift_low", "uplift_high", "collections_without"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name), err_msg=name)
+    assert part.bau is not None
+    assert whole.bau is not None
+    assert part.bau.rows.size == small_bau_sample
+    np.testing.assert_array_equal(part.bau.rows, whole.bau.rows)
+    np.testing.assert_array_equal(part.bau.propensity, whole.bau.propensity)
+
+
+@pytest.mark.parametrize(("chunk_rows", "chunks"), _CHUNKS)
+def test_the_plan_in_chunks_equals_the_plan_in_memory(
+    effects: Effects, tape: Path, small_bau_sample: int, chunk_rows: int, chunks: int
+) -> None:
+    """Per-loan rows (settlement columns included), comparison and totals equal in memory."""
+    whole = effects.plan(tape, 20_000, chunk_rows=0)
+    said: list[str] = []
+    part = effects.plan(tape, 20_000, chunk_rows=chunk_rows, progress=said.append)
+    assert len(said) == (chunks if chunks > 1 else 0)
+    offered = part.plan["action"] == "settlement_offer"
+    assert 0 < offered.sum() < part.plan.height
+    assert set(_SETTLEMENT) <= set(part.plan.columns)
+    assert_frame_equal(part.plan, whole.plan, check_exact=True)
+    assert_frame_equal(part.comparison, whole.comparison, check_exact=True)
+    assert part.band == whole.band
+
+
+@pytest.mark.parametrize(("chunk_rows", "chunks"), _CHUNKS)
+def test_the_gain_curve_in_chunks_equals_the_curve_in_memory(
+    effects: Effects, tape: Path, tmp_path: Path, chunk_rows: int, chunks: int
+) -> None:
+    """The curve, every budget's choice per loan and every plan file equal in memory."""
+    budgets = [0.0, 5_000.0, 20_000.0, 1e9]
+    whole = effects.gain_curve(tape, budgets, chunk_rows=0)
+    said: list[str] = []
+    part = effects.gain_curve(tape, budgets, chunk_rows=chunk_rows, progress=said.append)
+    assert len(said) == (chunks if chunks > 1 else 0)
+    assert_frame_equal(part.curve, whole.curve, check_exact=True)
+    np.testing.assert_array_equal(part.picks, whole.picks)
+    assert part.saturation_spend == whole.saturation_spend
+    mine, theirs = part.save(tmp_path / "part"), whole.save(tmp_path / "whole")
+    names = sorted(p.name for p in theirs.iterdir())
+    assert names == sorted(p.name for p in mine.iterdir())
+    for name in names:
+        if name.endswith(".parquet"):
+            assert_frame_equal(
+                pl.read_parquet(mine / name), pl.read_parquet(theirs / name), check_exact=True
+            )
+
+
+def _policy_run(folder: Path, tape: Path, out: Path, db: Path, *options: str) -> tuple[Any, dict]:
+    """`npl policy` with an audit database; its output and the run's decision record."""
+    result = CliRunner().invoke(
+        main,
+        ["policy", "--effects", str(folder), "--data", str(tape), "--out", str(out),
+         "--audit-db", str(db), *options],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with AuditStore(db, read_only=True) as store:
+        run = store.runs(limit=1).row(0, named=True)
+        run["decisions"] = store.decisions(run["run_id"]).drop("run_id")
+    return result, run
+
+
+@pytest.mark.parametrize("what", [("--budget", "20000"), ("--budgets", "0:20000:3")])
+def test_cli_policy_in_chunks_writes_the_in_memory_files_and_record(
+    folder: Path, tape: Path, tmp_path: Path, what: tuple[str, str]
+) -> None:
+    """`npl policy --chunk-rows 58` (7 chunks) writes the files and record of --chunk-rows 0."""
+    db = tmp_path / "audit.duckdb"
+    suffix = ".parquet" if what[0] == "--budget" else ""
+    whole_out, part_out = tmp_path / f"whole{suffix}", tmp_path / f"part{suffix}"
+    whole, whole_run = _policy_run(folder, tape, whole_out, db, *what, "--chunk-rows", "0")
+    part, part_run = _policy_run(folder, tape, part_out, db, *what, "--chunk-rows", "58")
+    assert "chunk 7/7: loans 349 to 400" in part.output
+    assert "chunk 1/" not in whole.output
+    files = [("", part_out, whole_out)] if suffix else [
+        (p.name, p, whole_out / p.name) for p in sorted(part_out.iterdir())
+    ]  # fmt: skip
+    assert len(files) == (1 if suffix else 5)  # curve.csv, curve.parquet and 3 plans
+    for _, mine, theirs in files:
+        if mine.suffix == ".parquet":
+            assert_frame_equal(pl.read_parquet(mine), pl.read_parquet(theirs), check_exact=True)
+        else:
+            assert mine.read_text() == theirs.read_text()
+    assert_frame_equal(part_run["decisions"], whole_run["decisions"], check_exact=True)
+    assert part_run["n_loans"] == whole_run["n_loans"] == 400
+    # what it prints is the same
+    assert whole.stdout.split("wrote")[0] == part.stdout.split("wrote")[0]
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_cli_policy_bad_chunk_rows_is_a_clear_error(
+    folder: Path, tape: Path, tmp_path: Path, value: str
+) -> None:
+    """A negative or non-numeric --chunk-rows: exit 2, the option named, nothing written."""
+    out = tmp_path / "plan.parquet"
+    result = CliRunner().invoke(
+        main,
+        ["policy", "--effects", str(folder), "--data", str(tape), "--budget", "1000",
+         "--out", str(out), "--chunk-rows", value, "--no-audit"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--chunk-rows" in result.output
+    assert not out.exists()
+
+
+def test_a_negative_chunk_rows_is_refused(effects: Effects, tape: Path) -> None:
+    """The library refuses a negative chunk size with a message naming it."""
+    with pytest.raises(ValueError, match="chunk_rows must be 0"):
+        effects.plan(tape, 1_000, chunk_rows=-1)

@@ -62,6 +62,20 @@ def test_price_schedule_plans_equal_the_bisection_over_every_pass() -> None:
         assert (solve_plan(uplift, cost, budget=budget) == _bisection(uplift, cost, budget)).all()
 
 
+def test_the_schedule_in_small_blocks_of_loans_is_the_same_schedule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Searching each loan's next switch 7 loans at a time gives the same curve and picks."""
+    uplift, cost = _book(3000, 4)
+    budgets = parse_budgets("0:400000:25")
+    whole = gain_curve(uplift, cost, ACTIONS, budgets=budgets)
+    monkeypatch.setattr("npl_engine.causal._policy._SWITCH_BLOCK", 7)
+    blocks = gain_curve(uplift, cost, ACTIONS, budgets=budgets)
+    assert_frame_equal(blocks.curve, whole.curve, check_exact=True)
+    assert (blocks.picks == whole.picks).all()
+    assert len(np.unique(whole.picks.sum(axis=1))) > 20  # the budgets give different plans
+
+
 def test_each_curve_point_is_the_plan_at_that_budget() -> None:
     """At each budget the curve's gain, band and spend are exactly the plan_actions plan's sums."""
     uplift, cost = _book(2000, 2)

@@ -464,6 +464,8 @@ class Effects:
         with_interval: bool = False,
         with_baseline: bool = False,
         cluster: Any = None,
+        chunk_rows: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> PolicyInputs:
         """Uplift and cost of each action per loan, in money (see :func:`policy_inputs`).
 
@@ -479,6 +481,11 @@ class Effects:
             collections with no action.
         cluster
             A Dask ``distributed.Client``: predict the effects on its workers.
+        chunk_rows
+            Loans predicted at a time (see :func:`policy_inputs`): ``None``, 250,000 when the
+            tape has more, else all at once; ``0``, all at once. Not used with ``cluster``.
+        progress
+            Called with a short description before each chunk.
         """
         chosen = _costs(costs, self.costs)
         options = {
@@ -488,7 +495,9 @@ class Effects:
         }
         loans = _loans(data)
         if cluster is None:
-            return policy_inputs(self.model, loans, chosen, **options)
+            return policy_inputs(
+                self.model, loans, chosen, chunk_rows=chunk_rows, progress=progress, **options
+            )
         from npl_engine import distributed  # noqa: PLC0415 - dask loads only when asked
 
         inputs: PolicyInputs = distributed.policy_inputs(
@@ -503,6 +512,8 @@ class Effects:
         *,
         costs: ActionCosts | str | Path | None = None,
         cluster: Any = None,
+        chunk_rows: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> Plan:
         """Plan at most one action per loan maximising expected net collections within budget.
 
@@ -518,6 +529,13 @@ class Effects:
             Action costs (or a TOML file with a ``[costs]`` table); default: :attr:`costs`.
         cluster
             A Dask ``distributed.Client``: predict the effects on its workers.
+        chunk_rows
+            Loans read and predicted at a time (see :func:`policy_inputs`): ``None``, 250,000
+            when the tape has more, else all at once; ``0``, all at once. Peak memory follows
+            the chunk plus the per-loan arrays the plan is solved on; the plan is the same
+            either way (the budget is solved once over all loans). Not used with ``cluster``.
+        progress
+            Called with a short description before each chunk.
 
         Returns
         -------
@@ -536,7 +554,13 @@ class Effects:
         actions = self.actions
         loans = _loans(data)
         inputs = self.policy_inputs(
-            loans, costs=chosen, with_bau=True, with_interval=True, cluster=cluster
+            loans,
+            costs=chosen,
+            with_bau=True,
+            with_interval=True,
+            cluster=cluster,
+            chunk_rows=chunk_rows,
+            progress=progress,
         )
         result = plan_actions(
             inputs.loan_ids,
@@ -548,7 +572,10 @@ class Effects:
             uplift_low=inputs.uplift_low,
             uplift_high=inputs.uplift_high,
         )
-        plan = _with_settlement(result.plan, actions, inputs, chosen, model=self.model, loans=loans)
+        plan = _with_settlement(
+            result.plan, actions, inputs, chosen, model=self.model, loans=loans,
+            chunk_rows=chunk_rows,
+        )  # fmt: skip
         return Plan(plan=plan, comparison=result.comparison, budget=float(budget), inputs=inputs)
 
     def gain_curve(
@@ -558,6 +585,8 @@ class Effects:
         *,
         costs: ActionCosts | str | Path | None = None,
         cluster: Any = None,
+        chunk_rows: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> PolicyCurve:
         """The best plan's expected gain at each budget, and the plans (``npl policy --budgets``).
 
@@ -572,6 +601,11 @@ class Effects:
             Action costs (or a TOML file with a ``[costs]`` table); default: :attr:`costs`.
         cluster
             A Dask ``distributed.Client``: predict the effects on its workers.
+        chunk_rows
+            Loans read and predicted at a time, as in :meth:`plan`; the curve and the plans
+            are the same either way. Not used with ``cluster``.
+        progress
+            Called with a short description before each chunk.
 
         Returns
         -------
@@ -593,7 +627,7 @@ class Effects:
             raise NplError(msg)
         inputs = self.policy_inputs(
             data, costs=costs, with_bau=False, with_interval=True, with_baseline=False,
-            cluster=cluster,
+            cluster=cluster, chunk_rows=chunk_rows, progress=progress,
         )  # fmt: skip
         result = gain_curve(
             inputs.uplift,
@@ -735,16 +769,18 @@ def _with_settlement(
     *,
     model: ActionEffectModel,
     loans: pl.LazyFrame,
+    chunk_rows: int | None = None,
 ) -> pl.DataFrame:
     """The plan with, for settlement offers, the amount waived and collections with/without.
 
     The no-action collections are predicted for the offered loans only (about 1 % of a large
-    tape), after the plan is solved; each loan's figures are those of all loans predicted at once.
+    tape), after the plan is solved, reading the tape ``chunk_rows`` loans at a time; each
+    loan's figures are those of all loans predicted at once.
     """
     if "settlement_offer" not in actions:
         return plan
     offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
-    without = collections_without(model, loans, inputs.exposure, offered)
+    without = collections_without(model, loans, inputs.exposure, offered, chunk_rows=chunk_rows)
     subset = PolicyInputs(
         loan_ids=inputs.loan_ids.gather(offered),
         exposure=inputs.exposure[offered],

@@ -21,7 +21,9 @@ past that point every further action would cost more than it brings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ import polars as pl
 from npl_engine.causal._costs import ActionCosts, estimate_costs, load_costs
 from npl_engine.causal._treatment import CONTROL
 from npl_engine.errors import NplError, SettingsError
+from npl_engine.scoring import chunk_rows_for
 
 __all__ = [
     "BAU_SAMPLE",
@@ -81,17 +84,12 @@ class _PriceSchedule:
             if rows.size == 0:
                 break
             a = current[rows]
-            c_a, m_a = cost[rows, a], net[rows, a]
-            c_b, m_b = cost[rows], net[rows]
-            flatter = c_b < c_a[:, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cross = np.where(flatter, (m_a[:, None] - m_b) / (c_a[:, None] - c_b), np.inf)
-                cross_none = np.where(c_a > 0, m_a / c_a, np.inf)
-            nxt = cross.argmin(axis=1) if k else np.zeros(rows.size, np.int64)
-            at = cross[np.arange(rows.size), nxt]
-            to_none = cross_none <= at
-            at = np.where(to_none, cross_none, at)
-            nxt = np.where(to_none, -1, nxt)
+            at = np.empty(rows.size)
+            nxt = np.empty(rows.size, dtype=np.int64)
+            # in blocks of loans: the (rows, k) temporaries follow the block, not the tape
+            for start in range(0, rows.size, _SWITCH_BLOCK):
+                block = slice(start, start + _SWITCH_BLOCK)
+                at[block], nxt[block] = _next_switch(rows[block], a[block], cost, net)
             moves = np.isfinite(at)
             rows, a, at, nxt = rows[moves], a[moves], at[moves], nxt[moves]
             c_next = np.where(nxt >= 0, cost[rows, np.maximum(nxt, 0)], 0.0)
@@ -148,6 +146,30 @@ class _PriceSchedule:
             j += 1  # a tie rounded the other way: take the next step
         price = float(2 * self.prices[-1] + 1)
         return price, self.choose(price)[0]
+
+
+#: Loans per block of the schedule's search for each loan's next switch (a few MB of temporaries).
+_SWITCH_BLOCK = 65_536
+
+
+def _next_switch(
+    rows: npt.NDArray[np.int64], a: npt.NDArray[np.int64], cost: Array, net: Array
+) -> tuple[Array, npt.NDArray[np.int64]]:
+    """Price at which each loan in ``rows`` leaves its action ``a``, and its next action.
+
+    The next action is the cheaper action (or none, -1) whose line crosses the current one
+    first as the price rises; the price is ``inf`` where the loan never moves.
+    """
+    c_a, m_a = cost[rows, a], net[rows, a]
+    c_b, m_b = cost[rows], net[rows]
+    flatter = c_b < c_a[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = np.where(flatter, (m_a[:, None] - m_b) / (c_a[:, None] - c_b), np.inf)
+        cross_none = np.where(c_a > 0, m_a / c_a, np.inf)
+    nxt = cross.argmin(axis=1)
+    at = cross[np.arange(rows.size), nxt]
+    to_none = cross_none <= at
+    return np.where(to_none, cross_none, at), np.where(to_none, -1, nxt)
 
 
 def solve_plan(uplift: Array, cost: Array, *, budget: float) -> npt.NDArray[np.int64]:
@@ -218,9 +240,9 @@ class PlanResult:
 class PlanColumns:
     """The per-loan, per-action values plans pick from, laid out once for many plans.
 
-    Each (n, k) array gets a leading column of zeros (no action) and is flattened, so the plan
-    of any choice per loan is one gather per column: writing a plan at each of many budgets
-    rebuilds no per-loan frame and converts no action names per loan.
+    The plan of any choice per loan is one gather per column from the (n, k) arrays as given
+    (no copy of them): writing a plan at each of many budgets rebuilds no per-loan frame and
+    converts no action names per loan.
 
     Parameters
     ----------
@@ -244,24 +266,26 @@ class PlanColumns:
         k = len(actions)
         self.loan_ids = loan_ids
         self._names = pl.Series("action", [CONTROL, *actions], dtype=pl.String)
-        self._first = np.arange(n, dtype=np.int64) * (k + 1) + 1  # flat position of action 0
+        self._first = np.arange(n, dtype=np.int64) * k  # flat position of each loan's action 0
         self._flat: dict[str, Array] = {
-            name: np.column_stack([np.zeros(n), array]).ravel()
+            name: np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
             for name, array in columns.items()
             if array is not None
         }
 
     def values(self, name: str, pick: npt.NDArray[np.integer[Any]]) -> Array:
         """(n,) the chosen value of column ``name`` per loan (0 where ``pick`` is -1)."""
-        chosen: Array = self._flat[name].take(self._first + pick)
+        none = pick < 0
+        flat = self._flat[name]
+        if flat.size == 0:  # no actions: every pick is none
+            return np.zeros(pick.shape[0])
+        chosen: Array = flat.take(self._first + np.where(none, 0, pick))
+        chosen[none] = 0.0
         return chosen
 
     def totals(self, pick: npt.NDArray[np.integer[Any]]) -> dict[str, float]:
         """Σ of each column of the plan: the plan file's columns summed as polars sums them."""
-        at = self._first + pick
-        return {
-            name: float(pl.Series(name, flat.take(at)).sum()) for name, flat in self._flat.items()
-        }
+        return {name: float(pl.Series(name, self.values(name, pick)).sum()) for name in self._flat}
 
     def frame(self, pick: npt.NDArray[np.integer[Any]]) -> pl.DataFrame:
         """The plan of a choice per loan (-1: none): ``loan_id``, ``action`` and the columns."""
@@ -575,6 +599,8 @@ def policy_inputs(
     with_bau: bool = True,
     with_interval: bool = False,
     with_baseline: bool = False,
+    chunk_rows: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PolicyInputs:
     """Loan ids, gross uplift in money, cost, and optionally propensities and uplift intervals.
 
@@ -591,15 +617,103 @@ def policy_inputs(
         ``recovery_rate`` (uplift = effect × exposure) or ``net_collections`` (uplift = effect
         + cost, the effect being net of the action's cost already).
     loans
-        A validated loans table (a tape or a book).
+        A validated loans table (a tape or a book), lazily: each chunk is a slice of it, so a
+        Parquet scan reads one chunk's rows at a time.
     costs
         Cost of each action.
+    chunk_rows
+        Loans per chunk (see :func:`~npl_engine.scoring.chunk_rows_for`): ``None``, 250,000
+        when the tape has more loans, else all at once; ``0``, all at once. Peak memory
+        follows the chunk (its covariates and forest prediction) plus the per-loan arrays
+        returned, tens of bytes per loan and action; the values are the same either way.
+    progress
+        Called with a short description before each chunk, when there is more than one.
 
     Raises
     ------
     NplError
         If the model's outcome is not in money or a rate of the exposure (``recovered``).
+    ValueError
+        If ``chunk_rows`` is negative.
+
+    Notes
+    -----
+    Every value is a function of its loan alone, so a chunk's values are those of the same
+    loans predicted with all the others; the business-as-usual sample is drawn by position
+    from the tape's height and its rows taken from the chunks that hold them.
     """
+    outcome = _money_outcome(model)
+    n = int(loans.select(pl.len()).collect().item())
+    size = _chunk_size(n, chunk_rows)
+    k = len(model.actions_)
+    uplift, cost = np.empty((n, k)), np.empty((n, k))
+    exposure = np.empty(n)
+    low = np.empty((n, k)) if with_interval else None
+    high = np.empty((n, k)) if with_interval else None
+    without = np.empty(n) if with_baseline else None
+    sample = _bau_rows(n) if with_bau else None
+    ids: list[pl.Series] = []
+    sampled: list[Array] = []
+    starts = range(0, max(n, 1), size)
+    for i, start in enumerate(starts):
+        end = min(start + size, n)
+        if progress is not None and len(starts) > 1:
+            progress(f"predicting chunk {i + 1}/{len(starts)}: loans {start + 1:,} to {end:,}")
+        part = loans.slice(start, size).collect().lazy()
+        rows = slice(start, end)
+        X = model.covariates(part)  # noqa: N806
+        frame = part.select(
+            "loan_id",
+            pl.col("segment").cast(pl.String),
+            pl.col("legal_stage").cast(pl.String),
+            exposure=pl.col("outstanding_principal") + pl.col("accrued_interest").fill_null(0.0),
+        ).collect()
+        ids.append(frame["loan_id"])
+        exposure[rows] = frame["exposure"].to_numpy().astype(np.float64)
+        cost[rows] = costs.matrix(
+            model.actions_,
+            exposure[rows],
+            segment=frame["segment"].to_numpy(),
+            legal_stage=frame["legal_stage"].to_numpy(),
+        )
+        money = partial(_in_money, outcome=outcome, exposure=exposure[rows], cost=cost[rows])
+        if low is not None and high is not None:
+            effect, low_effect, high_effect = model.effect_and_interval(X)
+            low[rows], high[rows] = money(low_effect), money(high_effect)
+        else:
+            effect = model.effect(X)
+        uplift[rows] = money(effect)
+        if without is not None:
+            base = model.baseline(X)
+            without[rows] = base * exposure[rows] if outcome == "recovery_rate" else base
+        if sample is not None:
+            lo, hi = np.searchsorted(sample, [start, end])
+            sampled.append(X[sample[lo:hi] - start])
+        del X, part
+    inputs = PolicyInputs(
+        loan_ids=pl.concat(ids) if len(ids) > 1 else ids[0],
+        exposure=exposure,
+        uplift=uplift,
+        cost=cost,
+        uplift_low=low,
+        uplift_high=high,
+        collections_without=without,
+    )
+    if sample is None:
+        return inputs
+    bau = BusinessAsUsual(propensity=model.propensity(np.concatenate(sampled)), rows=sample)
+    return replace(inputs, bau=bau)
+
+
+def _in_money(effect: Array, *, outcome: str, exposure: Array, cost: Array) -> Array:
+    """Uplift in money of effects on ``outcome``: a rate of the exposure, or net of the cost."""
+    if outcome == "recovery_rate":
+        return effect * exposure[:, None]
+    return effect + cost
+
+
+def _money_outcome(model: Any) -> str:
+    """The model's outcome, if a plan can use it: the effects must be in money or a rate."""
     outcome = model.settings.outcome if model.settings is not None else "recovery_rate"
     if outcome == "recovered":
         msg = (
@@ -607,54 +721,33 @@ def policy_inputs(
             "(or net_collections), not recovered"
         )
         raise NplError(msg)
-    frame = loans.select(
-        "loan_id",
-        pl.col("segment").cast(pl.String),
-        pl.col("legal_stage").cast(pl.String),
-        exposure=pl.col("outstanding_principal") + pl.col("accrued_interest").fill_null(0.0),
-    ).collect()
-    exposure = frame["exposure"].to_numpy().astype(np.float64)
-    X = model.covariates(loans)  # noqa: N806
-    cost = costs.matrix(
-        model.actions_,
-        exposure,
-        segment=frame["segment"].to_numpy(),
-        legal_stage=frame["legal_stage"].to_numpy(),
-    )
+    return str(outcome)
 
-    def money(effect: Array) -> Array:
-        return effect * exposure[:, None] if outcome == "recovery_rate" else effect + cost
 
-    low = high = without = None
-    if with_interval:
-        effect, low_effect, high_effect = model.effect_and_interval(X)
-        low, high = money(low_effect), money(high_effect)
-    else:
-        effect = model.effect(X)
-    if with_baseline:
-        base = model.baseline(X)
-        without = base * exposure if outcome == "recovery_rate" else base
-    inputs = PolicyInputs(
-        loan_ids=frame["loan_id"],
-        exposure=exposure,
-        uplift=money(effect),
-        cost=cost,
-        uplift_low=low,
-        uplift_high=high,
-        collections_without=without,
-    )
-    if not with_bau:
-        return inputs
-    n = exposure.size
-    rows = np.arange(n)
-    if n > BAU_SAMPLE:
-        rows = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
-    bau = BusinessAsUsual(propensity=model.propensity(X[rows]), rows=rows)
-    return replace(inputs, bau=bau)
+def _chunk_size(n: int, chunk_rows: int | None) -> int:
+    """Loans per chunk of a tape of ``n`` loans: ``chunk_rows_for``, with 0 as all ``n``."""
+    return chunk_rows_for(n, chunk_rows) or max(n, 1)
+
+
+def _bau_rows(n: int) -> npt.NDArray[np.int64]:
+    """Positions of the loans whose business-as-usual propensities are predicted, increasing.
+
+    All ``n`` loans, or a seeded random sample of :data:`BAU_SAMPLE` of them: the same
+    positions whatever the chunks, since they depend on the tape's height only.
+    """
+    if n <= BAU_SAMPLE:
+        return np.arange(n, dtype=np.int64)
+    rows = np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False)
+    return np.sort(rows).astype(np.int64)
 
 
 def collections_without(
-    model: Any, loans: pl.LazyFrame, exposure: Array, rows: npt.NDArray[np.integer[Any]]
+    model: Any,
+    loans: pl.LazyFrame,
+    exposure: Array,
+    rows: npt.NDArray[np.integer[Any]],
+    *,
+    chunk_rows: int | None = None,
 ) -> Array:
     """Expected collections with no action of some loans, in money.
 
@@ -672,18 +765,23 @@ def collections_without(
         (n,) its exposures (:attr:`PolicyInputs.exposure`).
     rows
         Positions of the loans wanted in ``loans``, increasing.
+    chunk_rows
+        Loans read at a time to find those rows (as in :func:`policy_inputs`): only the chunks
+        holding one are read, and only the wanted rows are kept.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return np.zeros(0, dtype=np.float64)
-    outcome = model.settings.outcome if model.settings is not None else "recovery_rate"
-    index = "__npl_row"
-    chosen = (
-        loans.with_row_index(index)
-        .filter(pl.col(index).is_in(pl.Series(rows, dtype=pl.UInt32)))
-        .drop(index)
-    )
-    base = model.baseline(model.covariates(chosen))
+    outcome = _money_outcome(model)
+    n = exposure.size
+    size = _chunk_size(n, chunk_rows)
+    parts = []
+    for start in range(0, n, size):
+        lo, hi = np.searchsorted(rows, [start, start + size])
+        if hi > lo:
+            parts.append(loans.slice(start, size).collect()[rows[lo:hi] - start])
+    chosen = pl.concat(parts) if len(parts) > 1 else parts[0]
+    base = model.baseline(model.covariates(chosen.lazy()))
     return np.asarray(base * exposure[rows] if outcome == "recovery_rate" else base)
 
 

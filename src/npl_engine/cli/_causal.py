@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from npl_engine.cli._base import (
+    CHUNK_ROWS_OPTION,
     CLUSTER_OPTION,
     _audit_options,
     _cluster,
@@ -226,6 +227,7 @@ def _print_effects(
     help="TOML file with a [costs] table (see docs/causal.md). Default: costs learned from the "
     "book by `npl effects`.",
 )
+@CHUNK_ROWS_OPTION
 @CLUSTER_OPTION
 @_audit_options
 @_user_errors
@@ -237,6 +239,7 @@ def policy(
     budgets: str | None,
     out: Path,
     costs_file: Path | None,
+    chunk_rows: int | None = None,
     cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
@@ -247,9 +250,11 @@ def policy(
     uplift_low / uplift_high, cost, and for settlement offers the amount waived and the
     collections with and without the offer) and prints its expected value against business as
     usual, no action and the best single action for all. With --budgets, computes the whole
-    gain curve in one run (see docs/causal.md).
+    gain curve in one run (see docs/causal.md). A tape of more than 250,000 loans is read and
+    predicted in chunks, the budget solved once over all loans (--chunk-rows; docs/scale.md).
     """
     from npl_engine.causal import Effects, load_costs, parse_budgets
+    from npl_engine.scoring import chunk_rows_for
 
     if (budget is None) == (budgets is None):
         msg = "give either --budget (one plan) or --budgets (the gain curve)"
@@ -268,12 +273,16 @@ def policy(
     data = read_data(data_dir)
     cluster = _cluster(cluster_address)
     where = f" on {cluster_address}" if cluster is not None else ""
-    loans = data.loans.collect()
+    n_loans = int(data.loans.select(pl.len()).collect().item())
+    chunk = 0 if cluster is not None else chunk_rows_for(n_loans, chunk_rows)
+    # the record reads the tape and the plan chunk by chunk when the plan was made so
     record = partial(_record_decisions, audit_db, no_audit=no_audit, command="policy",
-                     loans=loans, data_dir=data_dir, model_dir=effects_dir)  # fmt: skip
+                     loans=data.loans, data_dir=data_dir, model_dir=effects_dir,
+                     chunk_rows=chunk)  # fmt: skip
+    options = {"costs": costs, "cluster": cluster, "chunk_rows": chunk, "progress": say}
     if grid is not None:
         say(f"predicting effects with their intervals{where} and solving {grid.size} plans")
-        curve = effects.gain_curve(data, grid, costs=costs, cluster=cluster)
+        curve = effects.gain_curve(data, grid, **options)
         say(f"writing {out}")
         # no curve is published without its decision record (the plan at the largest budget)
         parameters = {"budgets": grid.tolist(), "costs": costs.to_dict()}
@@ -286,7 +295,7 @@ def policy(
         return
     assert budget is not None
     say(f"predicting effects with their intervals{where} and solving the budgeted plan")
-    result = effects.plan(data, budget, costs=costs, cluster=cluster)
+    result = effects.plan(data, budget, **options)
     plan = result.plan
     say(f"writing {out}")
     parameters = {"budget": budget, "costs": costs.to_dict()}
