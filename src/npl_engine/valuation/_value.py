@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
-from npl_engine.scoring import chunk_rows_for
+from npl_engine.scenarios import ScenarioSet
+from npl_engine.scoring import RecoveryModel, chunk_rows_for
 from npl_engine.valuation import _sensitivity
 from npl_engine.valuation._cashflows import PortfolioSums, check_horizon, portfolio_sums
 from npl_engine.valuation._inputs import (
@@ -596,8 +597,8 @@ class _Part:
     :func:`path_flows`), so a tape valued in chunks adds the chunks' sums and prices once.
     """
 
-    model: Any
-    scenarios: Any
+    model: RecoveryModel
+    scenarios: ScenarioSet
     collateral_grid: tuple[float, ...]
     collateral_changes: tuple[float, ...]
     monte_carlo: MonteCarloSettings | None
