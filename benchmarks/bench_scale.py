@@ -16,10 +16,10 @@ value     ``npl value --model M --data TAPE --scenarios scenarios/eu_2026.toml -
 policy    ``npl policy --effects E --data TAPE --budget 1000000 --out P --no-audit``
 ========  ==========================================================================
 
-``value`` and ``policy`` get ``--chunk-rows 250000`` when the installed command has that
-option (``npl value --help`` lists it), as the chunked versions of issue 18 do; the notes
-column says which arguments were given. Each step is its own function (``--only
-bench_scale.scale_score``...), so the long ones can be run one at a time.
+``score``, ``value`` and ``policy`` work through a tape of more than 250,000 loans in chunks
+by themselves (``--chunk-rows``, docs/scale.md), so they are run as a user runs them. Each step
+is its own function (``--only bench_scale.scale_score``...), so the long ones can be run one at
+a time.
 
 How it is measured: the command runs under GNU ``/usr/bin/time -f "%e %U %S %M"``: wall time,
 CPU as user + system seconds, and peak resident memory (``%M``, the ``ru_maxrss`` that
@@ -53,7 +53,6 @@ NPL = str(Path(sys.executable).with_name("npl"))
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios" / "eu_2026.toml"
 TAPE_SEED = 18
 BUDGET = "1000000"
-CHUNK_ROWS = "250000"
 MAX_PEAK_BYTES = 8 * 2**30
 #: GNU time: it waits for the command itself, so ``%M`` is that command's own peak.
 TIME = "/usr/bin/time"
@@ -151,14 +150,6 @@ def _effects(config: BenchConfig) -> str:
     return str(folder)
 
 
-def _chunk_args(command: str) -> tuple[str, ...]:
-    """``--chunk-rows 250000`` if ``npl COMMAND`` has that option, else nothing."""
-    done = subprocess.run(
-        [NPL, command, "--help"], capture_output=True, text=True, check=True, env=npl_env()
-    )
-    return ("--chunk-rows", CHUNK_ROWS) if "--chunk-rows" in done.stdout else ()
-
-
 def _rows(step: str, small: Run, large: Run) -> list[BenchResult]:
     """Per-loan wall and CPU time at the large size against the small one, and peak memory."""
     args = " ".join(large.args[:1] + tuple(a for a in large.args[1:] if a.startswith("--")))
@@ -227,12 +218,11 @@ def scale_score(config: BenchConfig) -> list[BenchResult]:
 def scale_value(config: BenchConfig) -> list[BenchResult]:
     """`npl value` under the 3 scenarios of eu_2026.toml, 1M and 10M tapes."""
     model = _model(config)
-    chunks = _chunk_args("value")
     runs = []
     for n in _sizes(config):
         out = str(config.data_dir / f"scale_value_{n}")
         runs.append(run_npl("value", "--model", model, "--data", _tape(config, n), "--scenarios",
-                            str(SCENARIOS), "--out", out, "--no-audit", *chunks,
+                            str(SCENARIOS), "--out", out, "--no-audit",
                             n_loans=n))  # fmt: skip
     return _rows("npl value (3 scenarios)", *runs)
 
@@ -240,12 +230,11 @@ def scale_value(config: BenchConfig) -> list[BenchResult]:
 def scale_policy(config: BenchConfig) -> list[BenchResult]:
     """`npl policy --budget 1000000` with a 50,000-loan book's effects, 1M and 10M tapes."""
     effects = _effects(config)
-    chunks = _chunk_args("policy")
     runs = []
     for n in _sizes(config):
         out = str(config.data_dir / f"scale_plan_{n}.parquet")
         runs.append(run_npl("policy", "--effects", effects, "--data", _tape(config, n),
-                            "--budget", BUDGET, "--out", out, "--no-audit", *chunks,
+                            "--budget", BUDGET, "--out", out, "--no-audit",
                             n_loans=n))  # fmt: skip
     return _rows("npl policy --budget 1000000", *runs)
 
