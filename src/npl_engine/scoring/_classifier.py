@@ -136,8 +136,8 @@ class RecoveryClassifier:
         return out
 
     def predict_raw(self, x: FeatureMatrix) -> FloatArray:
-        """The booster's uncalibrated probability (compiled for large inputs)."""
-        return predict_booster(self.booster_, x.values)
+        """The booster's uncalibrated probability (compiled for large inputs, to the bit)."""
+        return predict_booster(self.booster_, x.values, exact_sum=True)
 
     def predict_proba(self, x: FeatureMatrix) -> FloatArray:
         """Calibrated probability of recovery."""

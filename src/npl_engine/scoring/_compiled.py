@@ -1,26 +1,29 @@
 """LightGBM boosters compiled to machine code (lleaves' code generator): same numbers, less CPU.
 
-Scoring a tape runs about forty boosters (the classifier, and per channel a total model and
-one timing model per knot month) over every loan: ~1,100 trees per loan for a model trained
-on 50,000 loans, 85–90 % of ``npl score``. LightGBM's ``Booster.predict`` walks each tree as
-data (≈70 ns per tree and loan on this 2-core machine); lleaves (Böhm, MIT licence) turns each
-tree into branches with its thresholds as constants, and the same loans take 4–6 times less CPU.
+Scoring a tape runs 21 boosters (the classifier, and per channel a total model and one timing
+model per knot month) over each loan: 1,150 trees per loan for a model trained on 50,000 loans,
+85–90 % of ``npl score``'s CPU. LightGBM's ``Booster.predict`` walks each tree as data (≈70 ns
+per tree and loan on this 2-core machine); lleaves (Böhm, MIT licence) turns each tree into
+branches with its thresholds as constants, and the same predictions take 3–5 times less CPU.
 
 What is used. lleaves 1.3.0's parser and code generator (``parse_to_ast``, ``gen_forest``)
 produce the LLVM IR of a booster; the engine compiles it itself with llvmlite, because lleaves
 1.3.0 still calls llvmlite's legacy pass manager, removed in llvmlite 0.45 (numba 0.68 needs
-llvmlite 0.50; lleaves issue #95). No optimisation passes are run: LLVM's code generator alone
-gives nearly the speed of ``-O3`` at a tenth of the compile time (the classifier of that model:
-1 s instead of 16 s, prediction 0.5 s instead of 0.35 s per 200,000 loans).
+llvmlite 0.50; lleaves issue #95). Boosters of up to :data:`_OPTIMISE_MAX_TREES` trees (the
+timing models) are optimised (``-O2``, trees inlined into the loop: about 1 s of compiling
+each); larger ones are not, as optimising them took ten times longer (16 s for the 107-tree
+classifier) for a third less prediction time.
 
 Why the numbers are the same. The generated code takes LightGBM's decisions (``tree.h``
 ``NumericalDecision`` and ``CategoricalDecision``: NaN and missing types, categorical bitsets,
 NaN and negative categories to the right) on the same doubles, and applies the same link
 (``exp``; ``1 / (1 + exp(-x))``). Values LightGBM reads as zero (``|x| ≤ 1e-35``) are set to 0
-first. Only the order of the sum over trees differs: blocks of :data:`_TREES_PER_BLOCK` trees are
-summed, then added to the running total, so predictions differ from LightGBM's by a few units
-in the last place (at most 6e-15 relative on the model above; ``tests/scoring/test_compiled.py``
-checks 1e-9 against ``Booster.predict``).
+first. Only the order of the sum over trees may differ: blocks of :data:`_TREES_PER_BLOCK` trees
+are summed, then added to the running total, so predictions differ from LightGBM's by a few
+units in the last place (at most 6e-15 relative on the model above;
+``tests/scoring/test_compiled.py`` checks 1e-9 against ``Booster.predict``). The classifier is
+compiled as one block (``exact_sum``): its isotonic calibration magnified those units to 2e-11
+in ``p_recover``, which is now LightGBM's to the bit.
 
 Compiled code is cached on disk (:func:`cache_dir`) by a hash of the booster's text, the
 lleaves and llvmlite versions and the CPU, so a model is compiled once per machine. Inputs of
@@ -193,7 +196,7 @@ def _target_machine() -> Any:
     )
 
 
-def _cache_key(text: str, *, optimise: bool) -> str:
+def _cache_key(text: str, *, optimise: bool, block: int) -> str:
     """Hash of what the compiled code depends on: the trees, the compiler and the CPU."""
     import llvmlite  # noqa: PLC0415
     import llvmlite.binding as llvm  # noqa: PLC0415
@@ -202,7 +205,7 @@ def _cache_key(text: str, *, optimise: bool) -> str:
     for part in (
         f"lleaves {_lleaves_version()}",
         f"llvmlite {llvmlite.__version__}",
-        f"blocks {_TREES_PER_BLOCK} optimise {optimise}",
+        f"blocks {block} optimise {optimise}",
         f"target {llvm.get_process_triple()}",
         f"cpu {_host_cpu()}",
     ):
@@ -220,7 +223,7 @@ def _host_cpu() -> str:
     return f"{llvm.get_host_cpu_name()} {features}"
 
 
-def _ir(text: str) -> str:
+def _ir(text: str, *, block: int) -> str:
     """LLVM IR of a booster's text (lleaves' parser reads a file), not yet optimised."""
     from lleaves.compiler.ast import parse_to_ast  # noqa: PLC0415
     from lleaves.compiler.codegen import gen_forest  # noqa: PLC0415
@@ -233,12 +236,14 @@ def _ir(text: str) -> str:
         forest = parse_to_ast(str(path))
     forest.raw_score = False
     module = ir.Module(name="forest")
-    gen_forest(forest, module, _TREES_PER_BLOCK, _ENTRY, True)
+    gen_forest(forest, module, block, _ENTRY, True)
     module.triple = llvm.get_process_triple()
     return str(module)
 
 
-def compile_booster(booster: lgb.Booster, *, cache: Path | None = None) -> CompiledBooster:
+def compile_booster(
+    booster: lgb.Booster, *, cache: Path | None = None, exact_sum: bool = False
+) -> CompiledBooster:
     """Compile a booster (or load it from the cache).
 
     Parameters
@@ -249,6 +254,9 @@ def compile_booster(booster: lgb.Booster, *, cache: Path | None = None) -> Compi
     cache
         Folder of compiled code (default :func:`cache_dir`); created if missing. A file that
         cannot be written is not an error: the code is then compiled again next time.
+    exact_sum
+        Sum the trees in LightGBM's order (one block: predictions equal to the bit, a little
+        slower for large boosters); otherwise in blocks of :data:`_TREES_PER_BLOCK` trees.
 
     Raises
     ------
@@ -268,10 +276,11 @@ def compile_booster(booster: lgb.Booster, *, cache: Path | None = None) -> Compi
     machine = _target_machine()
     n_trees = text.count("\nTree=")  # up to the best iteration, as predict uses them
     optimise = n_trees <= _OPTIMISE_MAX_TREES
+    block = max(n_trees, 1) if exact_sum else _TREES_PER_BLOCK
     folder = cache_dir() if cache is None else cache
-    path = folder / f"{_cache_key(text, optimise=optimise)}.o"
+    path = folder / f"{_cache_key(text, optimise=optimise, block=block)}.o"
     cached = path.is_file()
-    module = llvm.parse_assembly("" if cached else _ir(text))
+    module = llvm.parse_assembly("" if cached else _ir(text, block=block))
     module.verify()
     if optimise and not cached:
         options = llvm.create_pipeline_tuning_options(speed_level=2)
@@ -302,20 +311,21 @@ def _write(path: Path, code: bytes) -> None:
         tmp.replace(path)
 
 
-_COMPILED: weakref.WeakKeyDictionary[lgb.Booster, CompiledBooster | None] = (
+_COMPILED: weakref.WeakKeyDictionary[lgb.Booster, dict[bool, CompiledBooster | None]] = (
     weakref.WeakKeyDictionary()
 )
 _LOCK = threading.Lock()
 _WARNED: set[str] = set()
 
 
-def _compiled(booster: lgb.Booster) -> CompiledBooster | None:
+def _compiled(booster: lgb.Booster, *, exact_sum: bool) -> CompiledBooster | None:
     """The booster's compiled code, built once per booster; ``None`` (warned once) on failure."""
     with _LOCK:
-        if booster in _COMPILED:
-            return _COMPILED[booster]
+        known = _COMPILED.setdefault(booster, {})
+        if exact_sum in known:
+            return known[exact_sum]
         try:
-            compiled: CompiledBooster | None = compile_booster(booster)
+            compiled: CompiledBooster | None = compile_booster(booster, exact_sum=exact_sum)
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             if reason not in _WARNED:
@@ -327,11 +337,13 @@ def _compiled(booster: lgb.Booster) -> CompiledBooster | None:
                     stacklevel=3,
                 )
             compiled = None
-        _COMPILED[booster] = compiled
+        known[exact_sum] = compiled
         return compiled
 
 
-def predict_booster(booster: lgb.Booster, values: FloatArray) -> FloatArray:
+def predict_booster(
+    booster: lgb.Booster, values: FloatArray, *, exact_sum: bool = False
+) -> FloatArray:
     """``booster.predict(values)`` (best iteration), compiled for :data:`MIN_ROWS` rows or more.
 
     Parameters
@@ -340,6 +352,9 @@ def predict_booster(booster: lgb.Booster, values: FloatArray) -> FloatArray:
         A LightGBM booster.
     values
         (n, p) feature matrix.
+    exact_sum
+        Compiled code sums the trees in LightGBM's order: equal to the bit (see
+        :func:`compile_booster`).
 
     Returns
     -------
@@ -348,7 +363,7 @@ def predict_booster(booster: lgb.Booster, values: FloatArray) -> FloatArray:
         the booster cannot be compiled (see the module docstring).
     """
     if values.shape[0] >= MIN_ROWS:
-        compiled = _compiled(booster)
+        compiled = _compiled(booster, exact_sum=exact_sum)
         if compiled is not None:
             return compiled.predict(values)
     if values.shape[0] == 0:
