@@ -22,7 +22,7 @@ settings.load_profile("npl")
 
 @pytest.fixture(scope="session", autouse=True)
 def private_audit_and_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Decision records and API keys go to a temporary folder, never to the user's home.
+    """Decision records, API keys and compiled boosters go to a temporary folder, never home.
 
     Commands that record decisions (`npl score`, `npl value`, `npl policy`, ...) append to
     ``$NPL_AUDIT_DB``; each pytest worker gets its own database.
@@ -31,6 +31,7 @@ def private_audit_and_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NPL_AUDIT_DB", str(root / "audit.duckdb"))
         patch.setenv("NPL_API_KEYS_FILE", str(root / "api_keys.json"))
+        patch.setenv("NPL_ENGINE_CACHE_DIR", str(root / "compiled"))  # compiled boosters
         patch.delenv("NPL_API_KEY", raising=False)
         yield
 

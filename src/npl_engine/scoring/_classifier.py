@@ -11,6 +11,7 @@ import numpy.typing as npt
 from sklearn.isotonic import IsotonicRegression
 
 from npl_engine.features import FeatureMatrix
+from npl_engine.scoring._compiled import predict_booster
 from npl_engine.scoring._metrics import classification_metrics
 
 __all__ = ["DEFAULT_GRID", "RecoveryClassifier"]
@@ -135,8 +136,8 @@ class RecoveryClassifier:
         return out
 
     def predict_raw(self, x: FeatureMatrix) -> FloatArray:
-        """The booster's uncalibrated probability."""
-        return np.asarray(self.booster_.predict(x.values), dtype=np.float64)
+        """The booster's uncalibrated probability (compiled for large inputs, to the bit)."""
+        return predict_booster(self.booster_, x.values, exact_sum=True)
 
     def predict_proba(self, x: FeatureMatrix) -> FloatArray:
         """Calibrated probability of recovery."""

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from npl_engine.features import FeatureMatrix
 from npl_engine.scoring._classifier import lgb_dataset, subset
+from npl_engine.scoring._compiled import predict_booster
 
 __all__ = [
     "CHANNELS",
@@ -411,7 +412,10 @@ class CollectionsModel:
                 lgb_dataset(subset(x, train), y[train], weight[train]),
                 num_boost_round=rounds,
             )
-            oof[valid] = self._predict(fold_booster, x.values[valid])
+            # LightGBM itself: a fold's booster predicts once, compiling it would cost more.
+            oof[valid] = fold_booster.predict(
+                x.values[valid], num_iteration=fold_booster.best_iteration
+            )
         done = rows[~np.isnan(oof[rows])]
         table = segment_calibration(
             realised=y[done] * exposure[done],
@@ -439,10 +443,8 @@ class CollectionsModel:
 
     @staticmethod
     def _predict(booster: lgb.Booster, values: FloatArray) -> FloatArray:
-        if values.shape[0] == 0:
-            return np.zeros(0)
-        out = booster.predict(values, num_iteration=booster.best_iteration)
-        return np.asarray(out, dtype=np.float64)
+        """``booster.predict`` at its best iteration, compiled for large inputs."""
+        return predict_booster(booster, values)
 
     def predict_total(
         self, x: FeatureMatrix, channels: tuple[str, ...] = CHANNELS, *, calibrated: bool = True

@@ -1,0 +1,372 @@
+"""LightGBM boosters compiled to machine code (lleaves' code generator): same numbers, less CPU.
+
+Scoring a tape runs 21 boosters (the classifier, and per channel a total model and one timing
+model per knot month) over each loan: 1,150 trees per loan for a model trained on 50,000 loans,
+85–90 % of ``npl score``'s CPU. LightGBM's ``Booster.predict`` walks each tree as data (≈70 ns
+per tree and loan on this 2-core machine); lleaves (Böhm, MIT licence) turns each tree into
+branches with its thresholds as constants, and the same predictions take 3–5 times less CPU.
+
+What is used. lleaves 1.3.0's parser and code generator (``parse_to_ast``, ``gen_forest``)
+produce the LLVM IR of a booster; the engine compiles it itself with llvmlite, because lleaves
+1.3.0 still calls llvmlite's legacy pass manager, removed in llvmlite 0.45 (numba 0.68 needs
+llvmlite 0.50; lleaves issue #95). Boosters of up to :data:`_OPTIMISE_MAX_TREES` trees (the
+timing models) are optimised (``-O2``, trees inlined into the loop: about 1 s of compiling
+each); larger ones are not, as optimising them took ten times longer (16 s for the 107-tree
+classifier) for a third less prediction time.
+
+Why the numbers are the same. The generated code takes LightGBM's decisions (``tree.h``
+``NumericalDecision`` and ``CategoricalDecision``: NaN and missing types, categorical bitsets,
+NaN and negative categories to the right) on the same doubles, and applies the same link
+(``exp``; ``1 / (1 + exp(-x))``). Values LightGBM reads as zero (``|x| ≤ 1e-35``) are set to 0
+first. Only the order of the sum over trees may differ: blocks of :data:`_TREES_PER_BLOCK` trees
+are summed, then added to the running total, so predictions differ from LightGBM's by a few
+units in the last place (at most 6e-15 relative on the model above;
+``tests/scoring/test_compiled.py`` checks 1e-9 against ``Booster.predict``). The classifier is
+compiled as one block (``exact_sum``): its isotonic calibration magnified those units to 2e-11
+in ``p_recover``, which is now LightGBM's to the bit.
+
+Compiled code is cached on disk (:func:`cache_dir`) by a hash of the booster's text, the
+lleaves and llvmlite versions and the CPU, so a model is compiled once per machine. Inputs of
+fewer than :data:`MIN_ROWS` loans (the service's single loans) keep LightGBM: compiling or
+loading is not worth it for them. Under a lleaves version not in
+:data:`TESTED_LLEAVES_VERSIONS`, or when compiling fails, :func:`predict_booster` warns once
+and uses LightGBM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import tempfile
+import threading
+import warnings
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "MIN_ROWS",
+    "TESTED_LLEAVES_VERSIONS",
+    "CompiledBooster",
+    "cache_dir",
+    "compile_booster",
+    "predict_booster",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: lleaves versions whose code generator was checked against LightGBM (and that the lock pins).
+TESTED_LLEAVES_VERSIONS: tuple[str, ...] = ("1.3.0",)
+#: Fewest rows predicted with compiled code; fewer go to LightGBM.
+MIN_ROWS = 20_000
+#: Trees per block of the generated loop (lleaves' default): a block's code stays in the
+#: instruction cache while it runs over all rows.
+_TREES_PER_BLOCK = 34
+#: Boosters of at most this many trees are optimised (LLVM -O2 with inlining): their prediction
+#: takes a third less time for about 1 s of compiling each; larger ones are compiled without
+#: optimisation passes, whose time grows faster than their gain (16 s for 107 trees).
+_OPTIMISE_MAX_TREES = 64
+#: LightGBM's kZeroThreshold: its dense-row reader drops values this close to 0.
+_ZERO = 1e-35
+_ENTRY = "forest_root"
+_ENTRY_TYPE = ctypes.CFUNCTYPE(
+    None,
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.c_int32,
+    ctypes.c_int32,
+)
+
+
+def cache_dir() -> Path:
+    """Folder of compiled boosters: ``$NPL_ENGINE_CACHE_DIR``, else the user's cache folder.
+
+    The user's cache folder is ``$XDG_CACHE_HOME/npl_engine/compiled`` (``~/.cache`` when
+    ``XDG_CACHE_HOME`` is not set). Files there can be deleted at any time; they are rebuilt
+    when next needed.
+    """
+    explicit = os.environ.get("NPL_ENGINE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "npl_engine" / "compiled"
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledBooster:
+    """A booster's prediction as native code.
+
+    Attributes
+    ----------
+    n_features
+        Columns the booster reads.
+    n_trees
+        Trees compiled (those ``Booster.predict`` uses by default: up to the best iteration).
+    """
+
+    n_features: int
+    n_trees: int
+    _engine: Any  # the LLVM execution engine: owns the code, kept alive with the object
+    _function: Callable[..., None]
+
+    def predict(self, values: FloatArray) -> FloatArray:
+        """What ``Booster.predict(values)`` returns, up to the order of the sum over trees.
+
+        Parameters
+        ----------
+        values
+            (n, n_features) feature matrix as the booster was trained on (categorical
+            columns as codes, NaN for missing).
+        """
+        x = np.ascontiguousarray(values, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            msg = f"expected a matrix with {self.n_features} columns, got shape {x.shape}"
+            raise ValueError(msg)
+        if _has_tiny()(x.reshape(-1)):  # LightGBM reads these as 0.0: so must the compiled code
+            x = np.where(np.abs(x) <= _ZERO, 0.0, x)
+        n = x.shape[0]
+        out = np.zeros(n)
+        data = x.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        result = out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        threads = max(1, min(os.cpu_count() or 1, n // 10_000))
+        if threads == 1:
+            self._function(data, result, 0, n)
+            return out
+        # ctypes releases the GIL during the call: the row ranges run in parallel.
+        step = math.ceil(n / threads)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            futures = [
+                pool.submit(self._function, data, result, start, min(start + step, n))
+                for start in range(0, n, step)
+            ]
+            for future in futures:
+                future.result()
+        return out
+
+
+def _has_tiny_impl(values: FloatArray) -> bool:
+    """Whether some value is not 0 but within LightGBM's zero threshold (one pass, no copy)."""
+    for v in values:  # noqa: SIM110 - numba compiles loops, not any() over a generator
+        if v != 0.0 and -_ZERO <= v <= _ZERO:
+            return True
+    return False
+
+
+@functools.cache
+def _has_tiny() -> Callable[[FloatArray], bool]:
+    """:func:`_has_tiny_impl` compiled; numba is imported only when a tape is scored."""
+    import numba  # noqa: PLC0415
+
+    out: Callable[[FloatArray], bool] = numba.njit(cache=True)(_has_tiny_impl)
+    return out
+
+
+def _lleaves_version() -> str | None:
+    try:
+        return version("lleaves")
+    except PackageNotFoundError:
+        return None
+
+
+def _target_machine() -> Any:
+    import llvmlite.binding as llvm  # noqa: PLC0415 - loaded only when compiling
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot tell on some machines
+        features = ""
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    # "large": forests of a few hundred trees overflow the small code model's offsets.
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=features, reloc="pic", codemodel="large"
+    )
+
+
+def _cache_key(text: str, *, optimise: bool, block: int) -> str:
+    """Hash of what the compiled code depends on: the trees, the compiler and the CPU."""
+    import llvmlite  # noqa: PLC0415
+    import llvmlite.binding as llvm  # noqa: PLC0415
+
+    digest = hashlib.sha256(text.encode())
+    for part in (
+        f"lleaves {_lleaves_version()}",
+        f"llvmlite {llvmlite.__version__}",
+        f"blocks {block} optimise {optimise}",
+        f"target {llvm.get_process_triple()}",
+        f"cpu {_host_cpu()}",
+    ):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()
+
+
+def _host_cpu() -> str:
+    import llvmlite.binding as llvm  # noqa: PLC0415
+
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:
+        features = ""
+    return f"{llvm.get_host_cpu_name()} {features}"
+
+
+def _ir(text: str, *, block: int) -> str:
+    """LLVM IR of a booster's text (lleaves' parser reads a file), not yet optimised."""
+    from lleaves.compiler.ast import parse_to_ast  # noqa: PLC0415
+    from lleaves.compiler.codegen import gen_forest  # noqa: PLC0415
+    from llvmlite import binding as llvm  # noqa: PLC0415
+    from llvmlite import ir  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="npl_lleaves_") as tmp:
+        path = Path(tmp) / "model.txt"
+        path.write_text(text)
+        forest = parse_to_ast(str(path))
+    forest.raw_score = False
+    module = ir.Module(name="forest")
+    gen_forest(forest, module, block, _ENTRY, True)
+    module.triple = llvm.get_process_triple()
+    return str(module)
+
+
+def compile_booster(
+    booster: lgb.Booster, *, cache: Path | None = None, exact_sum: bool = False
+) -> CompiledBooster:
+    """Compile a booster (or load it from the cache).
+
+    Parameters
+    ----------
+    booster
+        A LightGBM booster; its trees up to the best iteration are compiled (what
+        ``Booster.predict`` uses without ``num_iteration``).
+    cache
+        Folder of compiled code (default :func:`cache_dir`); created if missing. A file that
+        cannot be written is not an error: the code is then compiled again next time.
+    exact_sum
+        Sum the trees in LightGBM's order (one block: predictions equal to the bit, a little
+        slower for large boosters); otherwise in blocks of :data:`_TREES_PER_BLOCK` trees.
+
+    Raises
+    ------
+    RuntimeError
+        Under a lleaves version not in :data:`TESTED_LLEAVES_VERSIONS` (or none installed).
+    """
+    found = _lleaves_version()
+    if found not in TESTED_LLEAVES_VERSIONS:
+        msg = (
+            f"lleaves {found} is not a version the compiled prediction was checked with "
+            f"({', '.join(TESTED_LLEAVES_VERSIONS)})"
+        )
+        raise RuntimeError(msg)
+    import llvmlite.binding as llvm  # noqa: PLC0415
+
+    text = booster.model_to_string()
+    machine = _target_machine()
+    n_trees = text.count("\nTree=")  # up to the best iteration, as predict uses them
+    optimise = n_trees <= _OPTIMISE_MAX_TREES
+    block = max(n_trees, 1) if exact_sum else _TREES_PER_BLOCK
+    folder = cache_dir() if cache is None else cache
+    path = folder / f"{_cache_key(text, optimise=optimise, block=block)}.o"
+    cached = path.is_file()
+    module = llvm.parse_assembly("" if cached else _ir(text, block=block))
+    module.verify()
+    if optimise and not cached:
+        options = llvm.create_pipeline_tuning_options(speed_level=2)
+        options.inlining_threshold = 1  # any threshold inlines the trees into the loop
+        passes = llvm.create_pass_builder(machine, options)
+        passes.getModulePassManager().run(module, passes)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    if cached:
+        engine.set_object_cache(getbuffer_func=lambda _: path.read_bytes())
+    else:
+        engine.set_object_cache(notify_func=lambda _, code: _write(path, code))
+    engine.finalize_object()
+    function = _ENTRY_TYPE(engine.get_function_address(_ENTRY))
+    return CompiledBooster(
+        n_features=booster.num_feature(),
+        n_trees=n_trees,
+        _engine=engine,
+        _function=function,
+    )
+
+
+def _write(path: Path, code: bytes) -> None:
+    """Write compiled code whole (rename into place) or not at all."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(code)
+        tmp.replace(path)
+
+
+_COMPILED: weakref.WeakKeyDictionary[lgb.Booster, dict[bool, CompiledBooster | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCK = threading.Lock()
+_WARNED: set[str] = set()
+
+
+def _compiled(booster: lgb.Booster, *, exact_sum: bool) -> CompiledBooster | None:
+    """The booster's compiled code, built once per booster; ``None`` (warned once) on failure."""
+    with _LOCK:
+        known = _COMPILED.setdefault(booster, {})
+        if exact_sum in known:
+            return known[exact_sum]
+        try:
+            compiled: CompiledBooster | None = compile_booster(booster, exact_sum=exact_sum)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            if reason not in _WARNED:
+                _WARNED.add(reason)
+                warnings.warn(
+                    f"compiled tree prediction unavailable ({reason}); using LightGBM's "
+                    "predict (same numbers, several times slower)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            compiled = None
+        known[exact_sum] = compiled
+        return compiled
+
+
+def predict_booster(
+    booster: lgb.Booster, values: FloatArray, *, exact_sum: bool = False
+) -> FloatArray:
+    """``booster.predict(values)`` (best iteration), compiled for :data:`MIN_ROWS` rows or more.
+
+    Parameters
+    ----------
+    booster
+        A LightGBM booster.
+    values
+        (n, p) feature matrix.
+    exact_sum
+        Compiled code sums the trees in LightGBM's order: equal to the bit (see
+        :func:`compile_booster`).
+
+    Returns
+    -------
+    FloatArray
+        (n,) predictions; from LightGBM itself for fewer than :data:`MIN_ROWS` rows or when
+        the booster cannot be compiled (see the module docstring).
+    """
+    if values.shape[0] >= MIN_ROWS:
+        compiled = _compiled(booster, exact_sum=exact_sum)
+        if compiled is not None:
+            return compiled.predict(values)
+    if values.shape[0] == 0:
+        return np.zeros(0)
+    out = booster.predict(values, num_iteration=booster.best_iteration)
+    return np.asarray(out, dtype=np.float64)
