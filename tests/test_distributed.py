@@ -30,6 +30,7 @@ from npl_engine.valuation import (
     MonteCarloSettings,
     build_portfolio,
     collateral_grid_for,
+    expected_loss,
     portfolio_expected_loss,
     simulate_paths,
     value_portfolio,
@@ -52,12 +53,18 @@ def client() -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def tape(small_model_and_tape: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
-    """The small model and a 5,000-loan tape (seed 41)."""
+def tape_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5,000-loan tape folder (seed 41)."""
     root = tmp_path_factory.mktemp("scale")
     write_simulation(simulate(SimulationSettings(n_loans=5_000, seed=41, kind="tape")), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tape(small_model_and_tape: tuple[Path, Path], tape_dir: Path):
+    """The small model and the 5,000-loan tape's loans."""
     model = RecoveryModel.load(small_model_and_tape[0])
-    return model, read_dataset(root).loans.collect()
+    return model, read_dataset(tape_dir).loans.collect()
 
 
 def test_partitions_cover_every_loan_once() -> None:
@@ -109,6 +116,32 @@ def test_value_paths_and_expected_loss_equal_in_memory(client: Client, tape, n: 
     np.testing.assert_allclose(p_remote.net, p_local.net, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(p_remote.price, p_local.price, rtol=1e-9)
     np.testing.assert_allclose(p_remote.irr_at_price, p_local.irr_at_price, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+def test_expected_loss_is_worked_out_per_partition_and_equals_in_memory(
+    client: Client, tape, tape_dir: Path, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`expected_loss` on a cluster: the in-memory per-loan rows, and sums to 1e-9 relative.
+
+    Each partition's expected loss is worked out on its worker: the client never gathers the
+    loans' curves (building the portfolio on the client is made to fail here).
+    """
+    model, _ = tape
+    local = expected_loss(model, tape_dir, SCENARIOS)
+
+    def gathered(*_: object, **__: object) -> None:
+        raise AssertionError("the portfolio was gathered to the client")
+
+    monkeypatch.setattr(distributed, "portfolio", gathered)
+    remote = expected_loss(
+        model, tape_dir, SCENARIOS, cluster=distributed.Cluster(client=client, partitions=n)
+    )
+    assert_frame_equal(remote.loans, local.loans, check_exact=True)
+    assert_frame_equal(remote.by_scenario, local.by_scenario, check_exact=False, rel_tol=1e-9)
+    assert remote.groups.keys() == local.groups.keys()
+    for by, table in local.groups.items():
+        assert_frame_equal(remote.groups[by], table, check_exact=False, rel_tol=1e-9)
 
 
 def test_monte_carlo_does_not_depend_on_loan_order(tape) -> None:

@@ -127,6 +127,28 @@ def test_scores_add_gbv_weighted_p_recover_and_expected_recovery(hand_tape: pl.D
         stratify(hand_tape, scores=scores.reverse())
 
 
+def test_lazy_scores_give_the_same_tables(hand_tape: pl.DataFrame) -> None:
+    """Scores as a lazy scan (a chunked valuation's) give the tables of the same scores in memory.
+
+    A scan one row short, or in another order, is refused as scores in memory are.
+    """
+    scores = pl.DataFrame(
+        {
+            "loan_id": hand_tape["loan_id"],
+            "p_recover": [0.5, 0.25, 0.1, 0.2, 0.9],
+            "expected_collections": [60_000.0, 10_000.0, 15_000.0, 1_000.0, 20_000.0],
+        }
+    )
+    eager = stratify(hand_tape, scores=scores)
+    lazy = stratify(hand_tape.lazy(), scores=scores.lazy())
+    assert list(lazy.tables) == list(eager.tables)
+    for name, table in eager.tables.items():
+        assert_frame_equal(lazy.tables[name], table)
+    for bad in (scores.lazy().head(4), scores.lazy().reverse()):
+        with pytest.raises(NplError, match="row for row"):
+            stratify(hand_tape, scores=bad)
+
+
 def test_every_table_adds_up_to_the_tape_and_ignores_row_order() -> None:
     """Loans, GBV and collateral of each table's groups sum to its total row and the tape's."""
     loans = simulate(SimulationSettings(n_loans=3_000, seed=5, kind="tape")).loans

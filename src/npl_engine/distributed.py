@@ -47,9 +47,9 @@ from npl_engine.valuation import (
     build_portfolio,
     draw_paths,
     loan_keys,
-    path_flows,
     paths_from_flows,
 )
+from npl_engine.valuation import path_flows as partition_path_flows
 
 __all__ = [
     "CLUSTER_ENV",
@@ -57,7 +57,10 @@ __all__ = [
     "DistributedPortfolio",
     "cluster_address",
     "connect",
+    "input_order",
+    "map_partitions",
     "partition_rows",
+    "path_flows",
     "policy_inputs",
     "portfolio",
     "score",
@@ -188,7 +191,9 @@ def _flows_task(
     draws: PathDraws,
     recovery_threshold: float,
 ) -> npt.NDArray[np.float64]:
-    return path_flows(part, scenarios, settings, draws, recovery_threshold=recovery_threshold)
+    return partition_path_flows(
+        part, scenarios, settings, draws, recovery_threshold=recovery_threshold
+    )
 
 
 def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str, bool]) -> Any:
@@ -215,8 +220,18 @@ def _split(cluster: Cluster, loans: pl.DataFrame) -> tuple[list[Rows], list[pl.D
     return rows, [loans[pl.Series(r)] for r in rows]
 
 
-def _order(rows: Sequence[Rows]) -> Rows:
-    """Positions in the concatenated partitions of each input row, in input order."""
+def input_order(rows: Sequence[Rows]) -> Rows:
+    """Positions in the concatenated partitions of each input row, in input order.
+
+    ``rows`` are the partitions' positions in the input (:func:`map_partitions`); gathering
+    the concatenated per-partition rows at these positions puts them back in input order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> input_order([np.array([0, 2]), np.array([1, 3])]).tolist()
+    [0, 2, 1, 3]
+    """
     inverse = np.empty(sum(r.size for r in rows), dtype=np.int64)
     inverse[np.concatenate(rows)] = np.arange(inverse.size)
     return inverse
@@ -226,6 +241,48 @@ def _map(cluster: Cluster, func: Any, parts: Sequence[Any], **kwargs: Any) -> li
     """Run ``func`` on every part and gather the results, in order."""
     futures = cluster.client.map(func, parts, retries=RETRIES, pure=False, **kwargs)
     return list(cluster.client.gather(futures))
+
+
+def map_partitions(
+    cluster: Cluster,
+    func: Any,
+    loans: pl.DataFrame,
+    *,
+    broadcast: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[list[Rows], list[Any]]:
+    """Run ``func(partition, **broadcast, **kwargs)`` on every partition of ``loans``.
+
+    The engine under the per-loan work of the other packages: they bring the task (a
+    module-level function, so that workers import it rather than receive its code), this
+    brings the partitions, the retries and the transfers.
+
+    Parameters
+    ----------
+    cluster
+        From :func:`connect`.
+    func
+        Called on a worker with a partition of ``loans`` (a DataFrame) and the keyword
+        arguments.
+    loans
+        The loans to split by a hash of ``loan_id`` (:func:`partition_rows`).
+    broadcast
+        Keyword arguments sent once to every worker (a fitted model), not once per task.
+    kwargs
+        Keyword arguments sent with every task (small settings).
+
+    Returns
+    -------
+    tuple[list[numpy.ndarray], list]
+        The partitions' positions in ``loans`` and ``func``'s results, partition by partition
+        (:func:`input_order` of the positions puts concatenated per-loan rows in input order).
+    """
+    rows, parts = _split(cluster, loans)
+    remote = {
+        name: cluster.client.scatter(value, broadcast=True)
+        for name, value in (broadcast or {}).items()
+    }
+    return rows, _map(cluster, func, parts, **remote, **kwargs)
 
 
 def score(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores:
@@ -240,10 +297,8 @@ def score(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores
     loans
         Validated contract ``loans``.
     """
-    rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
-    results: list[Scores] = _map(cluster, _score_task, parts, model=remote)
-    order = pl.Series(_order(rows))
+    rows, results = map_partitions(cluster, _score_task, loans, broadcast={"model": model})
+    order = pl.Series(input_order(rows))
     scores = pl.concat([r.scores for r in results])[order]
     curves = pl.concat([r.curves for r in results])
     h = curves.height // max(scores.height, 1)
@@ -286,11 +341,38 @@ def portfolio(
         _portfolio_task, parts, model=remote, grid=collateral_grid, retries=RETRIES, pure=False
     )
     pieces: list[Portfolio] = cluster.client.gather(futures)
-    return DistributedPortfolio(portfolio=_concat(pieces, _order(rows)), parts=futures)
+    return DistributedPortfolio(portfolio=_concat(pieces, input_order(rows)), parts=futures)
 
 
 def _concat(pieces: Sequence[Portfolio], order: Rows) -> Portfolio:
     return Portfolio.concat(pieces).take(order)
+
+
+def path_flows(
+    cluster: Cluster,
+    book: DistributedPortfolio,
+    scenarios: ScenarioSet,
+    settings: MonteCarloSettings,
+    draws: PathDraws,
+    *,
+    recovery_threshold: float,
+) -> npt.NDArray[np.float64]:
+    """:func:`npl_engine.valuation.path_flows` of the whole book, summed over its partitions.
+
+    Each partition sums its loans' scaled curves per path on its worker (shape 4 × paths ×
+    months); the client adds the partitions' sums.
+    """
+    flows = _map(
+        cluster,
+        _flows_task,
+        book.parts,
+        scenarios=scenarios,
+        settings=settings,
+        draws=draws,
+        recovery_threshold=recovery_threshold,
+    )
+    out: npt.NDArray[np.float64] = np.sum(flows, axis=0)
+    return out
 
 
 def simulate_paths(
@@ -305,23 +387,16 @@ def simulate_paths(
 ) -> MonteCarloResult:
     """The Monte Carlo of :func:`npl_engine.valuation.simulate_paths`, over the partitions.
 
-    Each partition sums its loans' scaled curves per path on its worker
-    (:func:`~npl_engine.valuation.path_flows`, shape 4 × paths × months); the client adds the
-    partitions' sums and applies each path's scenario. The draws are keyed on (seed, path,
-    loan id), so the paths equal the in-memory ones whatever the partitions.
+    The partitions' flows are summed on the client (:func:`path_flows`), which applies each
+    path's scenario. The draws are keyed on (seed, path, loan id), so the paths equal the
+    in-memory ones whatever the partitions.
     """
     draws = draw_paths(scenarios, settings)
-    flows = _map(
-        cluster,
-        _flows_task,
-        book.parts,
-        scenarios=scenarios,
-        settings=settings,
-        draws=draws,
-        recovery_threshold=recovery_threshold,
+    flows = path_flows(
+        cluster, book, scenarios, settings, draws, recovery_threshold=recovery_threshold
     )
     return paths_from_flows(
-        np.sum(flows, axis=0),
+        flows,
         scenarios,
         settings,
         draws,
@@ -352,11 +427,11 @@ def policy_inputs(
     """
     from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
 
-    rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
     options = {"with_interval": with_interval, "with_baseline": with_baseline}
-    results = _map(cluster, _policy_task, parts, model=remote, costs=costs, options=options)
-    order = _order(rows)
+    rows, results = map_partitions(
+        cluster, _policy_task, loans, broadcast={"model": model}, costs=costs, options=options
+    )
+    order = input_order(rows)
 
     def joined(name: str) -> Any:
         pieces = [getattr(r, name) for r in results]

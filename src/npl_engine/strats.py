@@ -313,7 +313,7 @@ def stratify(
     loans: pl.DataFrame | pl.LazyFrame,
     *,
     by: Sequence[str] | None = None,
-    scores: pl.DataFrame | None = None,
+    scores: pl.DataFrame | pl.LazyFrame | None = None,
     bands: StratBands | None = None,
 ) -> Strats:
     """Stratification tables of a tape.
@@ -328,8 +328,8 @@ def stratify(
         ``loans`` (not float columns). Default: every standard table.
     scores
         Per-loan ``loan_id``, ``p_recover`` and ``expected_collections`` in the order of
-        ``loans`` (the ``scores`` of :meth:`npl_engine.scoring.RecoveryModel.score`); adds the
-        model's expected recovery to every table.
+        ``loans`` (the ``scores`` of :meth:`npl_engine.scoring.RecoveryModel.score`), in memory
+        or lazily; adds the model's expected recovery to every table.
     bands
         Band edges (default :class:`StratBands`).
 
@@ -377,11 +377,7 @@ def stratify(
     _check_by(names, schema)
     scored = scores is not None
     if scores is not None:
-        collected = frame.collect()
-        if scores.height != collected.height or not scores["loan_id"].equals(collected["loan_id"]):
-            msg = "scores: not the loans' scores row for row (loan_id differs or a row is missing)"
-            raise NplError(msg)
-        frame = collected.with_columns(scores.select(_SCORE_COLUMNS)).lazy()
+        frame = _with_scores(frame, scores.lazy())
     derived = _derived(frame, bands)
     aggs = _aggregations(scored=scored)
     queries = [derived.group_by(name).agg(aggs) for name in names]
@@ -397,6 +393,28 @@ def stratify(
         rows = pl.concat([ordered, whole.select(ordered.columns)], how="vertical_relaxed")
         tables[name] = _finish(rows, name, total_gbv=total_gbv, scored=scored)
     return Strats(tables=tables, n_loans=n_loans, gbv=total_gbv, scored=scored, bands=bands)
+
+
+def _with_scores(loans: pl.LazyFrame, scores: pl.LazyFrame) -> pl.LazyFrame:
+    """The loans with the scores' columns beside them, once they match row for row.
+
+    Both stay lazy: only the ids are read for the check, and the tables then read the columns
+    they aggregate (a chunked valuation's scores are a scan of the file its chunks wrote).
+    """
+    n_loans, n_scores = pl.collect_all([loans.select(pl.len()), scores.select(pl.len())])
+    same = n_loans.item() == n_scores.item()
+    if same:
+        ids = pl.concat(
+            [loans.select("loan_id"), scores.select(pl.col("loan_id").alias("_scores_id"))],
+            how="horizontal",
+        )
+        same = bool(
+            ids.select(pl.col("loan_id").eq_missing(pl.col("_scores_id")).all()).collect().item()
+        )
+    if not same:
+        msg = "scores: not the loans' scores row for row (loan_id differs or a row is missing)"
+        raise NplError(msg)
+    return pl.concat([loans, scores.select(_SCORE_COLUMNS)], how="horizontal")
 
 
 _BANDED = ("gbv_band", "months_since_default", "collateral_cover_band", "default_vintage")

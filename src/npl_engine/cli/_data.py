@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -275,6 +275,16 @@ def _segment_mix(text: str) -> dict[str, float]:
     help="Tape only: also write the actions and payments its loans make over the N months "
     "after the cut-off (the tape observed later, for `npl backtest`); loans and truth unchanged.",
 )
+@click.option(
+    "--chunk-loans",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Draw and write N loans at a time, each chunk from its own seed derived from --seed, "
+    "so memory stays bounded (about 4 GiB per million loans). The first N loans are those "
+    "of a dataset of N loans with the same seed; the chunks after them differ from what one "
+    "piece would have drawn.",
+)
 @_world_options
 @_user_errors
 def simulate(
@@ -286,6 +296,7 @@ def simulate(
     fmt: str,
     missing_rate: float,
     realised_months: int,
+    chunk_loans: int,
     **world: Any,
 ) -> None:
     """Simulate an NPL book or tape whose ground truth is known (see docs/simulator.md).
@@ -294,8 +305,12 @@ def simulate(
     true recovery probability, expected monthly collections and action effects. The world
     options below change the world (and its truth) away from the default mixed book.
     """
-    from npl_engine.data.simulator import SimulationSettings, write_simulation
-    from npl_engine.data.simulator import simulate as run_simulation
+    from npl_engine.data.simulator import (
+        Simulation,
+        SimulationSettings,
+        simulate_chunks,
+        write_simulation,
+    )
 
     if fmt == "eba" and kind != "tape":
         msg = "--format eba writes a tape as an EBA template set: add --kind tape"
@@ -309,15 +324,30 @@ def simulate(
         kind=cast("DatasetKind", kind),
         missing_rate=missing_rate,
         realised_months=realised_months,
+        chunk_loans=chunk_loans,
         **_world_settings(**world),
     )
-    with console.status(f"simulating {n_loans:,} loans ({kind}, seed {seed})"):
-        sim = run_simulation(settings)
-    with console.status(f"writing {out}"):
-        write_simulation(sim, out, fmt=fmt)
-    n_pay = 0 if sim.payments is None else sim.payments.height
-    n_act = 0 if sim.actions is None else sim.actions.height
+    rows = {"loans": 0, "payments": 0, "actions": 0}
+
+    def counted(chunks: Iterator[Simulation]) -> Iterator[Simulation]:
+        for chunk in chunks:
+            for name, frame in (("loans", chunk.loans), ("payments", chunk.payments),
+                                ("actions", chunk.actions)):  # fmt: skip
+                rows[name] += 0 if frame is None else frame.height
+            yield chunk
+            del chunk, frame  # not held while the next chunk is drawn
+
+    chunks = counted(simulate_chunks(settings))
+    if n_loans <= chunk_loans:
+        with console.status(f"simulating {n_loans:,} loans ({kind}, seed {seed})"):
+            sim = next(chunks)
+        with console.status(f"writing {out}"):
+            write_simulation(sim, out, fmt=fmt)
+    else:
+        status = f"simulating {n_loans:,} loans ({kind}, seed {seed}) and writing {out}"
+        with console.status(f"{status}, {chunk_loans:,} at a time"):
+            write_simulation(chunks, out, fmt=fmt)
     click.echo(
-        f"wrote {kind} {out}: {sim.loans.height:,} loans, {n_pay:,} payments, "
-        f"{n_act:,} actions; truth in {out / 'truth'}"
+        f"wrote {kind} {out}: {rows['loans']:,} loans, {rows['payments']:,} payments, "
+        f"{rows['actions']:,} actions; truth in {out / 'truth'}"
     )

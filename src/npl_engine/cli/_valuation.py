@@ -93,6 +93,7 @@ from npl_engine.errors import NplError
     help="Monte Carlo paths (0 = none).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the Monte Carlo.")
+@CHUNK_ROWS_OPTION
 @CLUSTER_OPTION
 @_audit_options
 @_user_errors
@@ -110,6 +111,7 @@ def value(
     tranches_file: Path | None,
     simulations: int,
     seed: int,
+    chunk_rows: int | None = None,
     cluster_address: str | None = None,
     audit_db: Path | None = None,
     no_audit: bool = False,
@@ -119,11 +121,12 @@ def value(
     Writes OUT/valuation.json and OUT/cashflows.parquet (scenario, month, gross, costs, net,
     discount factor, present value); with --simulations, the Monte Carlo percentiles too;
     with --irr-grid and --sensitivities, the bid grid and the price tornado (see
-    docs/valuation.md).
+    docs/valuation.md). A tape of more than 250,000 loans is worked through in chunks
+    (--chunk-rows; docs/scale.md#out-of-core).
     """
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
-    from npl_engine.scoring import RecoveryModel
+    from npl_engine.scoring import RecoveryModel, chunk_rows_for
     from npl_engine.valuation import VALUE_FILES
     from npl_engine.valuation import value as value_tape
 
@@ -137,12 +140,15 @@ def value(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     tape = read_data(data_dir)
+    chunk = 0
+    if cluster is None:
+        chunk = chunk_rows_for(int(tape.loans.select(pl.len()).collect().item()), chunk_rows)
     with _PathBar(console) as bar:
         valuation = value_tape(
             model, tape, scenario_set, simulations=simulations, seed=seed,
             target_irr=target_irr, price=price, irr_grid=grid_rates,
             sensitivities=with_sensitivities, tranches=tranche_structure, progress=say,
-            path_progress=bar, cluster=cluster,
+            path_progress=bar, cluster=cluster, chunk_rows=chunk,
         )  # fmt: skip
     result = valuation.to_dict()
     say(f"writing {out}")
@@ -157,8 +163,9 @@ def value(
             audit_db,
             no_audit=no_audit,
             command="value",
-            loans=valuation.loans if valuation.loans is not None else tape.loans.collect(),
+            loans=valuation.loans if valuation.loans is not None else tape.loans,
             outputs=valuation.loan_values(),
+            chunk_rows=chunk or None,
             data_dir=data_dir,
             model_dir=model_dir,
             parameters={

@@ -234,12 +234,13 @@ def gather(
         irr_grid=rates,
         sensitivities=True,
         progress=say,
+        chunk_rows=0,
     )
     portfolio, loans = valuation.portfolio, valuation.loans
     bids, tornado = valuation.price_grid, valuation.sensitivities
-    # value() keeps the scored tape and computes what it was asked for.
+    # value() in memory keeps the scored tape and computes what it was asked for.
     assert portfolio is not None
-    assert loans is not None
+    assert isinstance(loans, pl.DataFrame)
     assert bids is not None
     assert tornado is not None
     say("SHAP importance on a sample of the loans")

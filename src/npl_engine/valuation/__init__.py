@@ -4,7 +4,13 @@ Conventions are in :mod:`npl_engine.valuation._finance` and ``docs/valuation.md`
 """
 
 from npl_engine.valuation._backtest import ALL_SEGMENTS, Backtest, backtest
-from npl_engine.valuation._cashflows import ScenarioCashFlows, loan_cash_flows, scenario_cash_flows
+from npl_engine.valuation._cashflows import (
+    PortfolioSums,
+    ScenarioCashFlows,
+    loan_cash_flows,
+    portfolio_sums,
+    scenario_cash_flows,
+)
 from npl_engine.valuation._expected_loss import (
     EL_FILES,
     EL_GROUPS,
@@ -78,6 +84,7 @@ __all__ = [
     "MonteCarloSettings",
     "PathDraws",
     "Portfolio",
+    "PortfolioSums",
     "ScenarioCashFlows",
     "ScenarioValue",
     "ScenarioValues",
@@ -109,6 +116,7 @@ __all__ = [
     "paths_from_flows",
     "portfolio_business_plan",
     "portfolio_expected_loss",
+    "portfolio_sums",
     "present_value",
     "price_grid",
     "risk_attributes",

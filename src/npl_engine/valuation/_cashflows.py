@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,14 @@ import numpy.typing as npt
 from npl_engine.scenarios import PricingAssumptions, Scenario
 from npl_engine.valuation._portfolio import Portfolio
 
-__all__ = ["ScenarioCashFlows", "loan_cash_flows", "scenario_cash_flows", "shift"]
+__all__ = [
+    "PortfolioSums",
+    "ScenarioCashFlows",
+    "loan_cash_flows",
+    "portfolio_sums",
+    "scenario_cash_flows",
+    "shift",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -36,6 +44,106 @@ class ScenarioCashFlows:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioSums:
+    """Sums over a portfolio's loans of the curves its scenario cash flows are made of.
+
+    Every scenario's cash flows (:func:`scenario_cash_flows`), hence every price, bid-grid
+    price and tornado price, is a function of these sums alone; and the sums of a portfolio
+    split into parts are the sums of the parts' sums (``a + b``). This is how
+    :func:`~npl_engine.valuation.value` values a tape in chunks of loans.
+
+    Parameters
+    ----------
+    n_loans, gbv
+        Loans summed and the sum of their exposures.
+    borrower, legal_borrower
+        Expected borrower collections per month 1..H, of every loan and of the loans in legal
+        stages, shape (H,).
+    collateral_changes
+        The relative collateral value changes the collateral sums are measured at.
+    collateral, legal_collateral
+        Expected collateral-sale collections per month at each change, of every loan and of
+        the loans in legal stages, shape (len(collateral_changes), H).
+    """
+
+    n_loans: int
+    gbv: float
+    borrower: FloatArray
+    legal_borrower: FloatArray
+    collateral_changes: tuple[float, ...]
+    collateral: FloatArray
+    legal_collateral: FloatArray
+
+    @property
+    def horizon_months(self) -> int:
+        """Months of the curves."""
+        return int(self.borrower.shape[-1])
+
+    def __add__(self, other: PortfolioSums) -> PortfolioSums:
+        """The sums of two disjoint sets of loans measured at the same changes."""
+        if other.collateral_changes != self.collateral_changes:
+            msg = (
+                "cannot add portfolio sums measured at different collateral changes: "
+                f"{self.collateral_changes} and {other.collateral_changes}"
+            )
+            raise ValueError(msg)
+        return PortfolioSums(
+            n_loans=self.n_loans + other.n_loans,
+            gbv=self.gbv + other.gbv,
+            borrower=self.borrower + other.borrower,
+            legal_borrower=self.legal_borrower + other.legal_borrower,
+            collateral_changes=self.collateral_changes,
+            collateral=self.collateral + other.collateral,
+            legal_collateral=self.legal_collateral + other.legal_collateral,
+        )
+
+    def collateral_at(self, change: float) -> tuple[FloatArray, FloatArray]:
+        """Collateral-sale collections of every loan and of those in legal stages at ``change``.
+
+        Raises
+        ------
+        ValueError
+            If the sums were not measured at ``change``.
+        """
+        try:
+            i = self.collateral_changes.index(change)
+        except ValueError:
+            msg = (
+                f"these portfolio sums hold no collateral value change {change} (they hold "
+                f"{list(self.collateral_changes)}); measure it with portfolio_sums"
+            )
+            raise ValueError(msg) from None
+        return self.collateral[i], self.legal_collateral[i]
+
+
+def portfolio_sums(portfolio: Portfolio, collateral_changes: Sequence[float]) -> PortfolioSums:
+    """Sum ``portfolio``'s curves over its loans, the collateral at each of ``collateral_changes``.
+
+    Each loan's collateral curve is scaled by its collateral response to the change
+    (:meth:`~npl_engine.valuation.Portfolio.collateral_factor`) before the sum.
+    """
+    changes = tuple(dict.fromkeys(float(c) for c in collateral_changes))
+    legal = portfolio.in_legal_stage.astype(np.float64)
+    h = portfolio.horizon_months
+    collateral = np.empty((len(changes), h))
+    legal_collateral = np.empty((len(changes), h))
+    # One vector-matrix product per change (a handful), as a single scenario's flows take it.
+    for i, change in enumerate(changes):
+        factor = portfolio.collateral_factor(change)
+        collateral[i] = factor @ portfolio.collateral
+        legal_collateral[i] = (factor * legal) @ portfolio.collateral
+    return PortfolioSums(
+        n_loans=portfolio.n_loans,
+        gbv=portfolio.gbv,
+        borrower=portfolio.borrower.sum(axis=0),
+        legal_borrower=legal @ portfolio.borrower,
+        collateral_changes=changes,
+        collateral=collateral,
+        legal_collateral=legal_collateral,
+    )
+
+
 def shift(flows: FloatArray, delay_months: int, horizon_months: int) -> FloatArray:
     """Move flows (last axis = months 1..H) later by ``delay_months``; cut at ``horizon_months``.
 
@@ -56,11 +164,12 @@ def shift(flows: FloatArray, delay_months: int, horizon_months: int) -> FloatArr
     return out
 
 
-def _check_horizon(portfolio: Portfolio, pricing: PricingAssumptions) -> None:
-    if pricing.horizon_months > portfolio.horizon_months:
+def check_horizon(horizon_months: int, pricing: PricingAssumptions) -> None:
+    """Refuse pricing over more months than the curves (of ``horizon_months``) hold."""
+    if pricing.horizon_months > horizon_months:
         msg = (
             f"the scenario file's horizon_months is {pricing.horizon_months}, but the model "
-            f"predicts collections for {portfolio.horizon_months} months only; retrain with "
+            f"predicts collections for {horizon_months} months only; retrain with "
             f"`npl train --valuation-horizon {pricing.horizon_months}` or shorten the horizon"
         )
         raise ValueError(msg)
@@ -91,7 +200,7 @@ def costs_of(
 
 
 def scenario_cash_flows(
-    portfolio: Portfolio,
+    portfolio: Portfolio | PortfolioSums,
     scenario: Scenario,
     pricing: PricingAssumptions,
     *,
@@ -99,8 +208,10 @@ def scenario_cash_flows(
 ) -> ScenarioCashFlows:
     """Cash flows of the whole portfolio under ``scenario``, months 1..pricing.horizon_months.
 
-    ``delay_change_months`` adds to the scenario's delay (a sensitivity); the total may be
-    negative, which collects earlier (see :func:`shift`).
+    ``portfolio`` is the scored loans or their sums (:func:`portfolio_sums`, measured at the
+    scenario's collateral value change): both give the same flows. ``delay_change_months``
+    adds to the scenario's delay (a sensitivity); the total may be negative, which collects
+    earlier (see :func:`shift`).
 
     Notes
     -----
@@ -110,24 +221,25 @@ def scenario_cash_flows(
     horizon is lost. Costs are those of :func:`costs_of`; the fixed cost per loan runs for the
     whole horizon. A scenario with no shocks reproduces the unshocked curves exactly.
     """
-    _check_horizon(portfolio, pricing)
+    sums = (
+        portfolio
+        if isinstance(portfolio, PortfolioSums)
+        else portfolio_sums(portfolio, (scenario.collateral_value_change,))
+    )
+    check_horizon(sums.horizon_months, pricing)
     h = pricing.horizon_months
-    factor = portfolio.collateral_factor(scenario.collateral_value_change)
-    legal = portfolio.in_legal_stage.astype(np.float64)
-    borrower = scenario.collections_multiplier * portfolio.borrower.sum(axis=0)
-    collateral = factor @ portfolio.collateral
-    legal_b = scenario.collections_multiplier * (legal @ portfolio.borrower)
-    legal_c = (factor * legal) @ portfolio.collateral
+    m = scenario.collections_multiplier
+    collateral, legal_c = sums.collateral_at(scenario.collateral_value_change)
     d = scenario.delay_months + delay_change_months
     borrower, collateral, legal_b, legal_c = (
-        shift(x, d, h) for x in (borrower, collateral, legal_b, legal_c)
+        shift(x, d, h) for x in (m * sums.borrower, collateral, m * sums.legal_borrower, legal_c)
     )
     costs = costs_of(
         borrower,
         collateral,
         legal_borrower=legal_b,
         legal_collateral=legal_c,
-        n_loans=portfolio.n_loans,
+        n_loans=sums.n_loans,
         pricing=pricing,
     )
     return ScenarioCashFlows(borrower=borrower, collateral=collateral, costs=costs)
@@ -141,7 +253,7 @@ def loan_cash_flows(
     The same rules as :func:`scenario_cash_flows`, loan by loan (their sum over loans equals the
     portfolio's net flows).
     """
-    _check_horizon(portfolio, pricing)
+    check_horizon(portfolio.horizon_months, pricing)
     h = pricing.horizon_months
     factor = portfolio.collateral_factor(scenario.collateral_value_change)[:, None]
     legal = portfolio.in_legal_stage[:, None].astype(np.float64)

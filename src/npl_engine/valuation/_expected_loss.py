@@ -517,15 +517,15 @@ def expected_loss(
         by_scenario, groups = _tables(_combine_sums(sums, names), scenario_set)
         loans: pl.DataFrame | pl.LazyFrame = pl.scan_parquet(Path(spill.name) / _SPILL_FILE)
         return replace(result, loans=loans, by_scenario=by_scenario, groups=groups, _spill=spill)
-    rows, part = _expected_loss_part(
-        fitted,
-        resolve_tape(tape).loans.collect(),
-        scenario_set,
-        grid=grid,
-        discount_rate=discount_rate,
-        cluster=cluster,
-        say=say,
-    )
+    loans = resolve_tape(tape).loans.collect()
+    if cluster is not None:
+        rows, part = _expected_loss_on_cluster(
+            cluster, fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate, say=say
+        )
+    else:
+        rows, part = _expected_loss_part(
+            fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate, say=say
+        )
     by_scenario, groups = _tables(part, scenario_set)
     return replace(result, loans=rows, by_scenario=by_scenario, groups=groups)
 
@@ -537,14 +537,12 @@ def _expected_loss_part(
     *,
     grid: tuple[float, ...],
     discount_rate: float | None,
-    cluster: Cluster | None,
-    say: Progress,
+    say: Progress | None = None,
 ) -> tuple[pl.DataFrame, _Sums]:
-    """Per-loan rows and sums of the expected loss of ``loans`` (a tape, or a chunk of one)."""
-    portfolio, _ = scored_portfolio(
-        model, loans, collateral_grid=grid, cluster=cluster, progress=say
-    )
-    say("discounting each loan's net collections under each scenario")
+    """Per-loan rows and sums of the expected loss of ``loans`` (a tape, a chunk, a partition)."""
+    portfolio, _ = scored_portfolio(model, loans, collateral_grid=grid, progress=say)
+    if say is not None:
+        say("discounting each loan's net collections under each scenario")
     try:
         rows, lgd = _loan_rows(
             portfolio, scenarios, attributes=risk_attributes(loans), discount_rate=discount_rate
@@ -552,6 +550,49 @@ def _expected_loss_part(
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     return rows, _sums(rows, lgd, [s.name for s in scenarios.scenarios])
+
+
+def _expected_loss_task(
+    loans: pl.DataFrame,
+    model: Any,
+    scenarios: ScenarioSet,
+    grid: tuple[float, ...],
+    discount_rate: float | None,
+) -> tuple[pl.DataFrame, _Sums]:
+    """One partition's per-loan rows and sums, on a worker."""
+    return _expected_loss_part(model, loans, scenarios, grid=grid, discount_rate=discount_rate)
+
+
+def _expected_loss_on_cluster(
+    cluster: Cluster,
+    model: Any,
+    loans: pl.DataFrame,
+    scenarios: ScenarioSet,
+    *,
+    grid: tuple[float, ...],
+    discount_rate: float | None,
+    say: Progress,
+) -> tuple[pl.DataFrame, _Sums]:
+    """Per-loan rows (in input order) and sums, each partition worked out on a worker.
+
+    Only the per-loan rows and the partitions' sums come back to the client, never the
+    loans' curves; the sums are added as the chunks' are.
+    """
+    from npl_engine import distributed  # noqa: PLC0415 - it imports this package
+
+    say(f"expected loss of {loans.height:,} loans on {cluster.address or 'the cluster'}")
+    positions, results = distributed.map_partitions(
+        cluster,
+        _expected_loss_task,
+        loans,
+        broadcast={"model": model},
+        scenarios=scenarios,
+        grid=grid,
+        discount_rate=discount_rate,
+    )
+    order = pl.Series(distributed.input_order(positions))
+    rows = pl.concat([r[0] for r in results])[order]
+    return rows, _combine_sums([r[1] for r in results], [s.name for s in scenarios.scenarios])
 
 
 _SPILL_FILE = "expected_loss.parquet"
@@ -584,7 +625,6 @@ def _expected_loss_in_chunks(
                 scenarios,
                 grid=grid,
                 discount_rate=discount_rate,
-                cluster=None,
                 say=say,
             )
             parts.append(part)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import polars as pl
 
 from npl_engine.scenarios import PricingAssumptions, ScenarioSet
-from npl_engine.valuation._cashflows import ScenarioCashFlows, scenario_cash_flows
+from npl_engine.valuation._cashflows import PortfolioSums, ScenarioCashFlows, scenario_cash_flows
 from npl_engine.valuation._finance import annual_irr, discount_factors, moic
 from npl_engine.valuation._portfolio import Portfolio
 
@@ -151,7 +151,7 @@ def mix_flows(
 
 
 def weighted_flows(
-    portfolio: Portfolio, scenarios: ScenarioSet, pricing: PricingAssumptions
+    portfolio: Portfolio | PortfolioSums, scenarios: ScenarioSet, pricing: PricingAssumptions
 ) -> tuple[dict[str, ScenarioCashFlows], ScenarioCashFlows]:
     """Cash flows of every scenario (by name, in file order) and their weighted mix.
 
@@ -164,7 +164,7 @@ def weighted_flows(
 
 
 def value_portfolio(
-    portfolio: Portfolio,
+    portfolio: Portfolio | PortfolioSums,
     scenarios: ScenarioSet,
     *,
     target_irr: float | None = None,
@@ -175,7 +175,9 @@ def value_portfolio(
     Parameters
     ----------
     portfolio
-        Scored loans (:func:`~npl_engine.valuation.build_portfolio`).
+        Scored loans (:func:`~npl_engine.valuation.build_portfolio`), or their sums measured
+        at the scenarios' collateral value changes
+        (:func:`~npl_engine.valuation.portfolio_sums`): the same prices.
     scenarios
         Pricing assumptions and weighted scenarios.
     target_irr

@@ -11,7 +11,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from npl_engine.scenarios import PricingAssumptions, ScenarioSet
-from npl_engine.valuation._cashflows import ScenarioCashFlows, scenario_cash_flows
+from npl_engine.valuation._cashflows import PortfolioSums, ScenarioCashFlows, scenario_cash_flows
 from npl_engine.valuation._finance import discount_factors
 from npl_engine.valuation._portfolio import Portfolio
 from npl_engine.valuation._pricing import WEIGHTED, mix_flows, weighted_flows
@@ -48,14 +48,14 @@ def irr_grid(start: float, stop: float, step: float) -> tuple[float, ...]:
 
 
 def price_grid(
-    portfolio: Portfolio, scenarios: ScenarioSet, target_irrs: Sequence[float]
+    portfolio: Portfolio | PortfolioSums, scenarios: ScenarioSet, target_irrs: Sequence[float]
 ) -> pl.DataFrame:
     """Price and price / GBV of every scenario and weighted, at each target IRR.
 
     Parameters
     ----------
     portfolio
-        Scored loans.
+        Scored loans, or their sums (:func:`~npl_engine.valuation.portfolio_sums`).
     scenarios
         Pricing assumptions (their ``target_irr`` is replaced by each grid rate) and scenarios.
     target_irrs
@@ -151,7 +151,7 @@ def _scaled(flows: ScenarioCashFlows, scale: float, fixed: float) -> ScenarioCas
 
 
 def sensitivities(
-    portfolio: Portfolio,
+    portfolio: Portfolio | PortfolioSums,
     scenarios: ScenarioSet,
     *,
     target_irr: float | None = None,
@@ -163,7 +163,9 @@ def sensitivities(
     ----------
     portfolio
         Scored loans (with the collateral response measured at
-        :meth:`SensitivitySettings.collateral_changes`, else it is interpolated).
+        :meth:`SensitivitySettings.collateral_changes`, else it is interpolated), or their
+        sums (:func:`~npl_engine.valuation.portfolio_sums`) measured at the scenarios' changes
+        and those.
     scenarios
         Pricing assumptions and scenarios; every shock applies to every scenario, and the
         weighted price is compared with the unshocked weighted price.

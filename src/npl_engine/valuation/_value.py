@@ -13,17 +13,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
+import pyarrow.parquet as pq
 
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
+from npl_engine.scenarios import ScenarioSet
+from npl_engine.scoring import RecoveryModel, chunk_rows_for
 from npl_engine.valuation import _sensitivity
+from npl_engine.valuation._cashflows import PortfolioSums, check_horizon, portfolio_sums
 from npl_engine.valuation._inputs import (
     ModelInput,
     Progress,
@@ -35,7 +41,14 @@ from npl_engine.valuation._inputs import (
     resolve_tape,
     scored_portfolio,
 )
-from npl_engine.valuation._montecarlo import MonteCarloResult, MonteCarloSettings, simulate_paths
+from npl_engine.valuation._montecarlo import (
+    MonteCarloResult,
+    MonteCarloSettings,
+    PathDraws,
+    draw_paths,
+    path_flows,
+    paths_from_flows,
+)
 from npl_engine.valuation._portfolio import Portfolio, collateral_grid_for
 from npl_engine.valuation._pricing import ScenarioValue, ScenarioValues, value_portfolio
 from npl_engine.valuation._sensitivity import SensitivitySettings
@@ -44,7 +57,7 @@ from npl_engine.valuation._waterfall import tranche_report
 from npl_engine.valuation._workbook import write_valuation_workbook
 
 if TYPE_CHECKING:
-    from npl_engine.distributed import Cluster
+    from npl_engine.distributed import Cluster, DistributedPortfolio
 
 __all__ = ["VALUE_FILES", "Valuation", "value"]
 
@@ -100,8 +113,12 @@ class Valuation:
     horizon_note
         Why the valuation ran over fewer months than the scenario file asked, if it did.
     portfolio, loans
-        The scored loans and the tape's ``loans`` valued, kept in memory for the workbook's
-        strats and a decision record; not saved (``None`` after :meth:`load`).
+        The scored loans and the tape's ``loans`` valued, kept for the workbook's strats and a
+        decision record; not saved (``None`` after :meth:`load`). A run in chunks keeps no
+        portfolio, and ``loans`` is then the tape's lazy scan.
+    per_loan
+        What :meth:`loan_values` returns: in memory, or for a run in chunks a lazy scan of the
+        temporary Parquet file the chunks wrote it to (removed with the valuation).
 
     Examples
     --------
@@ -123,7 +140,10 @@ class Valuation:
     horizon_note: str | None = None
     # Per-loan inputs: left out of the repr, which a notebook prints.
     portfolio: Portfolio | None = field(default=None, repr=False)
-    loans: pl.DataFrame | None = field(default=None, repr=False)
+    loans: pl.DataFrame | pl.LazyFrame | None = field(default=None, repr=False)
+    per_loan: pl.DataFrame | pl.LazyFrame | None = field(default=None, repr=False)
+    #: The temporary folder holding the per-loan values of a run in chunks (removed with it).
+    _spill: Any = field(default=None, repr=False)
 
     @property
     def gbv(self) -> float:
@@ -175,26 +195,23 @@ class Valuation:
         """Monthly cash flows per scenario and weighted (``cashflows.parquet``)."""
         return self.prices.cash_flows
 
-    def loan_values(self) -> pl.DataFrame:
+    def loan_values(self) -> pl.DataFrame | pl.LazyFrame:
         """Per loan: ``loan_id``, ``exposure``, ``p_recover`` and ``expected_collections``.
+
+        A frame in the tape's order; for a run in chunks, a lazy scan of the file the chunks
+        wrote (the same rows as in memory).
 
         Raises
         ------
         NplError
             For a valuation read from a folder, which holds no per-loan figures.
         """
+        if self.per_loan is not None:
+            return self.per_loan
         if self.portfolio is None:
             msg = "this valuation was read from a folder: it holds no per-loan figures"
             raise NplError(msg)
-        p = self.portfolio
-        return pl.DataFrame(
-            {
-                "loan_id": p.loan_id,
-                "exposure": p.exposure,
-                "p_recover": p.p_recover,
-                "expected_collections": p.borrower.sum(axis=1) + p.collateral.sum(axis=1),
-            }
-        )
+        return _loan_values(self.portfolio)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``valuation.json`` (JSON-ready)."""
@@ -301,7 +318,7 @@ class Valuation:
             msg = f"{target}: an Excel workbook's name ends in .xlsx"
             raise NplError(msg)
         strats = None
-        if self.loans is not None and self.portfolio is not None:
+        if self.loans is not None and (self.per_loan is not None or self.portfolio is not None):
             strats = stratify(self.loans, scores=self.loan_values())
         try:
             return write_valuation_workbook(
@@ -362,8 +379,14 @@ def _check_options(
     target_irr: float | None,
     price: float | None,
     irr_grid: Sequence[float],
+    chunk_rows: int | None,
 ) -> tuple[float, ...]:
     """Refuse a bad option before any long work; the grid's rates as floats."""
+    if chunk_rows is not None and (
+        isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 0
+    ):
+        msg = f"chunk_rows must be 0 (in memory) or a positive number of loans, got {chunk_rows!r}"
+        raise NplError(msg)
     if isinstance(simulations, bool) or not isinstance(simulations, int) or simulations < 0:
         msg = f"simulations must be a whole number of paths, 0 or more, got {simulations!r}"
         raise NplError(msg)
@@ -395,6 +418,7 @@ def value(
     progress: Progress | None = None,
     path_progress: Callable[[int, int], None] | None = None,
     cluster: Cluster | None = None,
+    chunk_rows: int | None = None,
 ) -> Valuation:
     """Value a tape under weighted scenarios: what ``npl value`` computes, in one call.
 
@@ -432,6 +456,15 @@ def value(
     cluster
         A Dask cluster (:func:`npl_engine.distributed.connect`): scoring and the Monte Carlo
         run on its workers, with the same results.
+    chunk_rows
+        Loans worked on at a time (without a cluster): ``None`` (default) 250,000 when the
+        tape holds more, else the whole tape in memory; 0 the whole tape in memory; N > 0, N
+        at a time, read from a lazy scan of the tape. Each chunk is scored and summed (its
+        scenario cash flows and Monte Carlo path flows are sums over its loans) and its loan
+        values are written to a temporary Parquet file (:meth:`Valuation.loan_values` is then
+        a scan of it); the sums are priced once. Peak memory follows N, not the tape; the
+        per-loan values are the in-memory ones and every figure equals them to rounding
+        (docs/scale.md#out-of-core).
 
     Returns
     -------
@@ -458,49 +491,63 @@ def value(
     ...               irr_grid=npl.irr_grid(0.08, 0.20, 0.01), sensitivities=True)  # doctest: +SKIP
     >>> v.save("out/valuation"); v.to_excel("out/valuation.xlsx")  # doctest: +SKIP
     """
-    rates = _check_options(simulations, target_irr, price, irr_grid)
+    rates = _check_options(simulations, target_irr, price, irr_grid, chunk_rows)
     say = progress or (lambda _: None)
     scenario_set = resolve_scenarios(scenarios)
     structure = _tranche_structure(tranches)
     shocks = _shock_sizes(sensitivities)
     fitted = resolve_model(model)
-    loans = resolve_tape(tape).loans.collect()
+    dataset = resolve_tape(tape)
     grid = collateral_grid_for(scenario_set, monte_carlo=bool(simulations))
+    changes = tuple(s.collateral_value_change for s in scenario_set.scenarios)
     if shocks is not None:
         grid = tuple(sorted({*grid, *shocks.collateral_changes(scenario_set)}))
-    portfolio, book = scored_portfolio(
-        fitted, loans, collateral_grid=grid, cluster=cluster, progress=say
-    )
+        changes = (*changes, *shocks.collateral_changes(scenario_set))
     scenario_set, horizon_note = fit_horizon(fitted, scenario_set)
+    try:
+        check_horizon(fitted.horizon_months, scenario_set.pricing)
+    except ValueError as exc:
+        raise NplError(str(exc)) from exc
+    part = _Part(
+        model=fitted,
+        scenarios=scenario_set,
+        collateral_grid=grid,
+        collateral_changes=changes,
+        monte_carlo=MonteCarloSettings(n_paths=simulations, seed=seed) if simulations else None,
+        cluster=cluster,
+        progress=say,
+        path_progress=path_progress,
+    )
+    n = int(dataset.loans.select(pl.len()).collect().item())
+    rows = 0 if cluster is not None else chunk_rows_for(n, chunk_rows)
+    if rows:
+        spill, sums, flows = _sums_in_chunks(part, dataset.loans, n_loans=n, chunk_rows=rows)
+        kept: dict[str, Any] = {
+            "loans": dataset.loans,
+            "per_loan": pl.scan_parquet(Path(spill.name) / _SPILL_FILE),
+            "_spill": spill,
+        }
+    else:
+        loans = dataset.loans.collect()
+        portfolio, sums, flows = part.sums(loans)
+        kept = {"loans": loans, "portfolio": portfolio, "per_loan": _loan_values(portfolio)}
     say("valuing scenarios")
     try:
-        prices = value_portfolio(portfolio, scenario_set, target_irr=target_irr, price=price)
-        bids = _sensitivity.price_grid(portfolio, scenario_set, rates) if rates else None
+        prices = value_portfolio(sums, scenario_set, target_irr=target_irr, price=price)
+        bids = _sensitivity.price_grid(sums, scenario_set, rates) if rates else None
         tornado = None
         if shocks is not None:
             tornado = _sensitivity.sensitivities(
-                portfolio, scenario_set, target_irr=prices.target_irr, settings=shocks
+                sums, scenario_set, target_irr=prices.target_irr, settings=shocks
             )
     except ValueError as exc:
         raise NplError(str(exc)) from exc
     paths = None
-    if simulations:
-        settings = MonteCarloSettings(n_paths=simulations, seed=seed)
-        threshold = fitted.definition.threshold
-        if book is not None and cluster is not None:
-            from npl_engine import distributed  # noqa: PLC0415 - it imports this package
-
-            say(f"Monte Carlo, {simulations:,} paths on {cluster.address or 'the cluster'}")
-            paths = distributed.simulate_paths(
-                cluster, book, scenario_set, settings, recovery_threshold=threshold,
-                target_irr=target_irr, price=price,
-            )  # fmt: skip
-        else:
-            say(f"Monte Carlo, {simulations:,} paths")
-            paths = simulate_paths(
-                portfolio, scenario_set, settings, recovery_threshold=threshold,
-                target_irr=target_irr, price=price, progress=path_progress,
-            )  # fmt: skip
+    if flows is not None and part.monte_carlo is not None and part.draws is not None:
+        paths = paths_from_flows(
+            flows, scenario_set, part.monte_carlo, part.draws, n_loans=sums.n_loans,
+            target_irr=target_irr, price=price,
+        )  # fmt: skip
     tranche_results = None
     if structure is not None:
         paid = price if price is not None else prices.weighted.price
@@ -520,9 +567,118 @@ def value(
         paths=None if paths is None else _paths_frame(paths, scenario_set.names),
         tranches=tranche_results,
         horizon_note=horizon_note,
-        portfolio=portfolio,
-        loans=loans,
+        **kept,
     )
+
+
+FloatArray = npt.NDArray[np.float64]
+
+_SPILL_FILE = "loan_values.parquet"
+
+
+def _loan_values(portfolio: Portfolio) -> pl.DataFrame:
+    """Per loan: ``loan_id``, ``exposure``, ``p_recover``, ``expected_collections``."""
+    p = portfolio
+    return pl.DataFrame(
+        {
+            "loan_id": p.loan_id,
+            "exposure": p.exposure,
+            "p_recover": p.p_recover,
+            "expected_collections": p.borrower.sum(axis=1) + p.collateral.sum(axis=1),
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Part:
+    """How a set of loans (the tape, or a chunk of it) becomes the sums the valuation prices.
+
+    Every price is a function of sums over loans (:class:`PortfolioSums`, and the Monte Carlo's
+    :func:`path_flows`), so a tape valued in chunks adds the chunks' sums and prices once.
+    """
+
+    model: RecoveryModel
+    scenarios: ScenarioSet
+    collateral_grid: tuple[float, ...]
+    collateral_changes: tuple[float, ...]
+    monte_carlo: MonteCarloSettings | None
+    cluster: Cluster | None
+    progress: Progress
+    path_progress: Callable[[int, int], None] | None
+    draws: PathDraws | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.monte_carlo is not None:
+            # Each path's scenario, factor and key: the same for every chunk.
+            object.__setattr__(self, "draws", draw_paths(self.scenarios, self.monte_carlo))
+
+    def sums(self, loans: pl.DataFrame) -> tuple[Portfolio, PortfolioSums, FloatArray | None]:
+        """The loans scored, their sums and, with a Monte Carlo, their summed path flows."""
+        portfolio, book = scored_portfolio(
+            self.model,
+            loans,
+            collateral_grid=self.collateral_grid,
+            cluster=self.cluster,
+            progress=self.progress,
+        )
+        sums = portfolio_sums(portfolio, self.collateral_changes)
+        if self.monte_carlo is None or self.draws is None:
+            return portfolio, sums, None
+        return portfolio, sums, self._path_flows(portfolio, book)
+
+    def _path_flows(self, portfolio: Portfolio, book: DistributedPortfolio | None) -> FloatArray:
+        assert self.monte_carlo is not None
+        assert self.draws is not None
+        settings, threshold = self.monte_carlo, self.model.definition.threshold
+        if book is not None and self.cluster is not None:
+            from npl_engine import distributed  # noqa: PLC0415 - it imports this package
+
+            where = self.cluster.address or "the cluster"
+            self.progress(f"Monte Carlo, {settings.n_paths:,} paths on {where}")
+            return distributed.path_flows(
+                self.cluster, book, self.scenarios, settings, self.draws,
+                recovery_threshold=threshold,
+            )  # fmt: skip
+        self.progress(f"Monte Carlo, {settings.n_paths:,} paths")
+        return path_flows(
+            portfolio, self.scenarios, settings, self.draws, recovery_threshold=threshold,
+            progress=self.path_progress,
+        )  # fmt: skip
+
+
+def _sums_in_chunks(
+    part: _Part, loans: pl.LazyFrame, *, n_loans: int, chunk_rows: int
+) -> tuple[tempfile.TemporaryDirectory[str], PortfolioSums, FloatArray | None]:
+    """The tape's sums, added chunk by chunk; each chunk's loan values written as it comes."""
+    n_chunks = max(-(-n_loans // chunk_rows), 1)
+    spill = tempfile.TemporaryDirectory(prefix="npl-value-")
+    sums: PortfolioSums | None = None
+    flows: FloatArray | None = None
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i, start in enumerate(range(0, max(n_loans, 1), chunk_rows)):
+            end = min(start + chunk_rows, n_loans)
+            part.progress(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
+            portfolio, chunk_sums, chunk_flows = part.sums(loans.slice(start, chunk_rows).collect())
+            sums = chunk_sums if sums is None else sums + chunk_sums
+            if chunk_flows is not None:
+                flows = chunk_flows if flows is None else flows + chunk_flows
+            table = _loan_values(portfolio).to_arrow()
+            del portfolio
+            if writer is None:
+                writer = pq.ParquetWriter(Path(spill.name) / _SPILL_FILE, table.schema)
+            writer.write_table(table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
+        spill.cleanup()
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    assert sums is not None
+    return spill, sums, flows
 
 
 def _tranche_structure(

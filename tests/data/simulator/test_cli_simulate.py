@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
+from npl_engine.data.simulator import SimulationSettings, simulate
 
 
 def _npl(*args: str) -> Result:
@@ -150,3 +151,30 @@ def test_bad_world_options_are_refused_with_an_error_line(
     assert result.stderr.startswith("error: ")
     assert message in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("kind", "fmt"), [("book", "parquet"), ("tape", "csv")])
+def test_chunked_simulation_writes_what_simulate_returns(
+    tmp_path: Path, kind: str, fmt: str
+) -> None:
+    """--chunk-loans writes chunk after chunk: the files hold simulate()'s tables and truth."""
+    out = tmp_path / "sim"
+    args = ("--loans", "250", "--seed", "6", "--kind", kind, "--chunk-loans", "100")
+    result = _npl("simulate", "--out", str(out), "--format", fmt, *args)
+    assert result.exit_code == 0, result.output
+    expected = simulate(
+        SimulationSettings(n_loans=250, seed=6, kind=kind, chunk_loans=100)  # type: ignore[arg-type]
+    )
+    data = read_dataset(out, kind=kind)  # type: ignore[arg-type]
+    assert data.loans.collect().equals(expected.loans)
+    for name in ("actions", "payments"):
+        frame = getattr(data, name)
+        assert (frame is None and getattr(expected, name) is None) or frame.collect().equals(
+            getattr(expected, name)
+        ), name
+    assert pl.read_parquet(out / "truth" / "loans.parquet").equals(expected.truth)
+    assert pl.read_parquet(out / "truth" / "curves.parquet").equals(expected.curves)
+    settings = json.loads((out / "truth" / "simulation.json").read_text())["settings"]
+    assert settings["chunk_loans"] == 100
+    n_pay = 0 if expected.payments is None else expected.payments.height
+    assert f"250 loans, {n_pay:,} payments" in result.output

@@ -17,6 +17,7 @@ from npl_engine.data.simulator import (
     Simulation,
     SimulationSettings,
     simulate,
+    simulate_chunks,
     true_outcomes,
 )
 from npl_engine.errors import SettingsError
@@ -242,3 +243,44 @@ def test_realised_months_are_for_tapes_only() -> None:
     """A book has its own history: asking for realised months of one is refused."""
     with pytest.raises(SettingsError, match="tapes only"):
         SimulationSettings(kind="book", realised_months=12)
+
+
+def test_first_chunk_is_the_dataset_of_one_chunk() -> None:
+    """A 250-loan book drawn 100 at a time starts with the 100-loan book of the same seed."""
+    whole = simulate(SimulationSettings(n_loans=250, seed=3, chunk_loans=100))
+    small = simulate(SimulationSettings(n_loans=100, seed=3))
+    assert whole.loans.head(100).equals(small.loans)
+    assert whole.truth.head(100).equals(small.truth)
+    assert whole.curves.head(100 * WORKOUT_MONTHS).equals(small.curves)
+    for name in ("actions", "payments"):
+        first, alone = getattr(whole, name), getattr(small, name)
+        of_small = pl.col("loan_id").is_in(small.loans["loan_id"].to_list())
+        assert first.filter(of_small).equals(alone), name
+
+
+def test_chunks_have_unique_ids_their_own_draws_and_their_own_truth() -> None:
+    """Chunks number loans on, draw new loans, and each carries the truth of its own loans."""
+    s = SimulationSettings(n_loans=250, seed=3, kind="tape", chunk_loans=100, realised_months=6)
+    chunks = list(simulate_chunks(s))
+    assert [c.loans.height for c in chunks] == [100, 100, 50]
+    whole = simulate(s)
+    ids = whole.loans["loan_id"]
+    assert ids.n_unique() == 250
+    assert ids.to_list() == [f"T{i:08d}" for i in range(1, 251)]
+    assert whole.truth["loan_id"].equals(ids)
+    assert whole.curves["loan_id"].unique(maintain_order=True).equals(ids)
+    assert whole.payments is not None
+    assert set(whole.payments["loan_id"]) <= set(ids)
+    assert ids.is_sorted()
+    capacity = [c.truth["capacity"].head(50).to_numpy() for c in chunks]
+    assert not np.allclose(capacity[0], capacity[1])
+    assert not np.allclose(capacity[1], capacity[2])
+    for c in chunks:
+        assert c.settings == s
+        assert c.truth["loan_id"].equals(c.loans["loan_id"])
+
+
+def test_chunk_size_must_be_positive() -> None:
+    """A chunk of no loans is refused with a message naming the setting."""
+    with pytest.raises(SettingsError, match="chunk_loans must be at least 1, got 0"):
+        SimulationSettings(chunk_loans=0)

@@ -10,6 +10,7 @@ from npl_engine.data.simulator._simulate import (
     Simulation,
     SimulationSettings,
     simulate,
+    simulate_chunks,
     true_outcomes,
 )
 from npl_engine.data.simulator._world import SEGMENT_MIX
@@ -23,6 +24,7 @@ __all__ = [
     "Simulation",
     "SimulationSettings",
     "simulate",
+    "simulate_chunks",
     "true_outcomes",
     "write_simulation",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
@@ -105,6 +105,15 @@ class SimulationSettings:
     action_effect_scale
         Scales every action's effect on the workout (log-odds shifts, hazard multipliers, the
         legal-lag cut); 0 is a world where actions change nothing but the settlement lump.
+    chunk_loans
+        Loans drawn at a time. A dataset of more loans is drawn in consecutive chunks of this
+        many (the last one shorter), each from its own random streams derived from ``seed``,
+        so that memory stays bounded (about 4 GiB per million loans, mostly the truth's
+        monthly curves) and :func:`simulate_chunks` can write a large tape as it goes. The
+        first chunk draws what a dataset of ``chunk_loans`` loans with the same seed draws,
+        so a dataset of at most ``chunk_loans`` loans is unchanged by chunking; a larger one
+        differs from what one piece would have drawn, by design (same distribution, other
+        draws). Default 1,000,000.
     """
 
     n_loans: int = 10_000
@@ -128,6 +137,7 @@ class SimulationSettings:
     exposure_tail_index: float | None = None
     action_rate: float = 1.0
     action_effect_scale: float = 1.0
+    chunk_loans: int = 1_000_000
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -139,6 +149,8 @@ class SimulationSettings:
         out: list[str] = []
         if self.n_loans < 1:
             out.append(f"n_loans must be at least 1, got {self.n_loans}")
+        if self.chunk_loans < 1:
+            out.append(f"chunk_loans must be at least 1, got {self.chunk_loans}")
         if self.kind not in ("book", "tape"):
             out.append(f"kind must be 'book' or 'tape', got {self.kind!r}")
         if not 0.0 <= self.missing_rate < 1.0:
@@ -419,7 +431,8 @@ def simulate(settings: SimulationSettings) -> Simulation:
     Returns
     -------
     Simulation
-        Data in contract form plus the truth.
+        Data in contract form plus the truth: the chunks of :func:`simulate_chunks` put
+        together (one chunk unless ``settings.n_loans > settings.chunk_loans``).
 
     Examples
     --------
@@ -428,13 +441,78 @@ def simulate(settings: SimulationSettings) -> Simulation:
     >>> sim.loans.height, sim.truth["p_recover"].is_between(0, 1).all()
     (200, True)
     """
+    chunks = list(simulate_chunks(settings))
+    if len(chunks) == 1:
+        return chunks[0]
+
+    def stack(name: str) -> pl.DataFrame | None:
+        frames = [frame for c in chunks if (frame := getattr(c, name)) is not None]
+        return pl.concat(frames) if frames else None
+
+    return Simulation(
+        loans=pl.concat([c.loans for c in chunks]),
+        actions=stack("actions"),
+        payments=stack("payments"),
+        truth=pl.concat([c.truth for c in chunks]),
+        curves=pl.concat([c.curves for c in chunks]),
+        settings=settings,
+    )
+
+
+def simulate_chunks(settings: SimulationSettings) -> Iterator[Simulation]:
+    """Simulate a dataset chunk by chunk: ``settings.chunk_loans`` loans at a time.
+
+    Parameters
+    ----------
+    settings
+        What to simulate.
+
+    Yields
+    ------
+    Simulation
+        Consecutive chunks (loans ``T00000001`` onwards for a tape, ``L...`` for a book), each
+        with its own tables and truth and the whole dataset's ``settings``. Put together they
+        are :func:`simulate`'s result; :func:`write_simulation` writes them as they come, so
+        only one chunk is in memory at a time.
+
+    Notes
+    -----
+    Chunk 0 draws from ``SeedSequence(seed)``'s children 0 to 4, as a dataset of one chunk
+    always has; chunk k >= 1 draws from the children of ``SeedSequence(seed)``'s child 4 + k,
+    streams no other chunk uses. Loans are numbered on across chunks, so ids stay unique; a
+    borrower holding two loans may hold the last loan of one chunk and the first of the next.
+
+    Examples
+    --------
+    >>> settings = SimulationSettings(n_loans=250, seed=1, kind="tape", chunk_loans=100)
+    >>> [chunk.loans.height for chunk in simulate_chunks(settings)]
+    [100, 100, 50]
+    """
+    for k, first in enumerate(range(0, settings.n_loans, settings.chunk_loans)):
+        root = (
+            np.random.SeedSequence(settings.seed)
+            if k == 0
+            else np.random.SeedSequence(settings.seed, spawn_key=(4 + k,))
+        )
+        n = min(settings.chunk_loans, settings.n_loans - first)
+        yield _simulate_chunk(settings, root, n_loans=n, first_number=first + 1)
+
+
+def _simulate_chunk(
+    settings: SimulationSettings,
+    root: np.random.SeedSequence,
+    *,
+    n_loans: int,
+    first_number: int,
+) -> Simulation:
+    """Simulate ``n_loans`` loans numbered from ``first_number``, drawing from ``root``."""
     s = settings
     # A fifth stream serves the knobs only, so the default world draws what it always drew.
     world_rng, action_rng, outcome_rng, date_rng, knob_rng = (
-        np.random.default_rng(c) for c in np.random.SeedSequence(s.seed).spawn(5)
+        np.random.default_rng(c) for c in root.spawn(5)
     )
     is_book = s.kind == "book"
-    n = s.n_loans
+    n = n_loans
     principal_factor = None
     if s.exposure_tail_index is not None:
         alpha = s.exposure_tail_index
@@ -442,13 +520,14 @@ def simulate(settings: SimulationSettings) -> Simulation:
     guaranteed = knob_rng.random(n) < s.guarantor_share
     world = draw_world(
         world_rng,
-        s.n_loans,
+        n,
         cutoff_first=s.book_cutoff_first if is_book else s.tape_cutoff_date,
         cutoff_last=s.book_cutoff_last if is_book else s.tape_cutoff_date,
         missing_rate=s.missing_rate,
         id_prefix="L" if is_book else "T",
         segment_mix=SEGMENT_MIX if s.segment_mix is None else s.segment_mix,
         principal_factor=principal_factor,
+        first_number=first_number,
     )
     loans = world.loans
     state = LoanState.from_frames(loans, world.latent)

@@ -121,6 +121,7 @@ def draw_world(  # noqa: PLR0915 - one generative story, read top to bottom
     id_prefix: str,
     segment_mix: Mapping[str, float] = SEGMENT_MIX,
     principal_factor: FloatArray | None = None,
+    first_number: int = 1,
 ) -> World:
     """Draw ``n_loans`` loans at their cut-off dates.
 
@@ -128,6 +129,8 @@ def draw_world(  # noqa: PLR0915 - one generative story, read top to bottom
     ``cutoff_last`` (one month for a tape). ``segment_mix`` gives each segment's share
     (normalised; absent segments get none); ``principal_factor`` multiplies each loan's
     original principal (a heavy tail of exposures), drawn by the caller from its own stream.
+    Loans are numbered from ``first_number`` (``T00000001`` for 1), so that the chunks of a
+    large tape, drawn one after the other, have distinct ids.
     """
     n = n_loans
     total = sum(segment_mix.values())
@@ -219,9 +222,10 @@ def draw_world(  # noqa: PLR0915 - one generative story, read top to bottom
     )
     region = np.array(REGIONS, dtype=object)[rng.choice(len(REGIONS), size=n, p=_REGION_MIX)]
 
-    ids = np.char.add(id_prefix, np.char.zfill(np.arange(1, n + 1).astype(str), 8))
+    index = np.arange(first_number - 1, first_number - 1 + n)
+    ids = np.char.add(id_prefix, np.char.zfill((index + 1).astype(str), 8))
     # A fifth of borrowers hold two loans in the book.
-    borrower_num = np.where(unif[3] < 0.2, np.maximum(np.arange(n) - 1, 0), np.arange(n)) + 1
+    borrower_num = np.where(unif[3] < 0.2, np.maximum(index - 1, 0), index) + 1
     borrower_ids = np.char.add("B", np.char.zfill(borrower_num.astype(str), 8))
 
     columns: dict[str, object] = {
