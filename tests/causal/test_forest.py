@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,12 @@ import numpy as np
 import pytest
 
 from npl_engine.causal import MODEL_FILE, ActionEffectModel
-from npl_engine.causal._forest import TESTED_ECONML_VERSIONS, CompiledForest, compiled_forest
+from npl_engine.causal._forest import (
+    TESTED_ECONML_VERSIONS,
+    CompiledForest,
+    _each_chunk,
+    compiled_forest,
+)
 from npl_engine.data.simulator import SimulationSettings, simulate
 from npl_engine.errors import NplError
 
@@ -82,6 +88,23 @@ def test_chunks_do_not_change_results(
     monkeypatch.setattr("npl_engine.causal._forest._CHUNK", 1000)
     for got, want in zip(compiled.effect_and_interval(tape_x), whole, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_predictions_reuse_the_same_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two predictions run on the same two threads, not fresh ones (issue 18).
+
+    Fresh threads per call grew the process by about 1 KB per loan predicted (OpenBLAS and
+    the allocator keep buffers per thread), which a tape predicted in chunks piled up.
+    """
+    monkeypatch.setattr("npl_engine.causal._forest._CHUNK", 10)
+    monkeypatch.setattr("npl_engine.causal._forest.numba.get_num_threads", lambda: 2)
+    seen: list[set[threading.Thread]] = []
+    for _ in range(2):
+        used: set[threading.Thread] = set()
+        _each_chunk(100, lambda _rows, used=used: used.add(threading.current_thread()))
+        seen.append(used)
+    assert threading.main_thread() not in seen[0]
+    assert seen[1] <= seen[0]
 
 
 def test_model_methods_use_the_compiled_forest(model: ActionEffectModel, tape_x: Array) -> None:
