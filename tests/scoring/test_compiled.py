@@ -1,4 +1,4 @@
-"""Compiled boosters (lleaves' code generator) predict what LightGBM predicts, to 1e-9."""
+"""Compiled boosters (lleaves' code generator) predict what LightGBM predicts, to the bit."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from npl_engine.scoring._compiled import (
     compile_booster,
     predict_booster,
 )
-
-RTOL = 1e-9
 
 
 def _boosters(model: RecoveryModel) -> dict[str, lgb.Booster]:
@@ -68,14 +66,10 @@ def test_compiled_boosters_predict_what_lightgbm_predicts(tmp_path: Path) -> Non
     for name, booster in _boosters(model).items():
         compiled = compile_booster(booster, cache=tmp_path)
         want = booster.predict(rows, num_iteration=booster.best_iteration)
-        np.testing.assert_allclose(compiled.predict(rows), want, rtol=RTOL, atol=0, err_msg=name)
+        # The trees are summed in LightGBM's order: equal to the bit.
+        np.testing.assert_array_equal(compiled.predict(rows), want, err_msg=name)
         # Fortran order and a slice of rows are read as LightGBM reads them.
-        np.testing.assert_allclose(
-            compiled.predict(np.asfortranarray(rows[::3])), want[::3], rtol=RTOL, atol=0
-        )
-        # One block: the trees are summed in LightGBM's order, so the sums are equal to the bit.
-        exact = compile_booster(booster, cache=tmp_path, exact_sum=True)
-        np.testing.assert_array_equal(exact.predict(rows), want, err_msg=name)
+        np.testing.assert_array_equal(compiled.predict(np.asfortranarray(rows[::3])), want[::3])
     assert compiled.predict(rows[:0]).shape == (0,)
     with pytest.raises(ValueError, match="columns"):
         compiled.predict(rows[:, :5])
@@ -98,7 +92,11 @@ def test_compiled_code_is_cached_by_the_boosters_text(tmp_path: Path) -> None:
 
 
 def test_scores_and_curves_equal_lightgbms(monkeypatch: pytest.MonkeyPatch) -> None:
-    """RecoveryModel.score with compiled boosters gives LightGBM's scores and curves (1e-9)."""
+    """RecoveryModel.score with compiled boosters gives LightGBM's scores and curves, exactly.
+
+    A tape scored in chunks or partitions takes LightGBM's or the compiled path by the size of
+    each piece, so both must give the same rows bit for bit.
+    """
     model = _small_model.trained_model()
     loans = _small_model.tape().loans
     monkeypatch.setattr(_compiled, "MIN_ROWS", 10**12)  # LightGBM throughout
@@ -106,13 +104,11 @@ def test_scores_and_curves_equal_lightgbms(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(_compiled, "MIN_ROWS", 1)
     monkeypatch.setattr(_compiled, "_COMPILED", weakref.WeakKeyDictionary())
     got = model.score(loans)
-    compiled = [c for known in _compiled._COMPILED.values() for c in known.values()]
+    compiled = list(_compiled._COMPILED.values())
     assert all(isinstance(c, _compiled.CompiledBooster) for c in compiled)
     assert len(compiled) == len(_boosters(model))
-    assert_frame_equal(got.scores, want.scores, check_exact=False, rel_tol=RTOL, abs_tol=0)
-    # The classifier is summed as LightGBM sums: its calibration would magnify the last bits.
-    assert (got.scores["p_recover"] == want.scores["p_recover"]).all()
-    assert_frame_equal(got.curves, want.curves, check_exact=False, rel_tol=RTOL, abs_tol=0)
+    assert_frame_equal(got.scores, want.scores, check_exact=True)
+    assert_frame_equal(got.curves, want.curves, check_exact=True)
 
 
 def test_few_rows_are_left_to_lightgbm(monkeypatch: pytest.MonkeyPatch) -> None:

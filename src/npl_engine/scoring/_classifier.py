@@ -137,7 +137,7 @@ class RecoveryClassifier:
 
     def predict_raw(self, x: FeatureMatrix) -> FloatArray:
         """The booster's uncalibrated probability (compiled for large inputs, to the bit)."""
-        return predict_booster(self.booster_, x.values, exact_sum=True)
+        return predict_booster(self.booster_, x.values)
 
     def predict_proba(self, x: FeatureMatrix) -> FloatArray:
         """Calibrated probability of recovery."""

@@ -18,12 +18,14 @@ Why the numbers are the same. The generated code takes LightGBM's decisions (``t
 ``NumericalDecision`` and ``CategoricalDecision``: NaN and missing types, categorical bitsets,
 NaN and negative categories to the right) on the same doubles, and applies the same link
 (``exp``; ``1 / (1 + exp(-x))``). Values LightGBM reads as zero (``|x| ≤ 1e-35``) are set to 0
-first. Only the order of the sum over trees may differ: blocks of :data:`_TREES_PER_BLOCK` trees
-are summed, then added to the running total, so predictions differ from LightGBM's by a few
-units in the last place (at most 6e-15 relative on the model above;
-``tests/scoring/test_compiled.py`` checks 1e-9 against ``Booster.predict``). The classifier is
-compiled as one block (``exact_sum``): its isotonic calibration magnified those units to 2e-11
-in ``p_recover``, which is now LightGBM's to the bit.
+first. The trees are summed in LightGBM's order, one after the other (the generated loop runs
+as one block), so the predictions are LightGBM's to the bit (``tests/scoring/test_compiled.py``
+checks every booster on awkward inputs). This matters beyond the last digit: a tape scored in
+chunks, partitions or in one piece takes LightGBM's or the compiled path by the size of each
+piece, and must give identical rows either way; and the isotonic calibration of ``p_recover``
+magnified differences in the last place to 2e-11. Summing in lleaves' blocks of 34 trees was
+14 % faster on the predictions (200,000 loans: 6.8 against 7.9 CPU-s for the 21 boosters of a
+50,000-loan model, issue 18) and is not used.
 
 Compiled code is cached on disk (:func:`cache_dir`) by a hash of the booster's text, the
 lleaves and llvmlite versions and the CPU, so a model is compiled once per machine. Inputs of
@@ -71,9 +73,6 @@ FloatArray = npt.NDArray[np.float64]
 TESTED_LLEAVES_VERSIONS: tuple[str, ...] = ("1.3.0",)
 #: Fewest rows predicted with compiled code; fewer go to LightGBM.
 MIN_ROWS = 20_000
-#: Trees per block of the generated loop (lleaves' default): a block's code stays in the
-#: instruction cache while it runs over all rows.
-_TREES_PER_BLOCK = 34
 #: Boosters of at most this many trees are optimised (LLVM -O2 with inlining): their prediction
 #: takes a third less time for about 1 s of compiling each; larger ones are compiled without
 #: optimisation passes, whose time grows faster than their gain (16 s for 107 trees).
@@ -122,7 +121,7 @@ class CompiledBooster:
     _function: Callable[..., None]
 
     def predict(self, values: FloatArray) -> FloatArray:
-        """What ``Booster.predict(values)`` returns, up to the order of the sum over trees.
+        """What ``Booster.predict(values)`` returns, to the bit.
 
         Parameters
         ----------
@@ -241,9 +240,7 @@ def _ir(text: str, *, block: int) -> str:
     return str(module)
 
 
-def compile_booster(
-    booster: lgb.Booster, *, cache: Path | None = None, exact_sum: bool = False
-) -> CompiledBooster:
+def compile_booster(booster: lgb.Booster, *, cache: Path | None = None) -> CompiledBooster:
     """Compile a booster (or load it from the cache).
 
     Parameters
@@ -254,9 +251,6 @@ def compile_booster(
     cache
         Folder of compiled code (default :func:`cache_dir`); created if missing. A file that
         cannot be written is not an error: the code is then compiled again next time.
-    exact_sum
-        Sum the trees in LightGBM's order (one block: predictions equal to the bit, a little
-        slower for large boosters); otherwise in blocks of :data:`_TREES_PER_BLOCK` trees.
 
     Raises
     ------
@@ -276,7 +270,7 @@ def compile_booster(
     machine = _target_machine()
     n_trees = text.count("\nTree=")  # up to the best iteration, as predict uses them
     optimise = n_trees <= _OPTIMISE_MAX_TREES
-    block = max(n_trees, 1) if exact_sum else _TREES_PER_BLOCK
+    block = max(n_trees, 1)  # one block: the trees summed in LightGBM's order
     folder = cache_dir() if cache is None else cache
     path = folder / f"{_cache_key(text, optimise=optimise, block=block)}.o"
     cached = path.is_file()
@@ -311,21 +305,20 @@ def _write(path: Path, code: bytes) -> None:
         tmp.replace(path)
 
 
-_COMPILED: weakref.WeakKeyDictionary[lgb.Booster, dict[bool, CompiledBooster | None]] = (
+_COMPILED: weakref.WeakKeyDictionary[lgb.Booster, CompiledBooster | None] = (
     weakref.WeakKeyDictionary()
 )
 _LOCK = threading.Lock()
 _WARNED: set[str] = set()
 
 
-def _compiled(booster: lgb.Booster, *, exact_sum: bool) -> CompiledBooster | None:
+def _compiled(booster: lgb.Booster) -> CompiledBooster | None:
     """The booster's compiled code, built once per booster; ``None`` (warned once) on failure."""
     with _LOCK:
-        known = _COMPILED.setdefault(booster, {})
-        if exact_sum in known:
-            return known[exact_sum]
+        if booster in _COMPILED:
+            return _COMPILED[booster]
         try:
-            compiled: CompiledBooster | None = compile_booster(booster, exact_sum=exact_sum)
+            compiled: CompiledBooster | None = compile_booster(booster)
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             if reason not in _WARNED:
@@ -337,13 +330,11 @@ def _compiled(booster: lgb.Booster, *, exact_sum: bool) -> CompiledBooster | Non
                     stacklevel=3,
                 )
             compiled = None
-        known[exact_sum] = compiled
+        _COMPILED[booster] = compiled
         return compiled
 
 
-def predict_booster(
-    booster: lgb.Booster, values: FloatArray, *, exact_sum: bool = False
-) -> FloatArray:
+def predict_booster(booster: lgb.Booster, values: FloatArray) -> FloatArray:
     """``booster.predict(values)`` (best iteration), compiled for :data:`MIN_ROWS` rows or more.
 
     Parameters
@@ -352,18 +343,15 @@ def predict_booster(
         A LightGBM booster.
     values
         (n, p) feature matrix.
-    exact_sum
-        Compiled code sums the trees in LightGBM's order: equal to the bit (see
-        :func:`compile_booster`).
 
     Returns
     -------
     FloatArray
-        (n,) predictions; from LightGBM itself for fewer than :data:`MIN_ROWS` rows or when
-        the booster cannot be compiled (see the module docstring).
+        (n,) predictions, LightGBM's to the bit; from LightGBM itself for fewer than
+        :data:`MIN_ROWS` rows or when the booster cannot be compiled (see the module docstring).
     """
     if values.shape[0] >= MIN_ROWS:
-        compiled = _compiled(booster, exact_sum=exact_sum)
+        compiled = _compiled(booster)
         if compiled is not None:
             return compiled.predict(values)
     if values.shape[0] == 0:
