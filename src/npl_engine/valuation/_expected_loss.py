@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow.parquet as pq
 
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
@@ -35,6 +33,7 @@ from npl_engine.valuation._inputs import (
     resolve_scenarios,
     resolve_tape,
     scored_portfolio,
+    spill_chunks,
 )
 from npl_engine.valuation._portfolio import Portfolio, collateral_grid_for
 
@@ -505,13 +504,13 @@ def expected_loss(
     )
     names = [s.name for s in scenario_set.scenarios]
     if chunk_rows and cluster is None:
-        spill, sums = _expected_loss_in_chunks(
-            fitted,
+        spill, sums = spill_chunks(
             resolve_tape(tape).loans,
-            scenario_set,
-            grid=grid,
+            lambda chunk: _expected_loss_part(
+                fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate, say=say
+            ),
             chunk_rows=chunk_rows,
-            discount_rate=discount_rate,
+            file_name=_SPILL_FILE,
             say=say,
         )
         by_scenario, groups = _tables(_combine_sums(sums, names), scenario_set)
@@ -596,49 +595,3 @@ def _expected_loss_on_cluster(
 
 
 _SPILL_FILE = "expected_loss.parquet"
-
-
-def _expected_loss_in_chunks(
-    model: Any,
-    loans: pl.LazyFrame,
-    scenarios: ScenarioSet,
-    *,
-    grid: tuple[float, ...],
-    chunk_rows: int,
-    discount_rate: float | None,
-    say: Progress,
-) -> tuple[tempfile.TemporaryDirectory[str], list[_Sums]]:
-    """The chunks' sums, their per-loan rows written to a temporary folder as they come."""
-    n = int(loans.select(pl.len()).collect().item())
-    n_chunks = max(-(-n // chunk_rows), 1)
-    spill = tempfile.TemporaryDirectory(prefix="npl-expected-loss-")
-    parts: list[_Sums] = []
-    writer: pq.ParquetWriter | None = None
-    try:
-        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
-            end = min(start + chunk_rows, n)
-            say(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-            chunk = loans.slice(start, chunk_rows).collect()
-            rows, part = _expected_loss_part(
-                model,
-                chunk,
-                scenarios,
-                grid=grid,
-                discount_rate=discount_rate,
-                say=say,
-            )
-            parts.append(part)
-            table = rows.to_arrow()
-            if writer is None:
-                writer = pq.ParquetWriter(Path(spill.name) / _SPILL_FILE, table.schema)
-            writer.write_table(table)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-            writer = None
-        spill.cleanup()
-        raise
-    finally:
-        if writer is not None:
-            writer.close()
-    return spill, parts

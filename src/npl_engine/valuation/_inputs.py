@@ -9,11 +9,13 @@ paths; :func:`scored_portfolio` is the one place where a tape's loans become a
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from npl_engine.data import Dataset, read_dataset
 from npl_engine.errors import NplError
@@ -34,6 +36,7 @@ __all__ = [
     "resolve_scenarios",
     "resolve_tape",
     "scored_portfolio",
+    "spill_chunks",
 ]
 
 #: A fitted :class:`~npl_engine.scoring.RecoveryModel` or the folder it was saved in.
@@ -48,6 +51,52 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     """The progress callback when none is given."""
+
+
+T = TypeVar("T")
+
+
+def spill_chunks(
+    loans: pl.LazyFrame,
+    work: Callable[[pl.DataFrame], tuple[pl.DataFrame, T]],
+    *,
+    chunk_rows: int,
+    file_name: str,
+    say: Progress,
+) -> tuple[tempfile.TemporaryDirectory[str], list[T]]:
+    """Work through a tape ``chunk_rows`` loans at a time, writing per-loan rows as they come.
+
+    ``work`` gets each chunk's loans and returns its per-loan rows and what the caller adds up
+    (sums); the rows are appended to ``file_name`` in a temporary folder, so only one chunk's
+    rows are in memory at a time. Returns the folder (removed when it is cleaned up or
+    collected; nothing is left behind if a chunk fails) and the chunks' sums, in order.
+    """
+    n = int(loans.select(pl.len()).collect().item())
+    n_chunks = max(-(-n // chunk_rows), 1)
+    spill = tempfile.TemporaryDirectory(prefix="npl-chunks-")
+    parts: list[T] = []
+    writer: pq.ParquetWriter | None = None
+    try:
+        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+            end = min(start + chunk_rows, n)
+            say(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
+            rows, part = work(loans.slice(start, chunk_rows).collect())
+            parts.append(part)
+            table = rows.to_arrow()
+            del rows
+            if writer is None:
+                writer = pq.ParquetWriter(Path(spill.name) / file_name, table.schema)
+            writer.write_table(table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
+        spill.cleanup()
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    return spill, parts
 
 
 def resolve_model(model: ModelInput) -> RecoveryModel:

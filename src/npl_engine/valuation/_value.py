@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-import pyarrow.parquet as pq
 
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
@@ -40,6 +39,7 @@ from npl_engine.valuation._inputs import (
     resolve_scenarios,
     resolve_tape,
     scored_portfolio,
+    spill_chunks,
 )
 from npl_engine.valuation._montecarlo import (
     MonteCarloResult,
@@ -521,7 +521,7 @@ def value(
     n = int(dataset.loans.select(pl.len()).collect().item())
     rows = 0 if cluster is not None else chunk_rows_for(n, chunk_rows)
     if rows:
-        spill, sums, flows = _sums_in_chunks(part, dataset.loans, n_loans=n, chunk_rows=rows)
+        spill, sums, flows = _sums_in_chunks(part, dataset.loans, chunk_rows=rows)
         kept: dict[str, Any] = {
             "loans": dataset.loans,
             "per_loan": pl.scan_parquet(Path(spill.name) / _SPILL_FILE),
@@ -647,37 +647,22 @@ class _Part:
 
 
 def _sums_in_chunks(
-    part: _Part, loans: pl.LazyFrame, *, n_loans: int, chunk_rows: int
+    part: _Part, loans: pl.LazyFrame, *, chunk_rows: int
 ) -> tuple[tempfile.TemporaryDirectory[str], PortfolioSums, FloatArray | None]:
     """The tape's sums, added chunk by chunk; each chunk's loan values written as it comes."""
-    n_chunks = max(-(-n_loans // chunk_rows), 1)
-    spill = tempfile.TemporaryDirectory(prefix="npl-value-")
-    sums: PortfolioSums | None = None
-    flows: FloatArray | None = None
-    writer: pq.ParquetWriter | None = None
-    try:
-        for i, start in enumerate(range(0, max(n_loans, 1), chunk_rows)):
-            end = min(start + chunk_rows, n_loans)
-            part.progress(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-            portfolio, chunk_sums, chunk_flows = part.sums(loans.slice(start, chunk_rows).collect())
-            sums = chunk_sums if sums is None else sums + chunk_sums
-            if chunk_flows is not None:
-                flows = chunk_flows if flows is None else flows + chunk_flows
-            table = _loan_values(portfolio).to_arrow()
-            del portfolio
-            if writer is None:
-                writer = pq.ParquetWriter(Path(spill.name) / _SPILL_FILE, table.schema)
-            writer.write_table(table)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-            writer = None
-        spill.cleanup()
-        raise
-    finally:
-        if writer is not None:
-            writer.close()
-    assert sums is not None
+
+    def work(chunk: pl.DataFrame) -> tuple[pl.DataFrame, tuple[PortfolioSums, FloatArray | None]]:
+        portfolio, sums, flows = part.sums(chunk)
+        return _loan_values(portfolio), (sums, flows)
+
+    spill, parts = spill_chunks(
+        loans, work, chunk_rows=chunk_rows, file_name=_SPILL_FILE, say=part.progress
+    )
+    sums, flows = parts[0]
+    for more_sums, more_flows in parts[1:]:  # added in chunk order
+        sums = sums + more_sums
+        if flows is not None and more_flows is not None:
+            flows = flows + more_flows
     return spill, sums, flows
 
 
