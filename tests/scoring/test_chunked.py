@@ -13,7 +13,13 @@ from polars.testing import assert_frame_equal
 from npl_engine.audit import AuditStore
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
-from npl_engine.scoring import AUTO_CHUNK_ROWS, RecoveryModel, chunk_rows_for, score_in_chunks
+from npl_engine.scoring import (
+    AUTO_CHUNK_ROWS,
+    RecoveryModel,
+    _chunked,
+    chunk_rows_for,
+    score_in_chunks,
+)
 
 
 def test_chunked_scores_and_curves_equal_in_memory(
@@ -36,6 +42,46 @@ def test_chunked_scores_and_curves_equal_in_memory(
     assert_frame_equal(pl.read_parquet(tmp_path / "curves.parquet"), whole.curves, check_exact=True)
     # One row group per chunk: the curves were written as they were scored.
     assert pq.ParquetFile(tmp_path / "curves.parquet").num_row_groups == 4
+
+
+def test_a_failed_write_stops_scoring_and_is_raised(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk is written by a background thread: its error reaches the caller.
+
+    The error is raised when the next chunk is handed over, so no later chunk is scored.
+    """
+    model_dir, tape = small_model_and_tape
+    model = RecoveryModel.load(model_dir)
+    real_write = _chunked._write
+    writes: list[int] = []
+    scored: list[int] = []
+
+    def failing_write(writers, scores, curves):  # type: ignore[no-untyped-def]
+        writes.append(scores.num_rows)
+        if len(writes) == 2:
+            raise OSError("disk full")
+        real_write(writers, scores, curves)
+
+    real_score = model.score
+
+    def counting_score(loans):  # type: ignore[no-untyped-def]
+        scored.append(1)
+        return real_score(loans)
+
+    monkeypatch.setattr(_chunked, "_write", failing_write)
+    monkeypatch.setattr(model, "score", counting_score)
+    with pytest.raises(OSError, match="disk full"):
+        score_in_chunks(
+            model,
+            read_dataset(tape).loans,
+            scores_path=tmp_path / "scores.parquet",
+            curves_path=tmp_path / "curves.parquet",
+            chunk_rows=215,
+        )
+    # The second write failed while the third chunk was scored; the fourth never was.
+    assert writes == [215, 215]
+    assert len(scored) == 3
 
 
 def _npl(*args: str | Path) -> Result:
