@@ -5,6 +5,8 @@ model per knot month) over each loan: 1,150 trees per loan for a model trained o
 85–90 % of ``npl score``'s CPU. LightGBM's ``Booster.predict`` walks each tree as data (≈70 ns
 per tree and loan on this 2-core machine); lleaves (Böhm, MIT licence) turns each tree into
 branches with its thresholds as constants, and the same predictions take 3–5 times less CPU.
+A collections channel's timing boosters read the same matrix: :func:`predict_boosters` prepares
+it once and runs every booster's row ranges on one pool of threads.
 
 What is used. lleaves 1.3.0's parser and code generator (``parse_to_ast``, ``gen_forest``)
 produce the LLVM IR of a booster; the engine compiles it itself with llvmlite, because lleaves
