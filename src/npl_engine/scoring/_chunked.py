@@ -50,6 +50,7 @@ def score_in_chunks(
     curves_path: str | Path,
     chunk_rows: int = 100_000,
     add_columns: Callable[[pl.LazyFrame, pl.DataFrame], pl.DataFrame] | None = None,
+    on_chunk: Callable[[pl.DataFrame, pl.DataFrame], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> int:
     """Score ``loans`` ``chunk_rows`` at a time, appending each chunk to two Parquet files.
@@ -70,6 +71,10 @@ def score_in_chunks(
     add_columns
         Called with each chunk's loans and scores; returns the scores to write (e.g. with
         each loan's reason codes joined on). ``None`` writes the scores as they are.
+    on_chunk
+        Called with each chunk's loans and the scores written, in order, once they are
+        written, on the writing thread (e.g. to append a decision record while the next chunk
+        is scored). An error it raises stops the run like a failed write.
     progress
         Called with a short description before each chunk.
 
@@ -94,9 +99,11 @@ def score_in_chunks(
                 if progress is not None:
                     end = min(start + chunk_rows, n)
                     progress(f"scoring chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-                chunk = loans.slice(start, chunk_rows)
+                chunk = loans.slice(start, chunk_rows).collect()
                 part = model.score(chunk)
-                frame = part.scores if add_columns is None else add_columns(chunk, part.scores)
+                frame = part.scores
+                if add_columns is not None:
+                    frame = add_columns(chunk.lazy(), part.scores)
                 scores, curves = frame.to_arrow(), part.curves.to_arrow()
                 if writers is None:
                     writers = (
@@ -106,6 +113,8 @@ def score_in_chunks(
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(_write, writers, scores, curves)
+                if on_chunk is not None:
+                    pending = pool.submit(_after, pending, on_chunk, chunk, frame)
             if pending is not None:
                 pending.result()
         finally:
@@ -128,6 +137,17 @@ def _writer(path: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
         f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     return pq.ParquetWriter(path, schema, use_dictionary=text)
+
+
+def _after(
+    written: Future[None],
+    on_chunk: Callable[[pl.DataFrame, pl.DataFrame], None],
+    loans: pl.DataFrame,
+    scores: pl.DataFrame,
+) -> None:
+    """``on_chunk`` once the chunk is written (the pool's one thread runs tasks in order)."""
+    written.result()
+    on_chunk(loans, scores)
 
 
 def _write(
