@@ -352,3 +352,15 @@ def test_many_small_runs_in_one_frame_read_back_as_separate_runs(tmp_path: Path)
     assert counts == [1, 3, 2]
     assert second["loan_id"].to_list() == loans["loan_id"][1:4].to_list()
     assert second["seq"].to_list() == [1, 2, 3]
+
+
+def test_reading_a_large_run_draws_no_progress_bar_into_the_output(tmp_path: Path) -> None:
+    """The store turns DuckDB's progress bar off: `npl audit` tables and CSV stay clean.
+
+    DuckDB draws it on stdout for queries over 2 s, such as reading a million-loan run.
+    """
+    _record(tmp_path / "audit.duckdb", 3)
+    for read_only in (True, False):
+        with AuditStore(tmp_path / "audit.duckdb", read_only=read_only) as store:
+            setting = store._con.execute("SELECT current_setting('enable_progress_bar')")
+            assert setting.fetchone() == (False,)
