@@ -352,3 +352,28 @@ def test_many_small_runs_in_one_frame_read_back_as_separate_runs(tmp_path: Path)
     assert counts == [1, 3, 2]
     assert second["loan_id"].to_list() == loans["loan_id"][1:4].to_list()
     assert second["seq"].to_list() == [1, 2, 3]
+
+
+def test_reading_a_large_run_draws_no_progress_bar_into_the_output(tmp_path: Path) -> None:
+    """The store turns DuckDB's progress bar off: `npl audit` tables and CSV stay clean.
+
+    DuckDB draws it on stdout for queries over 2 s, such as reading a million-loan run. It is
+    on by default in a plain process (not under pytest), hence the child process.
+    """
+    db = tmp_path / "audit.duckdb"
+    _record(db, 3)
+    code = textwrap.dedent(
+        f"""
+        from npl_engine.audit import AuditStore
+        for read_only in (True, False):
+            with AuditStore({str(db)!r}, read_only=read_only) as store:
+                print(store._con.execute(
+                    "SELECT value FROM duckdb_settings() WHERE name = 'enable_progress_bar'"
+                ).fetchone()[0])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert child.stdout.split() == ["false", "false"]

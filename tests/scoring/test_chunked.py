@@ -13,7 +13,14 @@ from polars.testing import assert_frame_equal
 from npl_engine.audit import AuditStore
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
-from npl_engine.scoring import AUTO_CHUNK_ROWS, RecoveryModel, chunk_rows_for, score_in_chunks
+from npl_engine.errors import NplError
+from npl_engine.scoring import (
+    AUTO_CHUNK_ROWS,
+    RecoveryModel,
+    _chunked,
+    chunk_rows_for,
+    score_in_chunks,
+)
 
 
 def test_chunked_scores_and_curves_equal_in_memory(
@@ -36,6 +43,46 @@ def test_chunked_scores_and_curves_equal_in_memory(
     assert_frame_equal(pl.read_parquet(tmp_path / "curves.parquet"), whole.curves, check_exact=True)
     # One row group per chunk: the curves were written as they were scored.
     assert pq.ParquetFile(tmp_path / "curves.parquet").num_row_groups == 4
+
+
+def test_a_failed_write_stops_scoring_and_is_raised(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk is written by a background thread: its error reaches the caller.
+
+    The error is raised when the next chunk is handed over, so no later chunk is scored.
+    """
+    model_dir, tape = small_model_and_tape
+    model = RecoveryModel.load(model_dir)
+    real_write = _chunked._write
+    writes: list[int] = []
+    scored: list[int] = []
+
+    def failing_write(writers, scores, curves):  # type: ignore[no-untyped-def]
+        writes.append(scores.num_rows)
+        if len(writes) == 2:
+            raise OSError("disk full")
+        real_write(writers, scores, curves)
+
+    real_score = model.score
+
+    def counting_score(loans):  # type: ignore[no-untyped-def]
+        scored.append(1)
+        return real_score(loans)
+
+    monkeypatch.setattr(_chunked, "_write", failing_write)
+    monkeypatch.setattr(model, "score", counting_score)
+    with pytest.raises(OSError, match="disk full"):
+        score_in_chunks(
+            model,
+            read_dataset(tape).loans,
+            scores_path=tmp_path / "scores.parquet",
+            curves_path=tmp_path / "curves.parquet",
+            chunk_rows=215,
+        )
+    # The second write failed while the third chunk was scored; the fourth never was.
+    assert writes == [215, 215]
+    assert len(scored) == 3
 
 
 def _npl(*args: str | Path) -> Result:
@@ -98,3 +145,52 @@ def test_automatic_chunks_only_above_the_threshold() -> None:
     assert chunk_rows_for(AUTO_CHUNK_ROWS + 1, 0) == 0
     with pytest.raises(ValueError, match="chunk_rows must be 0"):
         chunk_rows_for(10, -1)
+
+
+def test_cli_score_in_chunks_failing_midway_records_and_publishes_nothing(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is appended while chunks are scored: a run failing at chunk 3 rolls it back.
+
+    Exit 2 with the error, no output folder, and the database holds only the earlier run.
+    """
+    model, tape = small_model_and_tape
+    db = tmp_path / "audit.duckdb"
+    _score_run(model, tape, tmp_path / "first", db, "--chunk-rows", "500")
+    real_score = RecoveryModel.score
+    calls: list[int] = []
+
+    def failing_score(self: RecoveryModel, loans: pl.DataFrame) -> object:
+        calls.append(loans.height)
+        if len(calls) == 3:
+            raise NplError("chunk 3 cannot be scored")
+        return real_score(self, loans)
+
+    monkeypatch.setattr(RecoveryModel, "score", failing_score)
+    out = tmp_path / "second"
+    result = _npl("score", "--model", model, "--data", tape, "--out", out, "--audit-db", db,
+                  "--chunk-rows", "500")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "chunk 3 cannot be scored" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    with AuditStore(db, read_only=True) as store:
+        runs = store.runs()
+        assert runs.height == 1
+        assert store.decisions(runs["run_id"][0]).height == 1500
+
+
+def test_cli_score_in_chunks_with_an_unwritable_audit_database_publishes_nothing(
+    small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The recorder fails as the run starts: exit 2 naming the database, nothing written."""
+    model, tape = small_model_and_tape
+    db = tmp_path / "notes.duckdb"
+    db.write_text("not a database\n")
+    out = tmp_path / "scores"
+    result = _npl("score", "--model", model, "--data", tape, "--out", out, "--audit-db", db,
+                  "--chunk-rows", "500")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"cannot open the audit database {db}" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()

@@ -19,6 +19,7 @@ from npl_engine.scoring._compiled import (
     TESTED_LLEAVES_VERSIONS,
     compile_booster,
     predict_booster,
+    predict_boosters,
 )
 
 
@@ -109,6 +110,28 @@ def test_scores_and_curves_equal_lightgbms(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(compiled) == len(_boosters(model))
     assert_frame_equal(got.scores, want.scores, check_exact=True)
     assert_frame_equal(got.curves, want.curves, check_exact=True)
+
+
+def test_boosters_predicted_together_equal_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict_boosters gives each booster's LightGBM predictions, to the bit, in order.
+
+    Enough rows for several row ranges per booster, and one booster that cannot be compiled
+    (it falls back to LightGBM within the same call).
+    """
+    model = _small_model.trained_model()
+    _, x = model.features(_small_model.tape().loans.lazy())
+    rows = np.tile(_awkward_rows(x), (max(1, -(-25_000 // (4 * x.values.shape[0]))), 1))
+    assert rows.shape[0] >= 20_000
+    boosters = list(_boosters(model).values())
+    monkeypatch.setattr(_compiled, "_COMPILED", weakref.WeakKeyDictionary())
+    _compiled._COMPILED[boosters[1]] = None  # as if compiling it had failed
+    got = predict_boosters(boosters, rows)
+    assert len(got) == len(boosters)
+    for booster, predicted in zip(boosters, got, strict=True):
+        want = booster.predict(rows, num_iteration=booster.best_iteration)
+        np.testing.assert_array_equal(predicted, want)
+    assert isinstance(_compiled._COMPILED[boosters[0]], _compiled.CompiledBooster)
+    assert predict_boosters([], rows) == []
 
 
 def test_few_rows_are_left_to_lightgbm(monkeypatch: pytest.MonkeyPatch) -> None:

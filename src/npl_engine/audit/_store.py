@@ -278,7 +278,10 @@ class AuditStore:
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
+                # No progress bar: DuckDB draws one on stdout for queries over 2 s (reading a
+                # run of a million loans), into the tables and CSV the commands print.
                 con = duckdb.connect(str(self.path), read_only=read_only)
+                con.execute("SET enable_progress_bar = false")
             except duckdb.Error as exc:
                 if not _locked(exc):
                     msg = f"cannot open the audit database {self.path}: {exc}"

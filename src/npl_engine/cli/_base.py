@@ -9,8 +9,11 @@ exit code 2; they never show a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import queue
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -361,19 +364,21 @@ def _record_decisions(
     *,
     no_audit: bool,
     command: str,
-    loans: pl.DataFrame | pl.LazyFrame,
-    outputs: pl.DataFrame | pl.LazyFrame,
     data_dir: Path,
     model_dir: Path,
     parameters: dict[str, Any],
+    loans: pl.DataFrame | pl.LazyFrame | None = None,
+    outputs: pl.DataFrame | pl.LazyFrame | None = None,
     reasons: pl.DataFrame | pl.LazyFrame | None = None,
     chunk_rows: int | None = None,
+    decisions: Iterator[pl.DataFrame] | None = None,
 ) -> str | None:
     """Append a run's decision record (see docs/audit.md) and say where; ``None`` if disabled.
 
     With ``chunk_rows``, ``loans``, ``outputs`` and ``reasons`` (in the same loan order, e.g.
     scans of the tape and of the files a chunked run wrote) are read and recorded that many
-    loans at a time: the same record, without holding the tape.
+    loans at a time: the same record, without holding the tape. ``decisions`` (frames of
+    :func:`~npl_engine.audit.decision_frame`, in loan order) stands for all three.
     """
     if no_audit:
         return None
@@ -385,14 +390,19 @@ def _record_decisions(
     )
 
     db = audit_db if audit_db is not None else default_audit_path()
-    decisions: pl.DataFrame | Iterator[pl.DataFrame]
-    if chunk_rows:
-        decisions = _decision_chunks(loans.lazy(), outputs.lazy(), reasons, chunk_rows)
+    rows: pl.DataFrame | Iterator[pl.DataFrame]
+    if decisions is not None:
+        rows = decisions
+    elif loans is None or outputs is None:
+        msg = "a decision record needs the loans and outputs, or the decision frames"
+        raise ValueError(msg)
+    elif chunk_rows:
+        rows = _decision_chunks(loans.lazy(), outputs.lazy(), reasons, chunk_rows)
     else:
-        decisions = decision_frame(_collected(loans), _collected(outputs), _collected(reasons))
+        rows = decision_frame(_collected(loans), _collected(outputs), _collected(reasons))
     run_id = record_run(
         command=command,
-        decisions=decisions,
+        decisions=rows,
         input_fingerprint=files_fingerprint(data_dir, dataset=True),
         model_dir=model_dir,
         parameters=parameters,
@@ -400,6 +410,105 @@ def _record_decisions(
     )
     click.echo(f"decision record {run_id} appended to {db}", err=True)
     return run_id
+
+
+class _RecordInBackground:
+    """A decision record appended on its own thread from frames handed over as a run goes on.
+
+    The record is one DuckDB transaction fed chunk by chunk (``record_run`` consumes an
+    iterable of decision frames); the run's next chunk is computed meanwhile. :meth:`put`
+    blocks while two frames wait, so memory stays bounded; :meth:`finish` commits and raises
+    the recorder's error, if any; :meth:`abort` rolls the record back.
+    """
+
+    _DONE = object()
+
+    def __init__(self, start: Callable[[Iterator[pl.DataFrame]], Any]) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(start,), name="npl-record")
+        self._thread.start()
+
+    def _frames(self) -> Iterator[pl.DataFrame]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self, start: Callable[[Iterator[pl.DataFrame]], Any]) -> None:
+        try:
+            start(self._frames())
+        except BaseException as error:  # handed to the run's thread
+            self._error = error
+
+    def _hand_over(self, item: Any) -> None:
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.2)
+            except queue.Full:
+                continue
+            return
+
+    def put(self, frame: pl.DataFrame) -> None:
+        """Hand over the next decision frame; raises the recorder's error if it stopped."""
+        self._hand_over(frame)
+        if not self._thread.is_alive():
+            self.finish()
+
+    def finish(self) -> None:
+        """Commit the record (after the last frame) and wait; raises the recorder's error."""
+        self._hand_over(self._DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Roll the record back (the run failed) and wait; the recorder's error is dropped."""
+        self._hand_over(NplError("the run stopped before its decision record was complete"))
+        self._thread.join()
+
+
+@contextlib.contextmanager
+def _record_while_running(
+    audit_db: Path | None,
+    *,
+    no_audit: bool,
+    command: str,
+    data_dir: Path,
+    model_dir: Path,
+    parameters: dict[str, Any],
+) -> Iterator[Callable[[pl.DataFrame], None] | None]:
+    """Append a run's decision record while it runs: yields ``put(decision_frame)``.
+
+    Frames handed to ``put`` (in loan order) make the record :func:`_record_decisions` would
+    append from the whole run's loans; it is committed when the block ends without error and
+    rolled back otherwise. Yields ``None`` (record nothing) with ``no_audit``.
+    """
+    if no_audit:
+        yield None
+        return
+
+    def start(frames: Iterator[pl.DataFrame]) -> None:
+        _record_decisions(
+            audit_db,
+            no_audit=False,
+            command=command,
+            decisions=frames,
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters=parameters,
+        )
+
+    recorder = _RecordInBackground(start)
+    try:
+        yield recorder.put
+    except BaseException:
+        recorder.abort()
+        raise
+    recorder.finish()
 
 
 def _collected(frame: pl.DataFrame | pl.LazyFrame | None) -> Any:

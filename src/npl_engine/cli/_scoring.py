@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from npl_engine.cli._base import (
     _cluster,
     _console,
     _record_decisions,
+    _record_while_running,
     _steps,
     _table,
     _user_errors,
@@ -245,22 +247,44 @@ def _score_chunked(
         def add_columns(loans: pl.LazyFrame, scores: pl.DataFrame) -> pl.DataFrame:
             return _with_reason_codes(model, loans, scores, medians=medians)
 
+    audit_db, no_audit, model_dir, data_dir = audit
     with atomic_folder(out, allowed=SCORE_FILES) as staging:
-        score_in_chunks(
-            model,
-            data.loans,
-            scores_path=staging / "scores.parquet",
-            curves_path=staging / "curves.parquet",
-            chunk_rows=chunk_rows,
-            add_columns=add_columns,
-            progress=say,
-        )
-        scores = pl.scan_parquet(staging / "scores.parquet")
-        # Inside the block: if the record cannot be written, the outputs are not published.
-        _record_scores(audit, data.loans, scores, with_reasons=with_reasons, chunk_rows=chunk_rows)
+        # The decision record is appended chunk by chunk while the next chunk is scored; it
+        # is committed before the outputs are published, and rolled back if the run fails.
+        with _record_while_running(
+            audit_db,
+            no_audit=no_audit,
+            command="score",
+            data_dir=data_dir,
+            model_dir=model_dir,
+            parameters={"explain": with_reasons},
+        ) as record:
+            score_in_chunks(
+                model,
+                data.loans,
+                scores_path=staging / "scores.parquet",
+                curves_path=staging / "curves.parquet",
+                chunk_rows=chunk_rows,
+                add_columns=add_columns,
+                on_chunk=None if record is None else _decisions_to(record, with_reasons),
+                progress=say,
+            )
         say("summarising")
-        _print_score_summary(scores, data.loans)
+        _print_score_summary(pl.scan_parquet(staging / "scores.parquet"), data.loans)
     click.echo(f"wrote {out / 'scores.parquet'} and {out / 'curves.parquet'}")
+
+
+def _decisions_to(
+    record: Callable[[pl.DataFrame], None], with_reasons: bool
+) -> Callable[[pl.DataFrame, pl.DataFrame], None]:
+    """Per chunk of loans and scores, hand its decision rows (as :func:`_record_scores`) over."""
+    from npl_engine.audit import decision_frame
+
+    def hand_over(loans: pl.DataFrame, scores: pl.DataFrame) -> None:
+        reasons = scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None
+        record(decision_frame(loans, scores.select(pl.exclude(_REASON_COLUMNS)), reasons))
+
+    return hand_over
 
 
 def _record_scores(

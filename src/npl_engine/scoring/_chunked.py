@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from npl_engine.scoring._model import RecoveryModel
@@ -48,6 +50,7 @@ def score_in_chunks(
     curves_path: str | Path,
     chunk_rows: int = 100_000,
     add_columns: Callable[[pl.LazyFrame, pl.DataFrame], pl.DataFrame] | None = None,
+    on_chunk: Callable[[pl.DataFrame, pl.DataFrame], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> int:
     """Score ``loans`` ``chunk_rows`` at a time, appending each chunk to two Parquet files.
@@ -68,6 +71,10 @@ def score_in_chunks(
     add_columns
         Called with each chunk's loans and scores; returns the scores to write (e.g. with
         each loan's reason codes joined on). ``None`` writes the scores as they are.
+    on_chunk
+        Called with each chunk's loans and the scores written, in order, once they are
+        written, on the writing thread (e.g. to append a decision record while the next chunk
+        is scored). An error it raises stops the run like a failed write.
     progress
         Called with a short description before each chunk.
 
@@ -82,24 +89,69 @@ def score_in_chunks(
     n = int(loans.select(pl.len()).collect().item())
     n_chunks = max(-(-n // chunk_rows), 1)
     writers: tuple[pq.ParquetWriter, pq.ParquetWriter] | None = None
-    try:
-        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
-            if progress is not None:
-                end = min(start + chunk_rows, n)
-                progress(f"scoring chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-            chunk = loans.slice(start, chunk_rows)
-            part = model.score(chunk)
-            frame = part.scores if add_columns is None else add_columns(chunk, part.scores)
-            scores, curves = frame.to_arrow(), part.curves.to_arrow()
-            if writers is None:
-                writers = (
-                    pq.ParquetWriter(scores_path, scores.schema),
-                    pq.ParquetWriter(curves_path, curves.schema),
-                )
-            writers[0].write_table(scores)
-            writers[1].write_table(curves)
-    finally:
-        if writers is not None:
-            for writer in writers:
-                writer.close()
+    # One thread writes chunk i while chunk i + 1 is scored (Arrow encodes without the GIL);
+    # waiting for the previous write before handing over the next keeps at most two chunks'
+    # rows in memory.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[None] | None = None
+        try:
+            for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+                if progress is not None:
+                    end = min(start + chunk_rows, n)
+                    progress(f"scoring chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
+                chunk = loans.slice(start, chunk_rows).collect()
+                part = model.score(chunk)
+                frame = part.scores
+                if add_columns is not None:
+                    frame = add_columns(chunk.lazy(), part.scores)
+                scores, curves = frame.to_arrow(), part.curves.to_arrow()
+                if writers is None:
+                    writers = (
+                        _writer(scores_path, scores.schema),
+                        _writer(curves_path, curves.schema),
+                    )
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(_write, writers, scores, curves)
+                if on_chunk is not None:
+                    pending = pool.submit(_after, pending, on_chunk, chunk, frame)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                wait([pending])
+            if writers is not None:
+                for writer in writers:
+                    writer.close()
     return n
+
+
+def _writer(path: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer that dictionary-encodes only the text columns.
+
+    Dictionary-encoding the float columns (Arrow's default) took half the time of writing a
+    chunk's curves and made the file larger (15 million rows: 2.4 CPU-s and 128 MB against
+    1.4 CPU-s and 115 MB); loan ids repeat once per month and compress well in a dictionary.
+    """
+    text = [
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    return pq.ParquetWriter(path, schema, use_dictionary=text)
+
+
+def _after(
+    written: Future[None],
+    on_chunk: Callable[[pl.DataFrame, pl.DataFrame], None],
+    loans: pl.DataFrame,
+    scores: pl.DataFrame,
+) -> None:
+    """``on_chunk`` once the chunk is written (the pool's one thread runs tasks in order)."""
+    written.result()
+    on_chunk(loans, scores)
+
+
+def _write(
+    writers: tuple[pq.ParquetWriter, pq.ParquetWriter], scores: pa.Table, curves: pa.Table
+) -> None:
+    writers[0].write_table(scores)
+    writers[1].write_table(curves)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from npl_engine.features import FeatureMatrix
 from npl_engine.scoring._classifier import lgb_dataset, subset
-from npl_engine.scoring._compiled import predict_booster
+from npl_engine.scoring._compiled import predict_booster, predict_boosters
 
 __all__ = [
     "CHANNELS",
@@ -500,13 +500,16 @@ class CollectionsModel:
                 out[channel] = np.zeros((x.values.shape[0], n_knots))
                 continue
             values = x.values if rows is None else x.values[rows]
+            fitted = [k for k in self.knots_ if (channel, k) not in self.zero_]
+            predicted = dict(
+                zip(
+                    fitted,
+                    predict_boosters([self.boosters_[(channel, k)] for k in fitted], values),
+                    strict=True,
+                )
+            )
             increments = np.column_stack(
-                [
-                    np.zeros(values.shape[0])
-                    if (channel, k) in self.zero_
-                    else self._predict(self.boosters_[(channel, k)], values)
-                    for k in self.knots_
-                ]
+                [predicted.get(k, np.zeros(values.shape[0])) for k in self.knots_]
             )
             cum = np.cumsum(increments, axis=1)
             shape = cum / np.maximum(cum[:, -1:], 1e-12)

@@ -5,6 +5,8 @@ model per knot month) over each loan: 1,150 trees per loan for a model trained o
 85–90 % of ``npl score``'s CPU. LightGBM's ``Booster.predict`` walks each tree as data (≈70 ns
 per tree and loan on this 2-core machine); lleaves (Böhm, MIT licence) turns each tree into
 branches with its thresholds as constants, and the same predictions take 3–5 times less CPU.
+A collections channel's timing boosters read the same matrix: :func:`predict_boosters` prepares
+it once and runs every booster's row ranges on one pool of threads.
 
 What is used. lleaves 1.3.0's parser and code generator (``parse_to_ast``, ``gen_forest``)
 produce the LLVM IR of a booster; the engine compiles it itself with llvmlite, because lleaves
@@ -47,7 +49,7 @@ import tempfile
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -65,6 +67,7 @@ __all__ = [
     "cache_dir",
     "compile_booster",
     "predict_booster",
+    "predict_boosters",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -129,30 +132,60 @@ class CompiledBooster:
             (n, n_features) feature matrix as the booster was trained on (categorical
             columns as codes, NaN for missing).
         """
-        x = np.ascontiguousarray(values, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            msg = f"expected a matrix with {self.n_features} columns, got shape {x.shape}"
-            raise ValueError(msg)
-        if _has_tiny()(x.reshape(-1)):  # LightGBM reads these as 0.0: so must the compiled code
-            x = np.where(np.abs(x) <= _ZERO, 0.0, x)
-        n = x.shape[0]
-        out = np.zeros(n)
-        data = x.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        result = out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        threads = max(1, min(os.cpu_count() or 1, n // 10_000))
-        if threads == 1:
-            self._function(data, result, 0, n)
-            return out
-        # ctypes releases the GIL during the call: the row ranges run in parallel.
-        step = math.ceil(n / threads)
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [
-                pool.submit(self._function, data, result, start, min(start + step, n))
-                for start in range(0, n, step)
-            ]
-            for future in futures:
-                future.result()
-        return out
+        return _run([self], _prepared(values, self.n_features))[0]
+
+
+def _prepared(values: FloatArray, n_features: int) -> FloatArray:
+    """``values`` as the compiled code reads them: C-ordered doubles, LightGBM's zeros as 0."""
+    x = np.ascontiguousarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        msg = f"expected a matrix with {n_features} columns, got shape {x.shape}"
+        raise ValueError(msg)
+    if _has_tiny()(x.reshape(-1)):  # LightGBM reads these as 0.0: so must the compiled code
+        x = np.where(np.abs(x) <= _ZERO, 0.0, x)
+    return x
+
+
+@functools.cache
+def _pool(pid: int) -> ThreadPoolExecutor:
+    """The process's threads for compiled predictions (one per CPU, started once).
+
+    ``pid`` keys the pool: a forked child (whose copy of the pool has no threads) starts its
+    own.
+    """
+    del pid
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="npl-trees")
+
+
+def _run(compiled: Sequence[CompiledBooster], x: FloatArray) -> list[FloatArray]:
+    """Each booster's predictions on the prepared matrix ``x``, all in one pool.
+
+    Every booster's rows are cut into one range per CPU; the ranges of all boosters go to
+    the pool together, so a thread never waits for the slowest range of one booster before
+    starting the next (ctypes releases the GIL during each call).
+    """
+    n = x.shape[0]
+    outs = [np.zeros(n) for _ in compiled]
+    data = x.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+    threads = max(1, min(os.cpu_count() or 1, n // 10_000))
+    if threads == 1 and len(compiled) == 1:
+        compiled[0]._function(data, outs[0].ctypes.data_as(ctypes.POINTER(ctypes.c_double)), 0, n)
+        return outs
+    step = math.ceil(n / threads) if n else 1
+    futures = [
+        _pool(os.getpid()).submit(
+            booster._function,
+            data,
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            start,
+            min(start + step, n),
+        )
+        for booster, out in zip(compiled, outs, strict=True)
+        for start in range(0, n, step)
+    ]
+    for future in futures:
+        future.result()
+    return outs
 
 
 def _has_tiny_impl(values: FloatArray) -> bool:
@@ -354,6 +387,41 @@ def predict_booster(booster: lgb.Booster, values: FloatArray) -> FloatArray:
         compiled = _compiled(booster)
         if compiled is not None:
             return compiled.predict(values)
+    return _lightgbm(booster, values)
+
+
+def predict_boosters(boosters: Sequence[lgb.Booster], values: FloatArray) -> list[FloatArray]:
+    """:func:`predict_booster` of each booster on the same ``values``, in one pass.
+
+    The matrix is prepared once and the compiled boosters' row ranges share one pool of
+    threads (a collections model runs 10 timing boosters per channel on the same loans);
+    each result is the one :func:`predict_booster` gives, to the bit.
+
+    Parameters
+    ----------
+    boosters
+        LightGBM boosters reading the same columns.
+    values
+        (n, p) feature matrix.
+
+    Returns
+    -------
+    list of FloatArray
+        (n,) predictions of each booster, in the order given.
+    """
+    if values.shape[0] < MIN_ROWS or not boosters:
+        return [_lightgbm(booster, values) for booster in boosters]
+    compiled = [_compiled(booster) for booster in boosters]
+    ready = [c for c in compiled if c is not None]
+    fast = iter(_run(ready, _prepared(values, ready[0].n_features)) if ready else [])
+    return [
+        next(fast) if c is not None else _lightgbm(booster, values)
+        for booster, c in zip(boosters, compiled, strict=True)
+    ]
+
+
+def _lightgbm(booster: lgb.Booster, values: FloatArray) -> FloatArray:
+    """LightGBM's own prediction at the best iteration, as float64."""
     if values.shape[0] == 0:
         return np.zeros(0)
     out = booster.predict(values, num_iteration=booster.best_iteration)

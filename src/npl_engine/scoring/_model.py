@@ -449,24 +449,17 @@ class RecoveryModel:
                 ),
             }
         )
-        horizon = borrower.shape[1]
-        curves = (
-            pl.DataFrame(
-                {
-                    "loan_id": frame["loan_id"],
-                    "expected_borrower": pl.Series(borrower).cast(pl.List(pl.Float64)),
-                    "expected_collateral": pl.Series(collateral).cast(pl.List(pl.Float64)),
-                }
-            )
-            .with_columns(month=pl.int_ranges(1, horizon + 1, dtype=pl.Int16))
-            .explode("month", "expected_borrower", "expected_collateral")
-            .select(
-                "loan_id",
-                "month",
-                expected_collections=pl.col("expected_borrower") + pl.col("expected_collateral"),
-                expected_borrower="expected_borrower",
-                expected_collateral="expected_collateral",
-            )
+        n, horizon = borrower.shape
+        # Long form straight from the (loan, month) arrays: row-major order is loan by loan,
+        # month by month, the rows' order.
+        curves = pl.DataFrame(
+            {
+                "loan_id": frame["loan_id"].gather(np.repeat(np.arange(n), horizon)),
+                "month": np.tile(np.arange(1, horizon + 1, dtype=np.int16), n),
+                "expected_collections": (borrower + collateral).reshape(-1),
+                "expected_borrower": borrower.reshape(-1),
+                "expected_collateral": collateral.reshape(-1),
+            }
         )
         return Scores(scores=scores, curves=curves)
 
