@@ -41,6 +41,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow.parquet as pq
 
+from npl_engine.data import loan_chunks
 from npl_engine.errors import NplError
 from npl_engine.features import (
     CATEGORICAL_FEATURES,
@@ -646,14 +647,15 @@ def reference_medians(
     dict[str, Any]
         Feature name to median (``None`` for a feature that is always missing).
     """
-    n = int(loans.select(pl.len()).collect().item())
     with tempfile.TemporaryDirectory(prefix="npl-medians-") as tmp:
         path = Path(tmp) / "features.parquet"
         writer: pq.ParquetWriter | None = None
         numeric: list[str] = []
         try:
-            for start in range(0, n, chunk_rows):
-                chunk = loans.slice(start, chunk_rows).collect()
+            for piece in loan_chunks(loans, chunk_rows):
+                chunk = piece.loans.collect()
+                if chunk.is_empty():
+                    break
                 model.check_columns(chunk)
                 features, x = model.features(chunk.lazy())
                 numeric = _numeric(x.names, features.columns)

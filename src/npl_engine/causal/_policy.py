@@ -32,6 +32,7 @@ import polars as pl
 
 from npl_engine.causal._costs import ActionCosts, estimate_costs, load_costs
 from npl_engine.causal._treatment import CONTROL
+from npl_engine.data import count_loans, loan_chunks
 from npl_engine.errors import NplError, SettingsError
 from npl_engine.scoring import chunk_rows_for
 
@@ -643,8 +644,7 @@ def policy_inputs(
     from the tape's height and its rows taken from the chunks that hold them.
     """
     outcome = _money_outcome(model)
-    n = int(loans.select(pl.len()).collect().item())
-    size = _chunk_size(n, chunk_rows)
+    n = count_loans(loans)
     k = len(model.actions_)
     uplift, cost = np.empty((n, k)), np.empty((n, k))
     exposure = np.empty(n)
@@ -654,12 +654,11 @@ def policy_inputs(
     sample = _bau_rows(n) if with_bau else None
     ids: list[pl.Series] = []
     sampled: list[Array] = []
-    starts = range(0, max(n, 1), size)
-    for i, start in enumerate(starts):
-        end = min(start + size, n)
-        if progress is not None and len(starts) > 1:
-            progress(f"predicting chunk {i + 1}/{len(starts)}: loans {start + 1:,} to {end:,}")
-        part = loans.slice(start, size).collect().lazy()
+    for piece in loan_chunks(loans, _chunk_size(n, chunk_rows), n_loans=n):
+        start, end = piece.start, piece.stop
+        if progress is not None and piece.count > 1:
+            progress(f"predicting {piece.describe()}")
+        part = piece.loans.collect().lazy()
         rows = slice(start, end)
         X = model.covariates(part)  # noqa: N806
         frame = part.select(
@@ -774,12 +773,11 @@ def collections_without(
         return np.zeros(0, dtype=np.float64)
     outcome = _money_outcome(model)
     n = exposure.size
-    size = _chunk_size(n, chunk_rows)
     parts = []
-    for start in range(0, n, size):
-        lo, hi = np.searchsorted(rows, [start, start + size])
+    for piece in loan_chunks(loans, _chunk_size(n, chunk_rows), n_loans=n):
+        lo, hi = np.searchsorted(rows, [piece.start, piece.stop])
         if hi > lo:
-            parts.append(loans.slice(start, size).collect()[rows[lo:hi] - start])
+            parts.append(piece.loans.collect()[rows[lo:hi] - piece.start])
     chosen = pl.concat(parts) if len(parts) > 1 else parts[0]
     base = model.baseline(model.covariates(chosen.lazy()))
     return np.asarray(base * exposure[rows] if outcome == "recovery_rate" else base)

@@ -523,14 +523,14 @@ def _decision_chunks(
 ) -> Iterator[pl.DataFrame]:
     """The decision frames of consecutive chunks of loans, their outputs and reasons."""
     from npl_engine.audit import decision_frame
+    from npl_engine.data import loan_chunks
 
-    n = int(loans.select(pl.len()).collect().item())
-    for start in range(0, n, chunk_rows):
-        part = loans.slice(start, chunk_rows).collect()
+    for piece in loan_chunks(loans, chunk_rows):
+        start, size = piece.start, piece.stop - piece.start
         yield decision_frame(
-            part,
-            outputs.slice(start, chunk_rows).collect(),
-            None if reasons is None else reasons.lazy().slice(start, chunk_rows).collect(),
+            piece.loans.collect(),
+            outputs.slice(start, size).collect(),
+            None if reasons is None else reasons.lazy().slice(start, size).collect(),
         )
 
 

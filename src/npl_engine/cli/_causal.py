@@ -254,6 +254,7 @@ def policy(
     predicted in chunks, the budget solved once over all loans (--chunk-rows; docs/scale.md).
     """
     from npl_engine.causal import Effects, load_costs, parse_budgets
+    from npl_engine.data import count_loans
     from npl_engine.scoring import chunk_rows_for
 
     if (budget is None) == (budgets is None):
@@ -273,7 +274,7 @@ def policy(
     data = read_data(data_dir)
     cluster = _cluster(cluster_address)
     where = f" on {cluster_address}" if cluster is not None else ""
-    n_loans = int(data.loans.select(pl.len()).collect().item())
+    n_loans = count_loans(data.loans)
     chunk = 0 if cluster is not None else chunk_rows_for(n_loans, chunk_rows)
     # the record reads the tape and the plan chunk by chunk when the plan was made so
     record = partial(_record_decisions, audit_db, no_audit=no_audit, command="policy",

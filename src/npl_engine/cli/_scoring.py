@@ -155,6 +155,7 @@ def score(
     than 250,000 loans is scored in chunks, written as they are scored (--chunk-rows;
     docs/scale.md#out-of-core).
     """
+    from npl_engine.data import count_loans
     from npl_engine.scoring import RecoveryModel, chunk_rows_for
 
     console = _console(stderr=True)
@@ -165,7 +166,7 @@ def score(
     data = read_data(data_dir)
     cluster = _cluster(cluster_address)
     if cluster is None:
-        n_loans = int(data.loans.select(pl.len()).collect().item())
+        n_loans = count_loans(data.loans)
         chunk = chunk_rows_for(n_loans, chunk_rows)
         if chunk:
             _score_chunked(

@@ -124,6 +124,7 @@ def value(
     docs/valuation.md). A tape of more than 250,000 loans is worked through in chunks
     (--chunk-rows; docs/scale.md#out-of-core).
     """
+    from npl_engine.data import count_loans
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
     from npl_engine.scoring import RecoveryModel, chunk_rows_for
@@ -142,7 +143,7 @@ def value(
     tape = read_data(data_dir)
     chunk = 0
     if cluster is None:
-        chunk = chunk_rows_for(int(tape.loans.select(pl.len()).collect().item()), chunk_rows)
+        chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
     with _PathBar(console) as bar:
         valuation = value_tape(
             model, tape, scenario_set, simulations=simulations, seed=seed,
@@ -433,6 +434,7 @@ def expected_loss_command(
     A tape of more than 250,000 loans is worked through in chunks (--chunk-rows;
     docs/scale.md#out-of-core).
     """
+    from npl_engine.data import count_loans
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scenarios import load_scenarios
     from npl_engine.scoring import RecoveryModel, chunk_rows_for
@@ -448,7 +450,7 @@ def expected_loss_command(
     tape = read_data(data_dir)
     chunk = 0
     if cluster is None:
-        chunk = chunk_rows_for(int(tape.loans.select(pl.len()).collect().item()), chunk_rows)
+        chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
     el = expected_loss(
         model,
         tape,

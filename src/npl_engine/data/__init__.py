@@ -4,6 +4,7 @@ The contract itself (tables, columns, types, allowed values) lives in
 :mod:`npl_engine.data.contract`; everything here derives from it.
 """
 
+from npl_engine.data.chunks import Chunk, count_loans, loan_chunks
 from npl_engine.data.columns import ColumnMap, load_column_map
 from npl_engine.data.dataset import Dataset, DatasetKind
 from npl_engine.data.months import month_after_cutoff, month_end, months_observed
@@ -12,13 +13,16 @@ from npl_engine.data.summary import DatasetSummary, SegmentSummary, summarize
 from npl_engine.data.writers import write_dataset
 
 __all__ = [
+    "Chunk",
     "ColumnMap",
     "Dataset",
     "DatasetKind",
     "DatasetSummary",
     "SegmentSummary",
+    "count_loans",
     "infer_kind",
     "load_column_map",
+    "loan_chunks",
     "month_after_cutoff",
     "month_end",
     "months_observed",

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from npl_engine.data.chunks import loan_chunks
 from npl_engine.scoring._model import RecoveryModel
 
 __all__ = ["AUTO_CHUNK_ROWS", "chunk_rows_for", "score_in_chunks"]
@@ -83,11 +84,7 @@ def score_in_chunks(
     int
         Loans scored.
     """
-    if chunk_rows < 1:
-        msg = f"chunk_rows must be at least 1, got {chunk_rows}"
-        raise ValueError(msg)
-    n = int(loans.select(pl.len()).collect().item())
-    n_chunks = max(-(-n // chunk_rows), 1)
+    n = 0
     writers: tuple[pq.ParquetWriter, pq.ParquetWriter] | None = None
     # One thread writes chunk i while chunk i + 1 is scored (Arrow encodes without the GIL);
     # waiting for the previous write before handing over the next keeps at most two chunks'
@@ -95,11 +92,11 @@ def score_in_chunks(
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending: Future[None] | None = None
         try:
-            for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
+            for piece in loan_chunks(loans, chunk_rows):
                 if progress is not None:
-                    end = min(start + chunk_rows, n)
-                    progress(f"scoring chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-                chunk = loans.slice(start, chunk_rows).collect()
+                    progress(f"scoring {piece.describe()}")
+                n = piece.stop
+                chunk = piece.loans.collect()
                 part = model.score(chunk)
                 frame = part.scores
                 if add_columns is not None:

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npl_engine.data import count_loans
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.excel import EXCEL_MAX_ROWS, write_workbook
@@ -150,7 +151,7 @@ class ExpectedLoss:
         """Loans in :attr:`loans` (counted from the file when it is a lazy scan)."""
         if isinstance(self.loans, pl.DataFrame):
             return self.loans.height
-        return int(self.loans.select(pl.len()).collect().item())
+        return count_loans(self.loans)
 
     @property
     def workbook_has_loans(self) -> bool:

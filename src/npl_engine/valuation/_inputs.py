@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import polars as pl
 import pyarrow.parquet as pq
 
-from npl_engine.data import Dataset, read_dataset
+from npl_engine.data import Dataset, loan_chunks, read_dataset
 from npl_engine.errors import NplError
 from npl_engine.scenarios import ScenarioSet, load_scenarios
 from npl_engine.scoring import RecoveryModel
@@ -63,6 +63,7 @@ def spill_chunks(
     chunk_rows: int,
     file_name: str,
     say: Progress,
+    n_loans: int | None = None,
 ) -> tuple[tempfile.TemporaryDirectory[str], list[T]]:
     """Work through a tape ``chunk_rows`` loans at a time, writing per-loan rows as they come.
 
@@ -70,17 +71,15 @@ def spill_chunks(
     (sums); the rows are appended to ``file_name`` in a temporary folder, so only one chunk's
     rows are in memory at a time. Returns the folder (removed when it is cleaned up or
     collected; nothing is left behind if a chunk fails) and the chunks' sums, in order.
+    ``n_loans``: the tape's loans, if already counted.
     """
-    n = int(loans.select(pl.len()).collect().item())
-    n_chunks = max(-(-n // chunk_rows), 1)
     spill = tempfile.TemporaryDirectory(prefix="npl-chunks-")
     parts: list[T] = []
     writer: pq.ParquetWriter | None = None
     try:
-        for i, start in enumerate(range(0, max(n, 1), chunk_rows)):
-            end = min(start + chunk_rows, n)
-            say(f"chunk {i + 1}/{n_chunks}: loans {start + 1:,} to {end:,}")
-            rows, part = work(loans.slice(start, chunk_rows).collect())
+        for piece in loan_chunks(loans, chunk_rows, n_loans=n_loans):
+            say(piece.describe())
+            rows, part = work(piece.loans.collect())
             parts.append(part)
             table = rows.to_arrow()
             del rows

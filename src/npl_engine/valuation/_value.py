@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from npl_engine.data import count_loans
 from npl_engine.data.writers import atomic_folder
 from npl_engine.errors import NplError
 from npl_engine.scenarios import ScenarioSet
@@ -518,10 +519,10 @@ def value(
         progress=say,
         path_progress=path_progress,
     )
-    n = int(dataset.loans.select(pl.len()).collect().item())
+    n = count_loans(dataset.loans)
     rows = 0 if cluster is not None else chunk_rows_for(n, chunk_rows)
     if rows:
-        spill, sums, flows = _sums_in_chunks(part, dataset.loans, chunk_rows=rows)
+        spill, sums, flows = _sums_in_chunks(part, dataset.loans, chunk_rows=rows, n_loans=n)
         kept: dict[str, Any] = {
             "loans": dataset.loans,
             "per_loan": pl.scan_parquet(Path(spill.name) / _SPILL_FILE),
@@ -647,7 +648,7 @@ class _Part:
 
 
 def _sums_in_chunks(
-    part: _Part, loans: pl.LazyFrame, *, chunk_rows: int
+    part: _Part, loans: pl.LazyFrame, *, chunk_rows: int, n_loans: int
 ) -> tuple[tempfile.TemporaryDirectory[str], PortfolioSums, FloatArray | None]:
     """The tape's sums, added chunk by chunk; each chunk's loan values written as it comes."""
 
@@ -656,8 +657,9 @@ def _sums_in_chunks(
         return _loan_values(portfolio), (sums, flows)
 
     spill, parts = spill_chunks(
-        loans, work, chunk_rows=chunk_rows, file_name=_SPILL_FILE, say=part.progress
-    )
+        loans, work, chunk_rows=chunk_rows, file_name=_SPILL_FILE, say=part.progress,
+        n_loans=n_loans,
+    )  # fmt: skip
     sums, flows = parts[0]
     for more_sums, more_flows in parts[1:]:  # added in chunk order
         sums = sums + more_sums
