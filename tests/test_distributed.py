@@ -18,6 +18,7 @@ from distributed import Client, LocalCluster
 from polars.testing import assert_frame_equal
 
 from npl_engine import distributed
+from npl_engine.audit import AuditStore
 from npl_engine.causal import ActionEffectModel, Effects
 from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
 from npl_engine.cli import main
@@ -300,3 +301,32 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_equals_the_clean_run
         result = running.result(timeout=600)
     assert_frame_equal(result.scores, clean.scores, check_exact=True)
     assert_frame_equal(result.curves, clean.curves, check_exact=True)
+
+
+def test_cli_score_in_chunks_on_the_cluster_equals_in_process(
+    client: Client, small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`npl score --chunk-rows 215 --cluster ADDRESS` writes what the in-process run writes.
+
+    Each chunk is scored on the workers; files and decision record are the in-process ones.
+    """
+    model, tape = small_model_and_tape
+    db = tmp_path / "audit.duckdb"
+    common = ("score", "--model", model, "--data", tape, "--audit-db", db)
+    assert _npl(*common, "--out", tmp_path / "a", "--chunk-rows", "0").exit_code == 0
+    result = _npl(*common, "--out", tmp_path / "b", "--chunk-rows", "215",
+                  "--cluster", client.scheduler.address)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"scoring on {client.scheduler.address}, a chunk at a time" in result.output
+    assert "scoring chunk 7/7" in result.output
+    for name in ("scores.parquet", "curves.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "b" / name),
+            pl.read_parquet(tmp_path / "a" / name),
+            check_exact=True,
+        )
+    with AuditStore(db, read_only=True) as store:
+        runs = store.runs()
+        first, second = (store.decisions(r).drop("run_id") for r in runs["run_id"])
+    assert_frame_equal(first, second, check_exact=True)
+    assert first.height == 1500

@@ -153,7 +153,7 @@ def score(
     month) and prints a summary by segment. With --explain, scores.parquet also holds the top
     3 reason codes of each loan (see `npl explain` and docs/explanations.md). A tape of more
     than 250,000 loans is scored in chunks, written as they are scored (--chunk-rows;
-    docs/scale.md#out-of-core).
+    docs/scale.md#out-of-core), also with --cluster (each chunk goes to the workers).
     """
     from npl_engine.data import count_loans
     from npl_engine.scoring import RecoveryModel, chunk_rows_for
@@ -165,20 +165,22 @@ def score(
     say(f"reading and validating {data_dir}")
     data = read_data(data_dir)
     cluster = _cluster(cluster_address)
+    chunk = chunk_rows_for(count_loans(data.loans), chunk_rows)
+    if chunk:
+        if cluster is not None:
+            say(f"scoring on {cluster_address}, a chunk at a time")
+        _score_chunked(
+            model,
+            data,
+            out,
+            chunk_rows=chunk,
+            with_reasons=with_reasons,
+            audit=(audit_db, no_audit, model_dir, data_dir),
+            say=say,
+            cluster=cluster,
+        )
+        return
     if cluster is None:
-        n_loans = count_loans(data.loans)
-        chunk = chunk_rows_for(n_loans, chunk_rows)
-        if chunk:
-            _score_chunked(
-                model,
-                data,
-                out,
-                chunk_rows=chunk,
-                with_reasons=with_reasons,
-                audit=(audit_db, no_audit, model_dir, data_dir),
-                say=say,
-            )
-            return
         say("scoring")
         result = model.score(data.loans)
     else:
@@ -233,8 +235,9 @@ def _score_chunked(
     with_reasons: bool,
     audit: tuple[Path | None, bool, Path, Path],
     say: Any,
+    cluster: Any = None,
 ) -> None:
-    """Score the tape in chunks, each written as it is scored; record and summary from files."""
+    """Score the tape in chunks, each written as it is scored (on ``cluster``, if given)."""
     from npl_engine.data.writers import atomic_folder
     from npl_engine.scoring import score_in_chunks
 
@@ -268,6 +271,7 @@ def _score_chunked(
                 chunk_rows=chunk_rows,
                 add_columns=add_columns,
                 on_chunk=None if record is None else _decisions_to(record, with_reasons),
+                cluster=cluster,
                 progress=say,
             )
         say("summarising")

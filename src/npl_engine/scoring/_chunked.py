@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from npl_engine.data.chunks import loan_chunks
-from npl_engine.scoring._model import RecoveryModel
+from npl_engine.scoring._model import RecoveryModel, Scores
+
+if TYPE_CHECKING:
+    from npl_engine.distributed import Cluster
 
 __all__ = ["AUTO_CHUNK_ROWS", "chunk_rows_for", "score_in_chunks"]
 
@@ -52,6 +56,7 @@ def score_in_chunks(
     chunk_rows: int = 100_000,
     add_columns: Callable[[pl.LazyFrame, pl.DataFrame], pl.DataFrame] | None = None,
     on_chunk: Callable[[pl.DataFrame, pl.DataFrame], None] | None = None,
+    cluster: Cluster | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> int:
     """Score ``loans`` ``chunk_rows`` at a time, appending each chunk to two Parquet files.
@@ -76,6 +81,10 @@ def score_in_chunks(
         Called with each chunk's loans and the scores written, in order, once they are
         written, on the writing thread (e.g. to append a decision record while the next chunk
         is scored). An error it raises stops the run like a failed write.
+    cluster
+        A cluster (:func:`npl_engine.distributed.connect`) to score each chunk on, in
+        partitions (:func:`npl_engine.distributed.score`: the same rows); this process then
+        holds one chunk at a time, not the tape.
     progress
         Called with a short description before each chunk.
 
@@ -97,7 +106,7 @@ def score_in_chunks(
                     progress(f"scoring {piece.describe()}")
                 n = piece.stop
                 chunk = piece.loans.collect()
-                part = model.score(chunk)
+                part = model.score(chunk) if cluster is None else _on(cluster, model, chunk)
                 frame = part.scores
                 if add_columns is not None:
                     frame = add_columns(chunk.lazy(), part.scores)
@@ -134,6 +143,12 @@ def _writer(path: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
         f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     return pq.ParquetWriter(path, schema, use_dictionary=text)
+
+
+def _on(cluster: Cluster, model: RecoveryModel, loans: pl.DataFrame) -> Scores:
+    from npl_engine import distributed  # noqa: PLC0415 - dask loads only when asked
+
+    return distributed.score(cluster, model, loans)
 
 
 def _after(
