@@ -330,3 +330,48 @@ def test_cli_score_in_chunks_on_the_cluster_equals_in_process(
         first, second = (store.decisions(r).drop("run_id") for r in runs["run_id"])
     assert_frame_equal(first, second, check_exact=True)
     assert first.height == 1500
+
+
+def test_value_in_chunks_on_the_cluster_equals_in_process(
+    client: Client, small_model_and_tape: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`npl value --chunk-rows 500 --cluster ADDRESS` values the tape as in process (1e-9).
+
+    Three chunks, each scored and run through 40 Monte Carlo paths on the workers.
+    """
+    model, tape = small_model_and_tape
+    common = ("value", "--model", model, "--data", tape, "--no-audit", "--scenarios", SCENARIOS,
+              "--price", "5e7", "--simulations", "40")  # fmt: skip
+    assert _npl(*common, "--out", tmp_path / "a", "--chunk-rows", "0").exit_code == 0
+    result = _npl(*common, "--out", tmp_path / "b", "--chunk-rows", "500",
+                  "--cluster", client.scheduler.address)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "chunk 3/3: loans 1,001 to 1,500" in result.output
+    assert f"Monte Carlo, 40 paths on {client.scheduler.address}" in result.output
+    a = json.loads((tmp_path / "a" / "valuation.json").read_text())
+    b = json.loads((tmp_path / "b" / "valuation.json").read_text())
+    _assert_close(b, a)
+    for name in ("cashflows.parquet", "paths.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "b" / name),
+            pl.read_parquet(tmp_path / "a" / name),
+            rel_tol=1e-9,
+        )
+
+
+def _assert_close(got: object, want: object) -> None:
+    """Equal structure; numbers equal to 1e-9 relative (sums over chunks in another order)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict)
+        assert got.keys() == want.keys()
+        for key in want:
+            _assert_close(got[key], want[key])
+    elif isinstance(want, list):
+        assert isinstance(got, list)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _assert_close(g, w)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+    else:
+        assert got == want

@@ -141,9 +141,7 @@ def value(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     tape = read_data(data_dir)
-    chunk = 0
-    if cluster is None:
-        chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
+    chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
     with _PathBar(console) as bar:
         valuation = value_tape(
             model, tape, scenario_set, simulations=simulations, seed=seed,

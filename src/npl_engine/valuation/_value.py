@@ -458,7 +458,8 @@ def value(
         A Dask cluster (:func:`npl_engine.distributed.connect`): scoring and the Monte Carlo
         run on its workers, with the same results.
     chunk_rows
-        Loans worked on at a time (without a cluster): ``None`` (default) 250,000 when the
+        Loans worked on at a time (each chunk on the cluster, if given): ``None`` (default)
+        250,000 when the
         tape holds more, else the whole tape in memory; 0 the whole tape in memory; N > 0, N
         at a time, read from a lazy scan of the tape. Each chunk is scored and summed (its
         scenario cash flows and Monte Carlo path flows are sums over its loans) and its loan
@@ -520,7 +521,7 @@ def value(
         path_progress=path_progress,
     )
     n = count_loans(dataset.loans)
-    rows = 0 if cluster is not None else chunk_rows_for(n, chunk_rows)
+    rows = chunk_rows_for(n, chunk_rows)
     if rows:
         spill, sums, flows = _sums_in_chunks(part, dataset.loans, chunk_rows=rows, n_loans=n)
         kept: dict[str, Any] = {
