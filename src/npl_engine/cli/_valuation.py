@@ -446,9 +446,7 @@ def expected_loss_command(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     tape = read_data(data_dir)
-    chunk = 0
-    if cluster is None:
-        chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
+    chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
     el = expected_loss(
         model,
         tape,

@@ -456,7 +456,8 @@ def expected_loss(
     cluster
         A Dask cluster (:func:`npl_engine.distributed.connect`) to score on.
     chunk_rows
-        0 (default): the whole tape in memory. N > 0 (without a cluster): N loans at a time,
+        0 (default): the whole tape in memory. N > 0: N loans at a time (each chunk's
+        partitions on the cluster, if given),
         read from a lazy scan of the tape, each chunk's per-loan rows written to a temporary
         Parquet file as it is computed (:attr:`ExpectedLoss.loans` is then a scan of it) and
         its sums added to the others'. Peak memory follows N; the per-loan rows are the
@@ -504,12 +505,21 @@ def expected_loss(
         horizon_note=horizon_note,
     )
     names = [s.name for s in scenario_set.scenarios]
-    if chunk_rows and cluster is None:
+    if chunk_rows:
+
+        def work(chunk: pl.DataFrame) -> tuple[pl.DataFrame, _Sums]:
+            if cluster is not None:
+                return _expected_loss_on_cluster(
+                    cluster, fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate,
+                    say=say,
+                )  # fmt: skip
+            return _expected_loss_part(
+                fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate, say=say
+            )
+
         spill, sums = spill_chunks(
             resolve_tape(tape).loans,
-            lambda chunk: _expected_loss_part(
-                fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate, say=say
-            ),
+            work,
             chunk_rows=chunk_rows,
             file_name=_SPILL_FILE,
             say=say,
