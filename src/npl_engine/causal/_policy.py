@@ -121,6 +121,7 @@ class _PriceSchedule:
         self.gains = np.concatenate([np.zeros(0), *gains])[order]
         self.drops = np.concatenate([np.zeros(0), *drops])[order]
         self.cum_change = np.cumsum(self.gains - self.drops)
+        self._rough_change = np.concatenate([[0.0], self.cum_change])  # 0: no event yet
 
     def choose(self, price: float) -> tuple[npt.NDArray[np.int64], Fraction]:
         """Each loan's action at ``price`` (-1: none) and the plan's spend, exactly."""
@@ -206,21 +207,34 @@ def plan_price(budget: float, each: PartitionMap) -> float:
     return _checked_midpoint(goal, each, _first_fitting(goal, each, price))
 
 
+#: Prices whose float spend one round of :func:`_roughly_first_fitting` asks every partition.
+_ROUGH_PROBES = 32
+
+
 def _roughly_first_fitting(budget: float, each: PartitionMap, low: float, high: float) -> float:
-    """The first event price whose plan fits by the float spends (bisection over doubles)."""
+    """The first event price whose plan fits by the float spends (a search over the doubles).
 
-    def fits(price: float) -> bool:
-        return float(sum(each(partial(_rough_spend, price=price)))) <= budget
+    Each round asks every partition its spend at :data:`_ROUGH_PROBES` prices evenly spaced
+    (as doubles are ordered) in the bracket, so a round cuts the bracket 33-fold.
+    """
 
-    if not fits(high):
+    def fits(keys: list[int]) -> npt.NDArray[np.bool_]:
+        prices = [_from_order_key(key) for key in keys]
+        spend: Array = sum(each(partial(_rough_spend, prices=prices)))  # type: ignore[assignment]
+        return np.asarray(spend <= budget)
+
+    if not fits([_order_key(high)])[0]:
         return high
-    lo, hi = _order_key(low) - 1, _order_key(high)
+    lo, hi = _order_key(low) - 1, _order_key(high)  # fits at hi, not below lo + 1
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fits(_from_order_key(mid)):
-            hi = mid
-        else:
-            lo = mid
+        step = max((hi - lo) // (_ROUGH_PROBES + 1), 1)
+        keys = list(range(lo + step, hi, step))[:_ROUGH_PROBES]
+        fit = fits(keys)
+        first = int(fit.argmax()) if fit.any() else len(keys)
+        if first < len(keys):
+            hi = keys[first]
+        if first > 0:
+            lo = keys[first - 1]
     return _from_order_key(hi)
 
 
@@ -281,10 +295,11 @@ def _price_range(schedule: _PriceSchedule) -> tuple[float, float] | None:
     return float(schedule.prices[0]), float(schedule.prices[-1])
 
 
-def _rough_spend(schedule: _PriceSchedule, price: float) -> float:
-    """Float spend once the events at or below ``price`` happened (for bracketing only)."""
-    i = int(np.searchsorted(schedule.prices, price, side="right"))
-    return schedule.spend0 + (float(schedule.cum_change[i - 1]) if i else 0.0)
+def _rough_spend(schedule: _PriceSchedule, prices: list[float]) -> Array:
+    """Float spend once the events at or below each price happened (for bracketing only)."""
+    i = np.searchsorted(schedule.prices, prices, side="right")
+    spend: Array = schedule.spend0 + schedule._rough_change[i]
+    return spend
 
 
 def _events_spend(schedule: _PriceSchedule, price: float) -> Fraction:
@@ -1095,7 +1110,7 @@ def collections_without(
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return np.zeros(0, dtype=np.float64)
-    outcome = _money_outcome(model)
+    _money_outcome(model)  # refuse a model not in money before reading the tape
     n = exposure.size
     size = _chunk_size(n, chunk_rows)
     parts = []
@@ -1104,8 +1119,14 @@ def collections_without(
         if hi > lo:
             parts.append(loans.slice(start, size).collect()[rows[lo:hi] - start])
     chosen = pl.concat(parts) if len(parts) > 1 else parts[0]
+    return _collections_without_rows(model, chosen, exposure[rows])
+
+
+def _collections_without_rows(model: Any, chosen: pl.DataFrame, exposure: Array) -> Array:
+    """Expected collections with no action of the loans ``chosen`` (exposures ``exposure``)."""
+    outcome = _money_outcome(model)
     base = model.baseline(model.covariates(chosen.lazy()))
-    return np.asarray(base * exposure[rows] if outcome == "recovery_rate" else base)
+    return np.asarray(base * exposure if outcome == "recovery_rate" else base)
 
 
 def settlement_economics(
