@@ -1,4 +1,4 @@
-"""Per-loan work on a Dask cluster: scores, portfolios, Monte Carlo paths and plan inputs.
+"""Per-loan work on a Dask cluster: scores, portfolios, Monte Carlo paths and plans.
 
 The loans are split into partitions by a stable hash of ``loan_id``
 (:func:`~npl_engine.valuation.loan_keys`), each partition is one task, and the results are
@@ -432,9 +432,9 @@ def policy_inputs(
     The per-loan effects (the causal forest over every loan, the costly part), their intervals
     and the no-action collections are predicted per partition on the workers; the
     business-as-usual propensities, a portfolio total from a seeded sample of at most
-    ``BAU_SAMPLE`` loans, are predicted on the client exactly as in memory. The budgeted plan
-    (:func:`~npl_engine.causal.plan_actions`) is then solved over all loans at once, so the
-    budget is global.
+    ``BAU_SAMPLE`` loans, are predicted on the client exactly as in memory. Every per-loan
+    array comes back to the client (the gain curve solves over them there); a single budget's
+    plan keeps them on the workers instead (:func:`policy_parts`).
     """
     from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
 

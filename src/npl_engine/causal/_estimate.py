@@ -537,7 +537,10 @@ class Effects:
         costs
             Action costs (or a TOML file with a ``[costs]`` table); default: :attr:`costs`.
         cluster
-            A Dask ``distributed.Client``: predict the effects on its workers.
+            A :class:`npl_engine.distributed.Cluster`: predict the effects on its workers and
+            keep them there; the budget's price is searched over the partitions
+            (:func:`plan_price`) and the plan equals the in-process plan of the same inputs
+            bit for bit. The plan's ``inputs`` is then ``None``.
         chunk_rows
             Loans read and predicted at a time (see :func:`policy_inputs`): ``None``, 250,000
             when the tape has more, else all at once; ``0``, all at once. Peak memory follows
