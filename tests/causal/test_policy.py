@@ -374,3 +374,5 @@ def test_exact_sums_do_not_depend_on_order_or_grouping() -> None:
     assert _exact_sum(rng.permutation(values)) == total
     assert _exact_sum(values[:1234]) + _exact_sum(values[1234:]) == total
     assert _exact_sum(np.array([0.1, 0.2, -0.3])) == Fraction(0.1) + Fraction(0.2) - Fraction(0.3)
+    with pytest.raises(ValueError, match="finite"):
+        _exact_sum(np.array([1.0, np.nan]))

@@ -17,6 +17,11 @@ budget and each of its points is the plan :func:`plan_actions` makes at that bud
 λ is the shadow price of the budget: one more unit of budget buys about λ of expected net
 collections (1 + λ gross). It is 0 once the budget exceeds what the unconstrained plan spends:
 past that point every further action would cost more than it brings.
+
+The loans may be split into partitions, each with its own switches (:class:`PolicyPart`, one
+per task on a cluster): :func:`plan_price` finds the budget's price from scalars every
+partition answers, and compares spends with the budget exactly (sums as rationals), so the
+plan does not depend on the split; the in-process plan is the search over one partition.
 """
 
 from __future__ import annotations
@@ -353,6 +358,9 @@ def _exact_sum(values: npt.ArrayLike) -> Fraction:
     the per-power sums are added as Python integers.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
+    if not np.isfinite(v).all():
+        msg = "a plan's uplifts and costs must be finite (got NaN or infinity)"
+        raise ValueError(msg)
     v = v[v != 0]
     if v.size == 0:
         return Fraction(0)
