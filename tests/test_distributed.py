@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import operator
 import os
 import signal
 import time
@@ -19,8 +20,18 @@ from polars.testing import assert_frame_equal
 
 from npl_engine import distributed
 from npl_engine.audit import AuditStore
-from npl_engine.causal import ActionEffectModel, Effects
-from npl_engine.causal._policy import ActionCosts, plan_actions, policy_inputs
+from npl_engine.causal import (
+    ActionEffectModel,
+    BusinessAsUsual,
+    Effects,
+    PolicyInputs,
+    PolicyPart,
+    plan_price,
+    plan_shadow_price,
+    solve_plan,
+)
+from npl_engine.causal import _policy as policy_module
+from npl_engine.causal._policy import ActionCosts, _PriceSchedule, plan_actions, policy_inputs
 from npl_engine.cli import main
 from npl_engine.data import read_dataset
 from npl_engine.data.simulator import SimulationSettings, simulate, write_simulation
@@ -296,6 +307,108 @@ def test_policy_inputs_and_plan_equal_in_memory(client: Client, tape) -> None:
     theirs = effects.plan(loans, budget, cluster=cluster).plan
     assert (mine["action"] == "settlement_offer").any()
     assert_frame_equal(theirs, mine, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def effects_model():
+    """A small effect model (20 trees on a 1,500-loan book) and its costs."""
+    book = simulate(SimulationSettings(n_loans=1500, seed=43, kind="book")).dataset()
+    model = ActionEffectModel(n_estimators=20, seed=0).fit(book)
+    costs = ActionCosts(
+        fixed=dict.fromkeys(model.actions_, 20.0), per_exposure=dict.fromkeys(model.actions_, 0.001)
+    )
+    return model, costs
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+def test_the_budget_is_solved_over_partitions_kept_on_the_workers(
+    client: Client, tape, effects_model, n: int
+) -> None:
+    """Price, shadow price and every loan's action equal the one-schedule solver's, bit for bit.
+
+    The per-loan inputs stay on the workers (one price schedule per partition); the reference
+    is :func:`solve_plan` on the same inputs gathered, at budgets 0, past the unconstrained
+    spend, exactly at spends after events (where rounding decides) and in between.
+    """
+    _, loans = tape
+    model, costs = effects_model
+    cluster = distributed.Cluster(client=client, partitions=n)
+    held = distributed.policy_parts(cluster, model, loans, costs)
+    gathered = distributed.policy_inputs(cluster, model, loans, costs, with_bau=False)
+    whole = _PriceSchedule(gathered.uplift, gathered.cost)
+    rng = np.random.default_rng(n)
+    after = whole.spend0 + whole.cum_change
+    budgets = [
+        0.0,
+        whole.spend0,
+        2 * whole.spend0,
+        *rng.choice(after, 6),
+        *rng.uniform(0, whole.spend0, 3),
+    ]
+    order = pl.Series(distributed.input_order(held.rows))
+
+    def each(query):  # type: ignore[no-untyped-def]
+        return held.each(operator.methodcaller("ask", query))
+
+    for budget in map(float, budgets):
+        price, pick = whole.plan_for(budget)
+        assert plan_price(budget, each) == price
+        assert plan_shadow_price(price, each) == whole.shadow_price(price)
+        plan = pl.concat(held.each(operator.methodcaller("plan", price, model.actions_)))[order]
+        codes = plan["action"].replace_strict(
+            ["none", *model.actions_], range(-1, len(model.actions_))
+        )
+        assert np.array_equal(codes.to_numpy(), pick)
+        assert np.array_equal(pick, solve_plan(gathered.uplift, gathered.cost, budget=budget))
+
+
+@pytest.mark.parametrize("n", PARTITIONS)
+def test_a_plan_on_the_cluster_never_gathers_the_tape_and_equals_the_plan_of_its_inputs(
+    client: Client, tape, effects_model, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Effects.plan(cluster=...)`: the plan and comparison of `plan_actions`, bit for bit.
+
+    The reference plans the same per-loan inputs gathered to the client; the cluster's run
+    is made to fail if it gathers them (`distributed.policy_inputs`, or any partition's part
+    or more loans' inputs than the business-as-usual sample and the settlement offers).
+    """
+    _, loans = tape
+    model, costs = effects_model
+    monkeypatch.setattr(policy_module, "BAU_SAMPLE", 400)
+    cluster = distributed.Cluster(client=client, partitions=n)
+    r = distributed.policy_inputs(cluster, model, loans, costs, with_bau=False, with_interval=True)
+    sample = policy_module._bau_rows(loans.height)
+    x = model.covariates(loans[pl.Series(sample)].lazy())
+    bau = BusinessAsUsual(propensity=model.propensity(x), rows=sample)
+    budget = 0.2 * float(r.cost.max(axis=1).sum())
+    local = plan_actions(
+        r.loan_ids, r.uplift, r.cost, model.actions_, budget=budget, bau=bau,
+        uplift_low=r.uplift_low, uplift_high=r.uplift_high,
+    )  # fmt: skip
+    taken: list[int] = []
+    gather = client.gather
+
+    def watched(futures, *args, **kwargs):  # type: ignore[no-untyped-def]
+        results = gather(futures, *args, **kwargs)
+        for result in results if isinstance(results, list) else [results]:
+            assert not isinstance(result, PolicyPart), "a partition's inputs were gathered"
+            if isinstance(result, PolicyInputs):
+                taken.append(result.uplift.shape[0])
+        return results
+
+    def refused(*_: object, **__: object) -> None:
+        raise AssertionError("the per-loan inputs were gathered to the client")
+
+    monkeypatch.setattr(distributed, "policy_inputs", refused)
+    monkeypatch.setattr(client, "gather", watched)
+    effects = Effects(model, {"outcome": "recovery_rate", "actions": []}, None, costs)
+    remote = effects.plan(loans, budget, cluster=cluster)
+    offered = int((remote.plan["action"] == "settlement_offer").sum())
+    assert offered > 0
+    assert sum(taken) == sample.size + offered < loans.height
+    assert_frame_equal(remote.plan.select(local.plan.columns), local.plan, check_exact=True)
+    assert_frame_equal(remote.comparison, local.comparison, check_exact=True)
+    assert remote.plan["collections_without_offer"].is_not_null().sum() == offered
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Per-loan work on a Dask cluster: scores, portfolios, Monte Carlo paths and plan inputs.
+"""Per-loan work on a Dask cluster: scores, portfolios, Monte Carlo paths and plans.
 
 The loans are split into partitions by a stable hash of ``loan_id``
 (:func:`~npl_engine.valuation.loan_keys`), each partition is one task, and the results are
@@ -54,6 +54,7 @@ from npl_engine.valuation import path_flows as partition_path_flows
 __all__ = [
     "CLUSTER_ENV",
     "Cluster",
+    "DistributedPolicy",
     "DistributedPortfolio",
     "cluster_address",
     "connect",
@@ -62,6 +63,7 @@ __all__ = [
     "partition_rows",
     "path_flows",
     "policy_inputs",
+    "policy_parts",
     "portfolio",
     "score",
     "simulate_paths",
@@ -208,6 +210,15 @@ def _policy_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str,
         with_interval=options["with_interval"],
         with_baseline=options["with_baseline"],
     )
+
+
+def _policy_part_task(loans: pl.DataFrame, model: Any, costs: Any, options: dict[str, bool]) -> Any:
+    from npl_engine.causal import PolicyPart, policy_inputs  # noqa: PLC0415
+
+    inputs = policy_inputs(
+        model, loans.lazy(), costs, with_bau=False, with_interval=options["with_interval"]
+    )
+    return PolicyPart(inputs)
 
 
 # ------------------------------------------------------------------------------- the client
@@ -421,9 +432,9 @@ def policy_inputs(
     The per-loan effects (the causal forest over every loan, the costly part), their intervals
     and the no-action collections are predicted per partition on the workers; the
     business-as-usual propensities, a portfolio total from a seeded sample of at most
-    ``BAU_SAMPLE`` loans, are predicted on the client exactly as in memory. The budgeted plan
-    (:func:`~npl_engine.causal.plan_actions`) is then solved over all loans at once, so the
-    budget is global.
+    ``BAU_SAMPLE`` loans, are predicted on the client exactly as in memory. Every per-loan
+    array comes back to the client (the gain curve solves over them there); a single budget's
+    plan keeps them on the workers instead (:func:`policy_parts`).
     """
     from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
 
@@ -457,3 +468,93 @@ def policy_inputs(
         sample = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
     x = model.covariates(loans[pl.Series(sample)].lazy())
     return replace(inputs, bau=BusinessAsUsual(propensity=model.propensity(x), rows=sample))
+
+
+@dataclass(frozen=True, slots=True)
+class DistributedPolicy:
+    """Plan inputs predicted on the cluster and kept there: one policy part per partition.
+
+    Each partition's per-loan uplift, cost and intervals, and its price schedule, stay on the
+    worker that predicted them (a :class:`~npl_engine.causal.PolicyPart` held by a future);
+    the client asks them questions whose answers are small (:meth:`each`, :meth:`take`).
+
+    Parameters
+    ----------
+    cluster
+        From :func:`connect`.
+    rows
+        Each partition's positions in the loans, increasing.
+    parts
+        Futures of the partitions' ``PolicyPart``.
+    """
+
+    cluster: Cluster
+    rows: list[Rows]
+    parts: list[Any]
+
+    def each(self, func: Any) -> list[Any]:
+        """``func(part)`` on every partition's worker; the answers, partition by partition."""
+        return _map(self.cluster, func, self.parts)
+
+    def take(self, positions: npt.NDArray[np.integer[Any]]) -> Any:
+        """The :class:`~npl_engine.causal.PolicyInputs` of some loans, by position, in order.
+
+        Only those loans' rows cross to the client (a sample, the loans offered a settlement).
+        """
+        from npl_engine.causal import PolicyInputs, PolicyPart  # noqa: PLC0415
+
+        wanted = np.asarray(positions, dtype=np.int64)
+        local = [np.flatnonzero(np.isin(r, wanted)) for r in self.rows]
+        futures = self.cluster.client.map(
+            PolicyPart.rows, self.parts, local, retries=RETRIES, pure=False
+        )
+        pieces = self.cluster.client.gather(futures)
+        found = np.concatenate([r[i] for r, i in zip(self.rows, local, strict=True)])
+        order = np.argsort(found, kind="stable")
+        return PolicyInputs(
+            loan_ids=pl.concat([p.loan_ids for p in pieces])[pl.Series(order)],
+            exposure=np.concatenate([p.exposure for p in pieces])[order],
+            uplift=np.concatenate([p.uplift for p in pieces])[order],
+            cost=np.concatenate([p.cost for p in pieces])[order],
+        )
+
+
+def policy_parts(
+    cluster: Cluster,
+    model: Any,
+    loans: pl.DataFrame,
+    costs: Any,
+    *,
+    with_interval: bool = False,
+) -> DistributedPolicy:
+    """Predict every partition's plan inputs on the cluster and leave them on its worker.
+
+    The effect model goes once to every worker; each partition's task predicts its loans'
+    uplift and cost (and their intervals) and builds its price schedule. Nothing per loan
+    comes back: :func:`npl_engine.causal.plan_price` then finds a budget's price from scalars.
+
+    Parameters
+    ----------
+    cluster
+        From :func:`connect`.
+    model
+        A fitted :class:`~npl_engine.causal.ActionEffectModel`.
+    loans
+        Validated contract ``loans``.
+    costs
+        The :class:`~npl_engine.causal.ActionCosts`.
+    with_interval
+        Also predict each uplift's 95 % interval.
+    """
+    rows, parts = _split(cluster, loans)
+    remote = cluster.client.scatter(model, broadcast=True)
+    futures = cluster.client.map(
+        _policy_part_task,
+        parts,
+        model=remote,
+        costs=costs,
+        options={"with_interval": with_interval},
+        retries=RETRIES,
+        pure=False,
+    )
+    return DistributedPolicy(cluster=cluster, rows=rows, parts=futures)

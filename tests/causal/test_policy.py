@@ -1,3 +1,6 @@
+import math
+from fractions import Fraction
+
 import numpy as np
 import polars as pl
 import pytest
@@ -7,10 +10,15 @@ from npl_engine.causal._policy import (
     ActionCosts,
     PlanColumns,
     PolicyInputs,
+    _exact_sum,
+    _plan_spend,
+    _PriceSchedule,
     gain_curve,
     parse_budgets,
     plan_actions,
     plan_frame,
+    plan_price,
+    plan_shadow_price,
     settlement_economics,
     solve_plan,
 )
@@ -263,3 +271,108 @@ def test_the_curve_band_covers_the_true_gain_on_a_20000_loan_book() -> None:
         true_gain = float(np.where(pick >= 0, true_uplift[rows, np.maximum(pick, 0)], 0.0).sum())
         covered.append(row["gain_low"] <= true_gain <= row["gain_high"])
     assert np.mean(covered) >= 0.9, covered
+
+
+def _tied_book(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """Small whole-number uplifts and costs: many loans switch at the same prices (ties)."""
+    rng = np.random.default_rng(seed)
+    cost = rng.integers(0, 6, (n, 3)).astype(np.float64)
+    uplift = rng.integers(-2, 12, (n, 3)).astype(np.float64)
+    uplift[: n // 4] = uplift[n // 4 : 2 * (n // 4)]  # identical loans
+    cost[: n // 4] = cost[n // 4 : 2 * (n // 4)]
+    return uplift, cost
+
+
+def _edge_budgets(uplift: np.ndarray, cost: np.ndarray, rng: np.random.Generator) -> list[float]:  # type: ignore[type-arg]
+    """0, beyond the unconstrained spend, the spend right after events, and random budgets."""
+    schedule = _PriceSchedule(uplift, cost)
+    after = schedule.spend0 + schedule.cum_change
+    at_events = rng.choice(after, min(after.size, 25), replace=False) if after.size else []
+    between = rng.uniform(0, schedule.spend0, 10)
+    return [
+        0.0,
+        schedule.spend0,
+        schedule.spend0 * 2 + 1,
+        float(np.nextafter(schedule.spend0, 0.0)),
+        *map(float, at_events),
+        *map(float, np.nextafter(at_events, np.inf)),
+        *map(float, between),
+    ]
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("book", ["floats", "ties"])
+def test_the_partitioned_search_is_the_whole_plan_bit_for_bit(parts: int, book: str) -> None:
+    """Schedules of 1, 3 or 7 partitions give the one-schedule price, shadow price and picks.
+
+    Only scalars cross: ``each`` runs a query on every partition's schedule in process.
+    """
+    rng = np.random.default_rng(parts)
+    uplift, cost = _book(2000, 7) if book == "floats" else _tied_book(2000, 7)
+    whole = _PriceSchedule(uplift, cost)
+    owner = rng.integers(0, parts, uplift.shape[0])
+    rows = [np.flatnonzero(owner == i) for i in range(parts)]
+    schedules = [_PriceSchedule(uplift[r], cost[r]) for r in rows]
+
+    def each(query):  # type: ignore[no-untyped-def]
+        return [query(s) for s in schedules]
+
+    for budget in _edge_budgets(uplift, cost, rng):
+        price, pick = whole.plan_for(budget)
+        assert plan_price(budget, each) == price, budget
+        assert plan_shadow_price(price, each) == whole.shadow_price(price)
+        joined = np.empty_like(pick)
+        for r, s in zip(rows, schedules, strict=True):
+            joined[r] = s.pick_at(price)
+        assert np.array_equal(joined, pick), budget
+        assert np.array_equal(pick, solve_plan(uplift, cost, budget=budget))
+        assert cost[np.arange(pick.size), pick][pick >= 0].sum() <= budget + 1e-9 * budget
+
+
+def test_a_tie_rounded_the_other_way_takes_the_next_step_in_every_partition() -> None:
+    """Events that say a plan fits where the pass over loans says not: the same next step.
+
+    Loans whose lines cross at prices a rounding apart (found by a random search): at this
+    budget the first midpoint checked spends too much, so the search moves on a step, with
+    the loans in one schedule or split in two or three.
+    """
+    uplift = np.array(
+        [[0.11428571428571428, 0.05714285714285714], [0.3428571428571428, 0.1714285714285714],
+         [1.2571428571428571, 0.6285714285714286], [0.1142857142857143, 0.05714285714285715],
+         [0.011428571428571429, 0.005714285714285714], [1.0, 0.5]]
+    )  # fmt: skip
+    cost = np.array([[0.1, 0.01], [0.3, 0.2], [1.1, 0.1], [0.1, 0.01], [0.01, 0.2], [0.7, 0.3]])
+    budget = 0.11999999999999988
+    whole = _PriceSchedule(uplift, cost)
+    checks: list[float] = []
+
+    def each_whole(query):  # type: ignore[no-untyped-def]
+        if getattr(query, "func", None) is _plan_spend:
+            checks.append(query.keywords["price"])
+        return [query(whole)]
+
+    price = plan_price(budget, each_whole)
+    assert len(checks) >= 2  # the first midpoint did not fit
+    assert price == whole.plan_for(budget)[0]
+    for split in ([0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 2, 2], [2, 1, 0, 0, 1, 2]):
+        owner = np.array(split)
+        parts = [np.flatnonzero(owner == i) for i in range(max(split) + 1)]
+        schedules = [_PriceSchedule(uplift[r], cost[r]) for r in parts]
+        assert plan_price(budget, lambda q, s=schedules: [q(x) for x in s]) == price
+        joined = np.empty(uplift.shape[0], dtype=np.int64)
+        for r, s in zip(parts, schedules, strict=True):
+            joined[r] = s.pick_at(price)
+        assert np.array_equal(joined, solve_plan(uplift, cost, budget=budget))
+
+
+def test_exact_sums_do_not_depend_on_order_or_grouping() -> None:
+    """Σ of floats as rationals: any order and any split give the same sum, fsum's rounding."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, 5000) * 10.0 ** rng.integers(-12, 12, 5000)
+    total = _exact_sum(values)
+    assert float(total) == math.fsum(values)
+    assert _exact_sum(rng.permutation(values)) == total
+    assert _exact_sum(values[:1234]) + _exact_sum(values[1234:]) == total
+    assert _exact_sum(np.array([0.1, 0.2, -0.3])) == Fraction(0.1) + Fraction(0.2) - Fraction(0.3)
+    with pytest.raises(ValueError, match="finite"):
+        _exact_sum(np.array([1.0, np.nan]))

@@ -12,9 +12,11 @@ writes and :meth:`Effects.load` is the one reader of that folder. :meth:`Effects
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
+from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,12 +28,18 @@ from npl_engine.causal._costs import COSTS_RECORD, ActionCosts, estimate_costs, 
 from npl_engine.causal._effects import MODEL_FILE, MODEL_INFO_FILE, ActionEffectModel
 from npl_engine.causal._estimators import CateEstimator
 from npl_engine.causal._policy import (
+    ActionTotals,
+    BusinessAsUsual,
     PlanColumns,
     PolicyInputs,
+    _bau_rows,
+    _collections_without_rows,
     collections_without,
     gain_curve,
     parse_budgets,
     plan_actions,
+    plan_comparison,
+    plan_price,
     policy_inputs,
     settlement_economics,
 )
@@ -109,13 +117,14 @@ class Plan:
     inputs
         The per-loan, per-action uplift, cost and intervals the plan was solved on; its
         ``collections_without`` is ``None`` (the plan predicts them for the loans offered a
-        settlement only, in its ``collections_without_offer`` column).
+        settlement only, in its ``collections_without_offer`` column). ``None`` for a plan
+        made on a cluster: they stayed on its workers.
     """
 
     plan: pl.DataFrame
     comparison: pl.DataFrame
     budget: float
-    inputs: PolicyInputs
+    inputs: PolicyInputs | None
 
     @property
     def band(self) -> tuple[float, float]:
@@ -528,7 +537,10 @@ class Effects:
         costs
             Action costs (or a TOML file with a ``[costs]`` table); default: :attr:`costs`.
         cluster
-            A Dask ``distributed.Client``: predict the effects on its workers.
+            A :class:`npl_engine.distributed.Cluster`: predict the effects on its workers and
+            keep them there; the budget's price is searched over the partitions
+            (:func:`plan_price`) and the plan equals the in-process plan of the same inputs
+            bit for bit. The plan's ``inputs`` is then ``None``.
         chunk_rows
             Loans read and predicted at a time (see :func:`policy_inputs`): ``None``, 250,000
             when the tape has more, else all at once; ``0``, all at once. Peak memory follows
@@ -553,6 +565,8 @@ class Effects:
         chosen = _costs(costs, self.costs)
         actions = self.actions
         loans = _loans(data)
+        if cluster is not None:
+            return self._plan_on(cluster, loans.collect(), budget, chosen)
         inputs = self.policy_inputs(
             loans,
             costs=chosen,
@@ -577,6 +591,38 @@ class Effects:
             chunk_rows=chunk_rows,
         )  # fmt: skip
         return Plan(plan=plan, comparison=result.comparison, budget=float(budget), inputs=inputs)
+
+    def _plan_on(
+        self, cluster: Any, loans: pl.DataFrame, budget: float, costs: ActionCosts
+    ) -> Plan:
+        """:meth:`plan` with the per-loan inputs kept on the cluster's workers.
+
+        The budget's price is found from scalars asked of every partition (:func:`plan_price`),
+        each partition then returns its rows of the plan; only the business-as-usual sample
+        and the loans offered a settlement cross otherwise. The plan equals
+        :func:`plan_actions` on the same per-loan inputs, bit for bit.
+        """
+        from npl_engine import distributed  # noqa: PLC0415 - dask loads only when asked
+
+        model, actions = self.model, self.actions
+        held = distributed.policy_parts(cluster, model, loans, costs, with_interval=True)
+        price = plan_price(budget, lambda query: held.each(operator.methodcaller("ask", query)))
+        order = pl.Series(distributed.input_order(held.rows))
+        plan = pl.concat(held.each(operator.methodcaller("plan", price, actions)))[order]
+        totals: ActionTotals = reduce(operator.add, held.each(operator.methodcaller("totals")))
+        sample = _bau_rows(loans.height)
+        x = model.covariates(loans[pl.Series(sample)].lazy())
+        bau = BusinessAsUsual(propensity=model.propensity(x), rows=sample)
+        usual = held.take(sample)
+        comparison = plan_comparison(plan, actions, totals, bau=(bau, usual.uplift, usual.cost))
+        if "settlement_offer" in actions:
+            offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
+            subset = held.take(offered)
+            without = _collections_without_rows(model, loans[pl.Series(offered)], subset.exposure)
+            plan = _settlement_columns(
+                plan, offered, replace(subset, collections_without=without), actions, costs
+            )
+        return Plan(plan=plan, comparison=comparison, budget=float(budget), inputs=None)
 
     def gain_curve(
         self,
@@ -788,6 +834,17 @@ def _with_settlement(
         cost=inputs.cost[offered],
         collections_without=without,
     )
+    return _settlement_columns(plan, offered, subset, actions, costs)
+
+
+def _settlement_columns(
+    plan: pl.DataFrame,
+    offered: npt.NDArray[np.int64],
+    subset: PolicyInputs,
+    actions: tuple[str, ...],
+    costs: ActionCosts,
+) -> pl.DataFrame:
+    """The plan with the settlement columns of the loans at ``offered`` (``subset``)."""
     economics = settlement_economics(subset, actions, costs)
     columns = []
     for name in _SETTLEMENT_COLUMNS:

@@ -17,12 +17,20 @@ budget and each of its points is the plan :func:`plan_actions` makes at that bud
 λ is the shadow price of the budget: one more unit of budget buys about λ of expected net
 collections (1 + λ gross). It is 0 once the budget exceeds what the unconstrained plan spends:
 past that point every further action would cost more than it brings.
+
+The loans may be split into partitions, each with its own switches (:class:`PolicyPart`, one
+per task on a cluster): :func:`plan_price` finds the budget's price from scalars every
+partition answers, and compares spends with the budget exactly (sums as rationals), so the
+plan does not depend on the split; the in-process plan is the search over one partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from functools import partial
 from typing import Any
 
@@ -39,17 +47,23 @@ from npl_engine.scoring import chunk_rows_for
 __all__ = [
     "BAU_SAMPLE",
     "ActionCosts",
+    "ActionTotals",
     "BusinessAsUsual",
     "GainCurve",
+    "PartitionMap",
     "PlanColumns",
     "PlanResult",
     "PolicyInputs",
+    "PolicyPart",
     "estimate_costs",
     "gain_curve",
     "load_costs",
     "parse_budgets",
     "plan_actions",
+    "plan_comparison",
     "plan_frame",
+    "plan_price",
+    "plan_shadow_price",
     "policy_inputs",
     "settlement_economics",
     "solve_plan",
@@ -66,6 +80,9 @@ class _PriceSchedule:
     As λ rises the envelope moves to cheaper actions; each move is an event (price, change in
     spend). Sorted once, the events give the plan's spend at any price by a binary search, so
     a bisection for the price of a budget costs no pass over the loans.
+
+    A schedule may hold some of the loans only (a partition): :func:`plan_price` finds the
+    budget's price over several schedules from their sums and their event prices.
     """
 
     def __init__(self, uplift: Array, cost: Array) -> None:
@@ -75,11 +92,14 @@ class _PriceSchedule:
         # one pass per price reuses these: a score buffer and each loan's flat offset
         self._score = np.empty((n, k))
         self._offset = np.arange(n, dtype=np.int64) * k
+        self._last: tuple[float, npt.NDArray[np.int64]] | None = None
         net = uplift - cost
-        self.pick0, self.spend0 = self.choose(0.0)
+        self.pick0, self.spend0_exact = self.choose(0.0)
+        self.spend0 = float(self.spend0_exact)
         current = self.pick0.copy()
         prices: list[Array] = []
-        changes: list[Array] = []
+        gains: list[Array] = []  # the cost of the action a loan moves to (0: none)
+        drops: list[Array] = []  # and of the action it leaves
         rows = np.nonzero(current >= 0)[0]
         for _ in range(k):
             if rows.size == 0:
@@ -95,58 +115,270 @@ class _PriceSchedule:
             rows, a, at, nxt = rows[moves], a[moves], at[moves], nxt[moves]
             c_next = np.where(nxt >= 0, cost[rows, np.maximum(nxt, 0)], 0.0)
             prices.append(at)
-            changes.append(c_next - cost[rows, a])
+            gains.append(c_next)
+            drops.append(cost[rows, a])
             current[rows] = nxt
             rows = rows[nxt >= 0]
         price = np.concatenate([np.zeros(0), *prices])
         order = np.argsort(price, kind="stable")
         self.prices = price[order]
-        self.cum_change = np.cumsum(np.concatenate([np.zeros(0), *changes])[order])
+        # each move is to a cheaper action, so spend falls at every event; kept apart, the
+        # costs gained and dropped sum exactly (their float difference may round)
+        self.gains = np.concatenate([np.zeros(0), *gains])[order]
+        self.drops = np.concatenate([np.zeros(0), *drops])[order]
+        self.cum_change = np.cumsum(self.gains - self.drops)
+        self._rough_change = np.concatenate([[0.0], self.cum_change])  # 0: no event yet
 
-    def choose(self, price: float) -> tuple[npt.NDArray[np.int64], float]:
-        """Each loan's action at ``price`` (-1: none) and the plan's spend."""
+    def choose(self, price: float) -> tuple[npt.NDArray[np.int64], Fraction]:
+        """Each loan's action at ``price`` (-1: none) and the plan's spend, exactly."""
         score = np.multiply(self.cost, 1.0 + price, out=self._score)
         np.subtract(self.uplift, score, out=score)  # uplift − (1 + price) × cost
         best = score.argmax(axis=1)
         at = self._offset + best
         take = score.ravel().take(at) > 0
         pick = np.where(take, best, -1).astype(np.int64)
-        spent = float(self.cost.ravel().take(at)[take].sum())
+        spent = _exact_sum(self.cost.ravel().take(at)[take])
+        self._last = (price, pick)
         return pick, spent
 
-    def spend(self, price: float) -> float:
-        """Spend of the plan at ``price`` (events strictly below it have happened)."""
-        i = int(np.searchsorted(self.prices, price, side="left"))
-        return self.spend0 + (float(self.cum_change[i - 1]) if i else 0.0)
+    def pick_at(self, price: float) -> npt.NDArray[np.int64]:
+        """Each loan's action at ``price`` (the last pass's, when it was at that price)."""
+        if price == 0.0:
+            return self.pick0
+        if self._last is not None and self._last[0] == price:
+            return self._last[1]
+        return self.choose(price)[0]
 
     def shadow_price(self, price: float) -> float:
         """The budget's price λ for a plan at ``price``: the last switch at or below it."""
-        i = int(np.searchsorted(self.prices, price, side="right"))
-        return float(self.prices[i - 1]) if i else 0.0
+        return plan_shadow_price(price, lambda query: [query(self)])
 
     def plan_for(self, budget: float) -> tuple[float, npt.NDArray[np.int64]]:
         """The cheapest-priced plan that fits ``budget``: its price (0 if all fit) and choice.
 
-        Spend falls in steps at the event prices; the price returned lies midway between the
-        event after which the plan fits and the next one, where every loan's choice is clear
-        of ties. The choice is the one that pass checked against the budget, so each budget
-        costs a single pass over the loans.
+        See :func:`plan_price`: this schedule is its only partition.
         """
-        if self.spend0 <= budget or self.prices.size == 0:
-            return 0.0, self.pick0
-        after = self.spend0 + self.cum_change  # spend once events 0..j have happened
-        j = int(np.searchsorted(-after, -budget, side="left"))
-        while j < self.prices.size:
-            # events at the same price happen together
-            j = int(np.searchsorted(self.prices, self.prices[j], side="right")) - 1
-            nxt = self.prices[j + 1] if j + 1 < self.prices.size else 2 * self.prices[j] + 1
-            price = float(0.5 * (self.prices[j] + nxt))
-            pick, spent = self.choose(price)
-            if spent <= budget:
-                return price, pick
-            j += 1  # a tie rounded the other way: take the next step
-        price = float(2 * self.prices[-1] + 1)
-        return price, self.choose(price)[0]
+        price = plan_price(budget, lambda query: [query(self)])
+        return price, self.pick_at(price)
+
+
+#: Runs a query on every partition's price schedule where it lives and returns the answers,
+#: partition by partition (e.g. ``lambda query: [query(s) for s in schedules]``, or tasks on a
+#: Dask cluster). Queries are module-level functions and partials of them, so they pickle.
+PartitionMap = Callable[[Callable[[Any], Any]], Sequence[Any]]
+
+
+def plan_price(budget: float, each: PartitionMap) -> float:
+    """The price λ of the cheapest-priced plan that fits ``budget``, over partitioned loans.
+
+    Spend falls in steps at the event prices of all partitions together; the price returned
+    lies midway between the event after which the plan fits and the next one, where every
+    loan's choice is clear of ties, and is checked by a pass over the loans (if a tie was
+    rounded the other way, the next step is taken). Only scalars cross between the partitions
+    and the caller: sums of spend, and the event prices next to a price.
+
+    Parameters
+    ----------
+    budget
+        Total cost allowed (≥ 0).
+    each
+        Runs a query on every partition's schedule (see :data:`PartitionMap`).
+
+    Returns
+    -------
+    float
+        The price; every loan's choice is its schedule's ``choose`` at that price.
+
+    Notes
+    -----
+    Spends are compared with the budget exactly (sums of the costs as rationals, which no
+    order of addition changes), so the price, hence the plan, is the same whatever the
+    partitions: one partition of all loans is the in-process plan. A float approximation of
+    the spend (each partition's sorted cumulative sum) brackets the event first, by bisection
+    over the doubles between the lowest and highest event price; the exact sums then step
+    to the first event whose plan fits (usually no step at all).
+    """
+    if budget < 0:
+        msg = f"budget must be >= 0, got {budget}"
+        raise ValueError(msg)
+    if math.isinf(budget):
+        return 0.0
+    goal = Fraction(budget)
+    if sum(each(_spend0), Fraction(0)) <= goal:
+        return 0.0
+    ends = [b for b in each(_price_range) if b is not None]
+    if not ends:
+        return 0.0
+    price = _roughly_first_fitting(budget, each, min(b[0] for b in ends), max(b[1] for b in ends))
+    return _checked_midpoint(goal, each, _first_fitting(goal, each, price))
+
+
+#: Prices whose float spend one round of :func:`_roughly_first_fitting` asks every partition.
+_ROUGH_PROBES = 32
+
+
+def _roughly_first_fitting(budget: float, each: PartitionMap, low: float, high: float) -> float:
+    """The first event price whose plan fits by the float spends (a search over the doubles).
+
+    Each round asks every partition its spend at :data:`_ROUGH_PROBES` prices evenly spaced
+    (as doubles are ordered) in the bracket, so a round cuts the bracket 33-fold.
+    """
+
+    def fits(keys: list[int]) -> npt.NDArray[np.bool_]:
+        prices = [_from_order_key(key) for key in keys]
+        spend: Array = sum(each(partial(_rough_spend, prices=prices)))  # type: ignore[assignment]
+        return np.asarray(spend <= budget)
+
+    if not fits([_order_key(high)])[0]:
+        return high
+    lo, hi = _order_key(low) - 1, _order_key(high)  # fits at hi, not below lo + 1
+    while hi - lo > 1:
+        step = max((hi - lo) // (_ROUGH_PROBES + 1), 1)
+        keys = list(range(lo + step, hi, step))[:_ROUGH_PROBES]
+        fit = fits(keys)
+        first = int(fit.argmax()) if fit.any() else len(keys)
+        if first < len(keys):
+            hi = keys[first]
+        if first > 0:
+            lo = keys[first - 1]
+    return _from_order_key(hi)
+
+
+def _first_fitting(goal: Fraction, each: PartitionMap, price: float) -> float:
+    """The first event price whose plan fits exactly, stepping from the event ``price``."""
+
+    def fits(price: float) -> bool:
+        return sum(each(partial(_events_spend, price=price)), Fraction(0)) <= goal
+
+    if fits(price):
+        while (before := _neighbour(each, _price_before, price)) is not None and fits(before):
+            price = before
+        return price
+    # after the last event nothing is spent, which fits any budget ≥ 0
+    while (after := _neighbour(each, _price_after, price)) is not None:
+        price = after
+        if fits(price):
+            break
+    return price
+
+
+def _checked_midpoint(goal: Fraction, each: PartitionMap, price: float) -> float:
+    """The price midway past the event ``price`` whose pass over the loans fits the budget."""
+    while True:
+        after = _neighbour(each, _price_after, price)
+        nxt = after if after is not None else 2 * price + 1
+        mid = float(0.5 * (price + nxt))
+        if sum(each(partial(_plan_spend, price=mid)), Fraction(0)) <= goal:
+            return mid
+        if after is None:
+            return float(2 * price + 1)
+        price = after  # a tie rounded the other way: take the next step
+
+
+def plan_shadow_price(price: float, each: PartitionMap) -> float:
+    """The budget's price λ for a plan at ``price``: the last switch at or below it, or 0."""
+    found = [p for p in each(partial(_price_at_or_before, price=price)) if p is not None]
+    return max(found) if found else 0.0
+
+
+def _neighbour(
+    each: PartitionMap, query: Callable[..., float | None], price: float
+) -> float | None:
+    """The nearest event price before (``_price_before``) or after ``price`` over partitions."""
+    found: list[float] = [p for p in each(partial(query, price=price)) if p is not None]
+    if not found:
+        return None
+    return max(found) if query is _price_before else min(found)
+
+
+def _spend0(schedule: _PriceSchedule) -> Fraction:
+    return schedule.spend0_exact
+
+
+def _price_range(schedule: _PriceSchedule) -> tuple[float, float] | None:
+    if schedule.prices.size == 0:
+        return None
+    return float(schedule.prices[0]), float(schedule.prices[-1])
+
+
+def _rough_spend(schedule: _PriceSchedule, prices: list[float]) -> Array:
+    """Float spend once the events at or below each price happened (for bracketing only)."""
+    i = np.searchsorted(schedule.prices, prices, side="right")
+    spend: Array = schedule.spend0 + schedule._rough_change[i]
+    return spend
+
+
+def _events_spend(schedule: _PriceSchedule, price: float) -> Fraction:
+    """Exact spend once the events at or below ``price`` happened."""
+    i = int(np.searchsorted(schedule.prices, price, side="right"))
+    return schedule.spend0_exact + _exact_sum(schedule.gains[:i]) - _exact_sum(schedule.drops[:i])
+
+
+def _plan_spend(schedule: _PriceSchedule, price: float) -> Fraction:
+    """Exact spend of the plan at ``price``, from a pass over the loans."""
+    return schedule.choose(price)[1]
+
+
+def _price_before(schedule: _PriceSchedule, price: float) -> float | None:
+    i = int(np.searchsorted(schedule.prices, price, side="left"))
+    return float(schedule.prices[i - 1]) if i else None
+
+
+def _price_at_or_before(schedule: _PriceSchedule, price: float) -> float | None:
+    i = int(np.searchsorted(schedule.prices, price, side="right"))
+    return float(schedule.prices[i - 1]) if i else None
+
+
+def _price_after(schedule: _PriceSchedule, price: float) -> float | None:
+    i = int(np.searchsorted(schedule.prices, price, side="right"))
+    return float(schedule.prices[i]) if i < schedule.prices.size else None
+
+
+def _order_key(x: float) -> int:
+    """An integer that orders doubles as they compare (bisection over the doubles)."""
+    bits: int = struct.unpack("<q", struct.pack("<d", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _from_order_key(key: int) -> float:
+    bits = key if key >= 0 else -key - 2**63
+    value: float = struct.unpack("<d", struct.pack("<q", bits))[0]
+    return value
+
+
+#: Values summed at a time by :func:`_exact_sum`: its float partial sums of 27-bit integers
+#: stay below 2**53, so they are exact.
+_EXACT_BLOCK = 2**25
+
+
+def _exact_sum(values: npt.ArrayLike) -> Fraction:
+    """The exact sum of finite floats as a rational: the same whatever their order or grouping.
+
+    Each double is an integer of 53 bits times a power of two; the integers are split in two
+    halves and summed per power of two (in float64, exactly: the sums stay below 2**53), and
+    the per-power sums are added as Python integers.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if not np.isfinite(v).all():
+        msg = "a plan's uplifts and costs must be finite (got NaN or infinity)"
+        raise ValueError(msg)
+    v = v[v != 0]
+    if v.size == 0:
+        return Fraction(0)
+    mantissa, exponent = np.frexp(v)
+    whole = (mantissa * 2.0**53).astype(np.int64)  # v = whole × 2 ** (exponent − 53), exactly
+    bottom = int(exponent.min())
+    slot = (exponent - bottom).astype(np.int64)
+    high = (whole >> 26).astype(np.float64)
+    low = (whole & (2**26 - 1)).astype(np.float64)
+    total = 0
+    for start in range(0, v.size, _EXACT_BLOCK):
+        block = slice(start, start + _EXACT_BLOCK)
+        sums_high = np.bincount(slot[block], weights=high[block])
+        sums_low = np.bincount(slot[block], weights=low[block])
+        for s in np.flatnonzero((sums_high != 0) | (sums_low != 0)):
+            total += ((int(sums_high[s]) << 26) + int(sums_low[s])) << int(s)
+    return Fraction(total) * Fraction(2) ** (bottom - 53)
 
 
 #: Loans per block of the schedule's search for each loan's next switch (a few MB of temporaries).
@@ -370,38 +602,152 @@ def plan_actions(
         "uplift_high": uplift_high,
     }
     plan = plan_frame(loan_ids, pick, actions, columns)
+    sample = None if bau is None else (bau, uplift[bau.rows], cost[bau.rows])
+    comparison = plan_comparison(plan, actions, ActionTotals.of(uplift, cost), bau=sample)
+    return PlanResult(plan=plan, comparison=comparison)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTotals:
+    """Exact sums over loans of each action's net uplift, uplift and cost: the "for all" lines.
+
+    Sums of partitions add up to the sums of all loans exactly (rationals), so the lines are
+    the same however the loans were split.
+
+    Parameters
+    ----------
+    loans
+        Number of loans summed.
+    net, uplift, cost
+        Per action, Σ (uplift − cost), Σ uplift and Σ cost.
+    """
+
+    loans: int
+    net: tuple[Fraction, ...]
+    uplift: tuple[Fraction, ...]
+    cost: tuple[Fraction, ...]
+
+    @classmethod
+    def of(cls, uplift: Array, cost: Array) -> ActionTotals:
+        """The sums of (n, k) uplift and cost."""
+        k = uplift.shape[1]
+        net = uplift - cost
+        return cls(
+            loans=uplift.shape[0],
+            net=tuple(_exact_sum(net[:, j]) for j in range(k)),
+            uplift=tuple(_exact_sum(uplift[:, j]) for j in range(k)),
+            cost=tuple(_exact_sum(cost[:, j]) for j in range(k)),
+        )
+
+    def __add__(self, other: ActionTotals) -> ActionTotals:
+        return ActionTotals(
+            loans=self.loans + other.loans,
+            net=tuple(a + b for a, b in zip(self.net, other.net, strict=True)),
+            uplift=tuple(a + b for a, b in zip(self.uplift, other.uplift, strict=True)),
+            cost=tuple(a + b for a, b in zip(self.cost, other.cost, strict=True)),
+        )
+
+
+def plan_comparison(
+    plan: pl.DataFrame,
+    actions: tuple[str, ...],
+    totals: ActionTotals,
+    *,
+    bau: tuple[BusinessAsUsual, Array, Array] | None = None,
+) -> pl.DataFrame:
+    """The plan against business as usual, no action and the best single action for all.
+
+    Parameters
+    ----------
+    plan
+        The plan (:func:`plan_frame`) of all loans.
+    actions
+        Action names.
+    totals
+        Sums over all loans of each action's uplift and cost.
+    bau
+        Business-as-usual propensities with the (m, k) uplift and cost of their loans
+        (``bau.rows``); the line is omitted if ``None``.
+    """
     lines: list[dict[str, Any]] = [
         _line(
             "plan",
-            int((pick >= 0).sum()),
+            int((plan["action"] != CONTROL).sum()),
             float(plan["expected_uplift"].sum()),
             float(plan["cost"].sum()),
         ),
     ]
     if bau is not None:
-        rows_bau = bau.rows
-        scale = uplift.shape[0] / max(rows_bau.size, 1)
-        p = bau.propensity[:, 1:]
+        usual, uplift_rows, cost_rows = bau
+        scale = totals.loans / max(usual.rows.size, 1)
+        p = usual.propensity[:, 1:]
         lines.append(
             _line(
                 "business as usual",
                 round(float(p.sum()) * scale),
-                float((p * uplift[rows_bau]).sum()) * scale,
-                float((p * cost[rows_bau]).sum()) * scale,
+                float((p * uplift_rows).sum()) * scale,
+                float((p * cost_rows).sum()) * scale,
             )
         )
     lines.append(_line("no action", 0, 0.0, 0.0))
-    totals = (uplift - cost).sum(axis=0)
-    best = int(totals.argmax())
+    best = int(np.argmax([float(net) for net in totals.net]))
     lines.append(
         _line(
             f"{actions[best]} for all",
-            uplift.shape[0],
-            float(uplift[:, best].sum()),
-            float(cost[:, best].sum()),
+            totals.loans,
+            float(totals.uplift[best]),
+            float(totals.cost[best]),
         )
     )
-    return PlanResult(plan=plan, comparison=pl.DataFrame(lines))
+    return pl.DataFrame(lines)
+
+
+class PolicyPart:
+    """One partition's per-loan plan inputs and price schedule, kept where they were predicted.
+
+    With the loans split into partitions (on a cluster, one task each), every part keeps its
+    uplift and cost and builds its own :class:`_PriceSchedule`; :func:`plan_price` finds the
+    budget's price from scalars asked of every part (:meth:`ask`), and each part then writes
+    its own rows of the plan (:meth:`plan`). Its loans' whole arrays never leave it.
+
+    Parameters
+    ----------
+    inputs
+        The partition's :class:`PolicyInputs` (no business-as-usual propensities).
+    """
+
+    def __init__(self, inputs: PolicyInputs) -> None:
+        self.inputs = inputs
+        self.schedule = _PriceSchedule(inputs.uplift, inputs.cost)
+
+    def ask(self, query: Callable[[Any], Any]) -> Any:
+        """The answer of a :func:`plan_price` query on this part's schedule."""
+        return query(self.schedule)
+
+    def plan(self, price: float, actions: tuple[str, ...]) -> pl.DataFrame:
+        """The part's rows of the plan at ``price`` (:func:`plan_frame`, loans in part order)."""
+        inputs = self.inputs
+        columns = {
+            "expected_uplift": inputs.uplift,
+            "cost": inputs.cost,
+            "uplift_low": inputs.uplift_low,
+            "uplift_high": inputs.uplift_high,
+        }
+        return plan_frame(inputs.loan_ids, self.schedule.pick_at(price), actions, columns)
+
+    def totals(self) -> ActionTotals:
+        """Exact sums of this part's uplift and cost per action."""
+        return ActionTotals.of(self.inputs.uplift, self.inputs.cost)
+
+    def rows(self, positions: npt.NDArray[np.int64]) -> PolicyInputs:
+        """The inputs of some of this part's loans (by position in the part)."""
+        inputs = self.inputs
+        return PolicyInputs(
+            loan_ids=inputs.loan_ids.gather(positions),
+            exposure=inputs.exposure[positions],
+            uplift=inputs.uplift[positions],
+            cost=inputs.cost[positions],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -771,7 +1117,7 @@ def collections_without(
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return np.zeros(0, dtype=np.float64)
-    outcome = _money_outcome(model)
+    _money_outcome(model)  # refuse a model not in money before reading the tape
     n = exposure.size
     parts = []
     for piece in loan_chunks(loans, _chunk_size(n, chunk_rows), n_loans=n):
@@ -779,8 +1125,14 @@ def collections_without(
         if hi > lo:
             parts.append(piece.loans.collect()[rows[lo:hi] - piece.start])
     chosen = pl.concat(parts) if len(parts) > 1 else parts[0]
+    return _collections_without_rows(model, chosen, exposure[rows])
+
+
+def _collections_without_rows(model: Any, chosen: pl.DataFrame, exposure: Array) -> Array:
+    """Expected collections with no action of the loans ``chosen`` (exposures ``exposure``)."""
+    outcome = _money_outcome(model)
     base = model.baseline(model.covariates(chosen.lazy()))
-    return np.asarray(base * exposure[rows] if outcome == "recovery_rate" else base)
+    return np.asarray(base * exposure if outcome == "recovery_rate" else base)
 
 
 def settlement_economics(

@@ -91,6 +91,7 @@ def _effects_section(
     cate = model.cate(loans.lazy())
     plan = effects.plan(loans, math.inf if budget is None else budget)
     inputs = plan.inputs
+    assert inputs is not None  # a plan made in process keeps its inputs
     # the gain curve from nothing to past the point where spending stops paying
     saturation = gain_curve(inputs.uplift, inputs.cost, model.actions_, budgets=np.zeros(1))
     top = max(saturation.saturation_spend * 1.2, 1.0)
