@@ -362,16 +362,22 @@ def test_the_budget_is_solved_over_partitions_kept_on_the_workers(
         assert np.array_equal(pick, solve_plan(gathered.uplift, gathered.cost, budget=budget))
 
 
-@pytest.mark.parametrize("n", PARTITIONS)
+@pytest.mark.parametrize("split", [(1, None), (3, None), (7, None), (3, 1_800)])
 def test_a_plan_on_the_cluster_never_gathers_the_tape_and_equals_the_plan_of_its_inputs(
-    client: Client, tape, effects_model, n: int, monkeypatch: pytest.MonkeyPatch
+    client: Client,
+    tape,
+    effects_model,
+    split: tuple[int, int | None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`Effects.plan(cluster=...)`: the plan and comparison of `plan_actions`, bit for bit.
 
     The reference plans the same per-loan inputs gathered to the client; the cluster's run
     is made to fail if it gathers them (`distributed.policy_inputs`, or any partition's part
-    or more loans' inputs than the business-as-usual sample and the settlement offers).
+    or more loans' inputs than the business-as-usual sample and the settlement offers). With
+    ``chunk_rows`` the tape goes to the workers in 3 chunks (their parts all stay there).
     """
+    n, chunk_rows = split
     _, loans = tape
     model, costs = effects_model
     monkeypatch.setattr(policy_module, "BAU_SAMPLE", 400)
@@ -402,7 +408,11 @@ def test_a_plan_on_the_cluster_never_gathers_the_tape_and_equals_the_plan_of_its
     monkeypatch.setattr(distributed, "policy_inputs", refused)
     monkeypatch.setattr(client, "gather", watched)
     effects = Effects(model, {"outcome": "recovery_rate", "actions": []}, None, costs)
-    remote = effects.plan(loans, budget, cluster=cluster)
+    steps: list[str] = []
+    remote = effects.plan(
+        loans.lazy(), budget, cluster=cluster, chunk_rows=chunk_rows, progress=steps.append
+    )
+    assert ("sending chunk 3/3: loans 3,601 to 5,000" in steps) == (chunk_rows is not None)
     offered = int((remote.plan["action"] == "settlement_offer").sum())
     assert offered > 0
     assert sum(taken) == sample.size + offered < loans.height
@@ -510,3 +520,23 @@ def _assert_close(got: object, want: object) -> None:
         assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
     else:
         assert got == want
+
+
+def test_cli_policy_in_chunks_on_the_cluster_writes_the_in_process_plan(
+    client: Client, tape_dir: Path, effects_model, tmp_path: Path
+) -> None:
+    """`npl policy --budget B --cluster ADDRESS --chunk-rows 1800` writes the in-process plan."""
+    model, costs = effects_model
+    folder = tmp_path / "effects"
+    summary = {"outcome": "recovery_rate", "actions": []}
+    Effects(model, summary, pl.DataFrame({"loan_id": ["none"]}), costs).save(folder)
+    common = ("policy", "--effects", folder, "--data", tape_dir, "--budget", "20000", "--no-audit")
+    assert _npl(*common, "--out", tmp_path / "a.parquet").exit_code == 0
+    result = _npl(*common, "--out", tmp_path / "b.parquet", "--chunk-rows", "1800",
+                  "--cluster", client.scheduler.address)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "sending chunk 3/3: loans 3,601 to 5,000" in result.output
+    a, b = pl.read_parquet(tmp_path / "a.parquet"), pl.read_parquet(tmp_path / "b.parquet")
+    assert b["action"].equals(a["action"])
+    assert (a["action"] != "none").sum() > 0
+    assert_frame_equal(b, a, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)

@@ -25,7 +25,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +35,7 @@ import numpy.typing as npt
 import polars as pl
 from distributed import Client, LocalCluster
 
+from npl_engine.data import loan_chunks
 from npl_engine.errors import NplError
 from npl_engine.scenarios import ScenarioSet
 from npl_engine.scoring import RecoveryModel, Scores
@@ -64,6 +65,7 @@ __all__ = [
     "path_flows",
     "policy_inputs",
     "policy_parts",
+    "policy_parts_in_chunks",
     "portfolio",
     "score",
     "simulate_paths",
@@ -558,3 +560,35 @@ def policy_parts(
         pure=False,
     )
     return DistributedPolicy(cluster=cluster, rows=rows, parts=futures)
+
+
+def policy_parts_in_chunks(
+    cluster: Cluster,
+    model: Any,
+    loans: pl.LazyFrame,
+    costs: Any,
+    *,
+    chunk_rows: int,
+    with_interval: bool = False,
+    n_loans: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DistributedPolicy:
+    """:func:`policy_parts` of a tape sent a chunk at a time; every part stays on the workers.
+
+    Each chunk of ``chunk_rows`` loans is read from the lazy tape, split into partitions and
+    sent; its parts join the others', their positions shifted to the tape's. The client
+    holds one chunk at a time, never the tape; the parts are those of the whole tape split
+    differently, which the budget's search does not depend on (:func:`~npl_engine.causal.
+    plan_price`).
+    """
+    rows: list[Rows] = []
+    parts: list[Any] = []
+    for piece in loan_chunks(loans, chunk_rows, n_loans=n_loans):
+        if progress is not None and piece.count > 1:
+            progress(f"sending {piece.describe()}")
+        held = policy_parts(
+            cluster, model, piece.loans.collect(), costs, with_interval=with_interval
+        )
+        rows.extend(r + piece.start for r in held.rows)
+        parts.extend(held.parts)
+    return DistributedPolicy(cluster=cluster, rows=rows, parts=parts)

@@ -16,7 +16,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from functools import reduce
+from functools import partial, reduce
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,9 +33,11 @@ from npl_engine.causal._policy import (
     PlanColumns,
     PolicyInputs,
     _bau_rows,
+    _chunk_size,
     _collections_without_rows,
     collections_without,
     gain_curve,
+    loans_at,
     parse_budgets,
     plan_actions,
     plan_comparison,
@@ -45,7 +47,7 @@ from npl_engine.causal._policy import (
 )
 from npl_engine.causal._refute import RefutationSettings, refute_effects
 from npl_engine.causal._treatment import CausalSettings
-from npl_engine.data import Dataset, read_dataset
+from npl_engine.data import Dataset, count_loans, read_dataset
 from npl_engine.data.writers import atomic_folder, write_table
 from npl_engine.errors import NplError
 
@@ -545,7 +547,8 @@ class Effects:
             Loans read and predicted at a time (see :func:`policy_inputs`): ``None``, 250,000
             when the tape has more, else all at once; ``0``, all at once. Peak memory follows
             the chunk plus the per-loan arrays the plan is solved on; the plan is the same
-            either way (the budget is solved once over all loans). Not used with ``cluster``.
+            either way (the budget is solved once over all loans). With ``cluster``, the tape
+            goes to the workers this many loans at a time and this process never holds it.
         progress
             Called with a short description before each chunk.
 
@@ -566,7 +569,9 @@ class Effects:
         actions = self.actions
         loans = _loans(data)
         if cluster is not None:
-            return self._plan_on(cluster, loans.collect(), budget, chosen)
+            return self._plan_on(
+                cluster, loans, budget, chosen, chunk_rows=chunk_rows, progress=progress
+            )
         inputs = self.policy_inputs(
             loans,
             costs=chosen,
@@ -593,32 +598,46 @@ class Effects:
         return Plan(plan=plan, comparison=result.comparison, budget=float(budget), inputs=inputs)
 
     def _plan_on(
-        self, cluster: Any, loans: pl.DataFrame, budget: float, costs: ActionCosts
+        self,
+        cluster: Any,
+        loans: pl.LazyFrame,
+        budget: float,
+        costs: ActionCosts,
+        *,
+        chunk_rows: int | None,
+        progress: Callable[[str], None] | None,
     ) -> Plan:
         """:meth:`plan` with the per-loan inputs kept on the cluster's workers.
 
         The budget's price is found from scalars asked of every partition (:func:`plan_price`),
         each partition then returns its rows of the plan; only the business-as-usual sample
         and the loans offered a settlement cross otherwise. The plan equals
-        :func:`plan_actions` on the same per-loan inputs, bit for bit.
+        :func:`plan_actions` on the same per-loan inputs, bit for bit. A tape of more than
+        ``chunk_rows`` loans goes to the workers a chunk at a time (each chunk's partitions
+        stay there), so this process never holds the tape.
         """
         from npl_engine import distributed  # noqa: PLC0415 - dask loads only when asked
 
         model, actions = self.model, self.actions
-        held = distributed.policy_parts(cluster, model, loans, costs, with_interval=True)
+        n = count_loans(loans)
+        held = distributed.policy_parts_in_chunks(
+            cluster, model, loans, costs, with_interval=True,
+            chunk_rows=_chunk_size(n, chunk_rows), n_loans=n, progress=progress,
+        )  # fmt: skip
         price = plan_price(budget, lambda query: held.each(operator.methodcaller("ask", query)))
         order = pl.Series(distributed.input_order(held.rows))
         plan = pl.concat(held.each(operator.methodcaller("plan", price, actions)))[order]
         totals: ActionTotals = reduce(operator.add, held.each(operator.methodcaller("totals")))
-        sample = _bau_rows(loans.height)
-        x = model.covariates(loans[pl.Series(sample)].lazy())
+        sample = _bau_rows(n)
+        at = partial(loans_at, loans, n_loans=n, chunk_rows=chunk_rows)
+        x = model.covariates(at(sample).lazy())
         bau = BusinessAsUsual(propensity=model.propensity(x), rows=sample)
         usual = held.take(sample)
         comparison = plan_comparison(plan, actions, totals, bau=(bau, usual.uplift, usual.cost))
         if "settlement_offer" in actions:
             offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
             subset = held.take(offered)
-            without = _collections_without_rows(model, loans[pl.Series(offered)], subset.exposure)
+            without = _collections_without_rows(model, at(offered), subset.exposure)
             plan = _settlement_columns(
                 plan, offered, replace(subset, collections_without=without), actions, costs
             )

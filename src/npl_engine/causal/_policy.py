@@ -1118,14 +1118,30 @@ def collections_without(
     if rows.size == 0:
         return np.zeros(0, dtype=np.float64)
     _money_outcome(model)  # refuse a model not in money before reading the tape
-    n = exposure.size
+    chosen = loans_at(loans, rows, n_loans=exposure.size, chunk_rows=chunk_rows)
+    return _collections_without_rows(model, chosen, exposure[rows])
+
+
+def loans_at(
+    loans: pl.LazyFrame,
+    rows: npt.NDArray[np.integer[Any]],
+    *,
+    n_loans: int,
+    chunk_rows: int | None = None,
+) -> pl.DataFrame:
+    """The loans at positions ``rows`` (increasing), read a chunk at a time.
+
+    Only the chunks holding a wanted loan are read, and only the wanted rows kept: a sample
+    or the loans offered a settlement, without holding the tape.
+    """
+    if rows.size == 0:
+        return loans.head(0).collect()
     parts = []
-    for piece in loan_chunks(loans, _chunk_size(n, chunk_rows), n_loans=n):
+    for piece in loan_chunks(loans, _chunk_size(n_loans, chunk_rows), n_loans=n_loans):
         lo, hi = np.searchsorted(rows, [piece.start, piece.stop])
         if hi > lo:
             parts.append(piece.loans.collect()[rows[lo:hi] - piece.start])
-    chosen = pl.concat(parts) if len(parts) > 1 else parts[0]
-    return _collections_without_rows(model, chosen, exposure[rows])
+    return pl.concat(parts) if len(parts) > 1 else parts[0]
 
 
 def _collections_without_rows(model: Any, chosen: pl.DataFrame, exposure: Array) -> Array:

@@ -275,7 +275,8 @@ def policy(
     cluster = _cluster(cluster_address)
     where = f" on {cluster_address}" if cluster is not None else ""
     n_loans = count_loans(data.loans)
-    chunk = 0 if cluster is not None else chunk_rows_for(n_loans, chunk_rows)
+    # With a cluster only the single budget works through the tape a chunk at a time.
+    chunk = 0 if cluster is not None and grid is not None else chunk_rows_for(n_loans, chunk_rows)
     # the record reads the tape and the plan chunk by chunk when the plan was made so
     record = partial(_record_decisions, audit_db, no_audit=no_audit, command="policy",
                      loans=data.loans, data_dir=data_dir, model_dir=effects_dir,
