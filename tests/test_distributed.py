@@ -540,3 +540,28 @@ def test_cli_policy_in_chunks_on_the_cluster_writes_the_in_process_plan(
     assert b["action"].equals(a["action"])
     assert (a["action"] != "none").sum() > 0
     assert_frame_equal(b, a, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_the_model_is_sent_once_per_cluster_under_its_own_key(
+    client: Client, tape, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs and chunks on one cluster reuse the model sent first; its key is not a hash.
+
+    Re-sending an equal model under the hashed key while the earlier future was being
+    released cancelled tasks with "lost dependencies" (seen in the test suite).
+    """
+    model, loans = tape
+    calls: list[dict[str, object]] = []
+    scatter = client.scatter
+
+    def counted(data, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs)
+        return scatter(data, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", counted)
+    cluster = distributed.Cluster(client=client, partitions=3)
+    first = distributed.score(cluster, model, loans[:2000])
+    second = distributed.score(cluster, model, loans[2000:])
+    assert calls == [{"broadcast": True, "hash": False}]
+    whole = model.score(loans.lazy())
+    assert_frame_equal(pl.concat([first.scores, second.scores]), whole.scores, check_exact=True)

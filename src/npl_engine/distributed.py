@@ -7,10 +7,12 @@ which are sums over loans, are added up. Every result equals the in-memory one (
 identically; sums to rounding, 1e-12 relative), whatever the number of workers or partitions:
 the Monte Carlo keys each draw on (seed, path, loan id), never on a partition.
 
-The model is sent once to every worker (:meth:`distributed.Client.scatter` with
-``broadcast=True``); a task carries its partition of the loans and returns its results. A task
-whose worker dies is run again on another worker by the scheduler (the partitions are part of
-the task graph, so nothing is lost), and ``retries`` more times if it raises.
+The model is sent once to every worker (:meth:`Cluster.broadcast`:
+:meth:`distributed.Client.scatter` with ``broadcast=True``, kept for the cluster's life, so a
+tape worked through in chunks sends it once too); a task carries its partition of the loans and
+returns its results. A task whose worker dies is run again on another worker by the scheduler
+(the partitions are part of the task graph, so nothing is lost), and ``retries`` more times if
+it raises.
 
 See ``docs/scale.md`` for running against a remote scheduler.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -112,6 +114,23 @@ class Cluster:
     client: Any
     partitions: int | None = None
     address: str | None = None
+    _sent: dict[int, tuple[Any, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def broadcast(self, value: Any) -> Any:
+        """``value`` on every worker, sent the first time it is asked for: its future.
+
+        Kept (with ``value``) while the cluster is: later runs, and later chunks of one run,
+        reuse it. Each value gets its own key (not a hash of its content): re-scattering an
+        equal object under the same key while the earlier future was being released lost
+        the data under tasks that needed it ("lost dependencies", seen in the tests).
+        """
+        held = self._sent.get(id(value))
+        if held is None:
+            held = (value, self.client.scatter(value, broadcast=True, hash=False))
+            self._sent[id(value)] = held
+        return held[1]
 
     def n_partitions(self) -> int:
         """The partitions of a run: as set, else two per worker."""
@@ -291,10 +310,7 @@ def map_partitions(
         (:func:`input_order` of the positions puts concatenated per-loan rows in input order).
     """
     rows, parts = _split(cluster, loans)
-    remote = {
-        name: cluster.client.scatter(value, broadcast=True)
-        for name, value in (broadcast or {}).items()
-    }
+    remote = {name: cluster.broadcast(value) for name, value in (broadcast or {}).items()}
     return rows, _map(cluster, func, parts, **remote, **kwargs)
 
 
@@ -349,7 +365,7 @@ def portfolio(
     portfolios left on the workers, so that :func:`simulate_paths` sends no curves back.
     """
     rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
+    remote = cluster.broadcast(model)
     futures = cluster.client.map(
         _portfolio_task, parts, model=remote, grid=collateral_grid, retries=RETRIES, pure=False
     )
@@ -549,7 +565,7 @@ def policy_parts(
         Also predict each uplift's 95 % interval.
     """
     rows, parts = _split(cluster, loans)
-    remote = cluster.client.scatter(model, broadcast=True)
+    remote = cluster.broadcast(model)
     futures = cluster.client.map(
         _policy_part_task,
         parts,
