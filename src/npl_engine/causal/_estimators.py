@@ -335,6 +335,12 @@ class CausalForestEstimator(_EconmlForest):
     pseudo-outcomes reached 0.23-0.50: pseudo-outcomes are noisy (weighted by inverse
     propensities) and a boosted tree chases that noise.
 
+    Cheaper settings were measured against the truth on a 50,000-loan and a 5,000-loan book
+    (``benchmarks/forest_settings.py``): 200 trees halve the fit but rank worse for every
+    action (legal action 0.64 to 0.62, 0.61 to 0.55 on two seeds); ``max_samples`` of 0.35
+    down to 0.2 cut the fit by 25-60 % but enlarge the mean error and lower the coverage of
+    the intervals; leaves of 100 loans cover 62-75 % of the true effects.
+
     Examples
     --------
     >>> import numpy as np
