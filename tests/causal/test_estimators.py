@@ -256,3 +256,21 @@ def test_an_estimator_of_the_wrong_shape_is_a_clear_error() -> None:
     model.fit_arrays(X, treatment, y)
     with pytest.raises(ValueError, match=r"OneColumn returned shape \(3, 1\); expected \(3, 2\)"):
         model.effect(X[:3])
+
+
+def test_the_forests_sampling_and_leaf_settings_reach_econml_and_the_validation_forest() -> None:
+    """max_samples and min_samples_leaf go to CausalForestDML, and on to for_validation()."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(800, 3))  # noqa: N806
+    treatment = np.where(rng.random(800) < 0.5, "call", "none")
+    y = X[:, 0] + 0.3 * (treatment == "call") + rng.normal(scale=0.1, size=800)
+    forest = CausalForestEstimator(
+        n_trees=8, n_estimators=10, n_jobs=1, max_samples=0.3, min_samples_leaf=12
+    ).fit(y, treatment, X, arms=("none", "call"))
+    assert (forest.model_.max_samples, forest.model_.min_samples_leaf) == (0.3, 12)
+    half = forest.for_validation()
+    assert (half.max_samples, half.min_samples_leaf) == (0.3, 12)
+    default = CausalForestEstimator(n_trees=8, n_estimators=10, n_jobs=1).fit(
+        y, treatment, X, arms=("none", "call")
+    )
+    assert (default.model_.max_samples, default.model_.min_samples_leaf) == (0.45, 5)
