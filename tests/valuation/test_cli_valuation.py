@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
 from npl_engine.cli import main
+from npl_engine.cli._valuation import _PathBar
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -229,3 +232,17 @@ def test_strats_with_a_model_adds_expected_recovery(
     assert 0 < total["expected_recovery"] < 1
     assert table["p_recover"].is_between(0, 1).all()
     assert "exp. recovery" in result.output
+
+
+def test_the_monte_carlo_bar_counts_the_paths_of_every_chunk() -> None:
+    """One bar for a tape valued in 3 chunks: 3 × 100 paths, never restarting at 0."""
+    with _PathBar(Console(file=io.StringIO()), rounds=3) as bar:
+        seen = []
+        for _chunk in range(3):
+            for done in (40, 80, 100):
+                bar(done, 100)
+                seen.append(bar._bar.tasks[0].completed)
+        task = bar._bar.tasks[0]
+        assert task.total == 300
+        assert task.description == "Monte Carlo, 100 paths in each of 3 chunks"
+    assert seen == [40, 80, 100, 140, 180, 200, 240, 280, 300]

@@ -141,8 +141,9 @@ def value(
     model = RecoveryModel.load(model_dir)
     say(f"reading and validating {data_dir}")
     tape = read_data(data_dir)
-    chunk = chunk_rows_for(count_loans(tape.loans), chunk_rows)
-    with _PathBar(console) as bar:
+    n_loans = count_loans(tape.loans)
+    chunk = chunk_rows_for(n_loans, chunk_rows)
+    with _PathBar(console, rounds=-(-n_loans // chunk) if chunk else 1) as bar:
         valuation = value_tape(
             model, tape, scenario_set, simulations=simulations, seed=seed,
             target_irr=target_irr, price=price, irr_grid=grid_rates,
@@ -185,12 +186,19 @@ def value(
 
 
 class _PathBar:
-    """A Monte Carlo progress bar that appears with the first path and goes when done."""
+    """A Monte Carlo progress bar that appears with the first path and goes when done.
 
-    def __init__(self, console: Any) -> None:
+    A tape valued in ``rounds`` chunks runs every path once per chunk: one bar counts them all
+    (a count that does not grow means the next chunk's paths have begun).
+    """
+
+    def __init__(self, console: Any, *, rounds: int = 1) -> None:
         self._console = console
+        self._rounds = max(rounds, 1)
         self._bar: Any = None
         self._task: Any = None
+        self._offset = 0
+        self._last = 0
 
     def __enter__(self) -> _PathBar:
         return self
@@ -203,10 +211,16 @@ class _PathBar:
         if self._bar is None:
             from rich.progress import Progress
 
+            label = f"Monte Carlo, {total:,} paths"
+            if self._rounds > 1:
+                label += f" in each of {self._rounds} chunks"
             self._bar = Progress(console=self._console, transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(f"Monte Carlo, {total:,} paths", total=total)
-        self._bar.update(self._task, completed=done)
+            self._task = self._bar.add_task(label, total=total * self._rounds)
+        elif done <= self._last:
+            self._offset += total
+        self._last = done
+        self._bar.update(self._task, completed=self._offset + done)
 
 
 def _check_bid_options(
