@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from npl_engine.causal import _policy as policy_module
 from npl_engine.causal._policy import (
     ActionCosts,
     PlanColumns,
@@ -365,7 +366,7 @@ def test_a_tie_rounded_the_other_way_takes_the_next_step_in_every_partition() ->
         assert np.array_equal(joined, solve_plan(uplift, cost, budget=budget))
 
 
-def test_exact_sums_do_not_depend_on_order_or_grouping() -> None:
+def test_exact_sums_do_not_depend_on_order_or_grouping(monkeypatch: pytest.MonkeyPatch) -> None:
     """Σ of floats as rationals: any order and any split give the same sum, fsum's rounding."""
     rng = np.random.default_rng(3)
     values = rng.normal(0, 1, 5000) * 10.0 ** rng.integers(-12, 12, 5000)
@@ -374,5 +375,8 @@ def test_exact_sums_do_not_depend_on_order_or_grouping() -> None:
     assert _exact_sum(rng.permutation(values)) == total
     assert _exact_sum(values[:1234]) + _exact_sum(values[1234:]) == total
     assert _exact_sum(np.array([0.1, 0.2, -0.3])) == Fraction(0.1) + Fraction(0.2) - Fraction(0.3)
+    # Across blocks (a few values per block here): the same sum, exactly.
+    monkeypatch.setattr(policy_module, "_EXACT_BLOCK", 7)
+    assert _exact_sum(values) == total == sum(map(Fraction, values.tolist()), Fraction(0))
     with pytest.raises(ValueError, match="finite"):
         _exact_sum(np.array([1.0, np.nan]))

@@ -347,8 +347,9 @@ def _from_order_key(key: int) -> float:
 
 
 #: Values summed at a time by :func:`_exact_sum`: its float partial sums of 27-bit integers
-#: stay below 2**53, so they are exact.
-_EXACT_BLOCK = 2**25
+#: stay below 2**53, so they are exact, and its temporaries follow the block (a few tens of MB),
+#: not the tape.
+_EXACT_BLOCK = 2**20
 
 
 def _exact_sum(values: npt.ArrayLike) -> Fraction:
@@ -356,12 +357,20 @@ def _exact_sum(values: npt.ArrayLike) -> Fraction:
 
     Each double is an integer of 53 bits times a power of two; the integers are split in two
     halves and summed per power of two (in float64, exactly: the sums stay below 2**53), and
-    the per-power sums are added as Python integers.
+    the per-power sums are added as Python integers, a block of values at a time.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     if not np.isfinite(v).all():
         msg = "a plan's uplifts and costs must be finite (got NaN or infinity)"
         raise ValueError(msg)
+    total = Fraction(0)
+    for start in range(0, v.size, _EXACT_BLOCK):
+        total += _exact_block(v[start : start + _EXACT_BLOCK])
+    return total
+
+
+def _exact_block(v: Array) -> Fraction:
+    """:func:`_exact_sum` of at most :data:`_EXACT_BLOCK` finite values."""
     v = v[v != 0]
     if v.size == 0:
         return Fraction(0)
@@ -369,15 +378,11 @@ def _exact_sum(values: npt.ArrayLike) -> Fraction:
     whole = (mantissa * 2.0**53).astype(np.int64)  # v = whole × 2 ** (exponent − 53), exactly
     bottom = int(exponent.min())
     slot = (exponent - bottom).astype(np.int64)
-    high = (whole >> 26).astype(np.float64)
-    low = (whole & (2**26 - 1)).astype(np.float64)
+    sums_high = np.bincount(slot, weights=(whole >> 26).astype(np.float64))
+    sums_low = np.bincount(slot, weights=(whole & (2**26 - 1)).astype(np.float64))
     total = 0
-    for start in range(0, v.size, _EXACT_BLOCK):
-        block = slice(start, start + _EXACT_BLOCK)
-        sums_high = np.bincount(slot[block], weights=high[block])
-        sums_low = np.bincount(slot[block], weights=low[block])
-        for s in np.flatnonzero((sums_high != 0) | (sums_low != 0)):
-            total += ((int(sums_high[s]) << 26) + int(sums_low[s])) << int(s)
+    for s in np.flatnonzero((sums_high != 0) | (sums_low != 0)):
+        total += ((int(sums_high[s]) << 26) + int(sums_low[s])) << int(s)
     return Fraction(total) * Fraction(2) ** (bottom - 53)
 
 
