@@ -454,7 +454,7 @@ def policy_inputs(
     array comes back to the client (the gain curve solves over them there); a single budget's
     plan keeps them on the workers instead (:func:`policy_parts`).
     """
-    from npl_engine.causal import BAU_SAMPLE, BusinessAsUsual  # noqa: PLC0415
+    from npl_engine.causal import BusinessAsUsual  # noqa: PLC0415
 
     options = {"with_interval": with_interval, "with_baseline": with_baseline}
     rows, results = map_partitions(
@@ -480,12 +480,7 @@ def policy_inputs(
     )  # fmt: skip
     if not with_bau:
         return inputs
-    n = loans.height
-    sample = np.arange(n)
-    if n > BAU_SAMPLE:
-        sample = np.sort(np.random.default_rng(0).choice(n, BAU_SAMPLE, replace=False))
-    x = model.covariates(loans[pl.Series(sample)].lazy())
-    return replace(inputs, bau=BusinessAsUsual(propensity=model.propensity(x), rows=sample))
+    return replace(inputs, bau=BusinessAsUsual.of(model, loans.lazy(), n_loans=loans.height))
 
 
 @dataclass(frozen=True, slots=True)

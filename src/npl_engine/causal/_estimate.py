@@ -16,7 +16,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from functools import partial, reduce
+from functools import reduce
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,6 @@ from npl_engine.causal._policy import (
     BusinessAsUsual,
     PlanColumns,
     PolicyInputs,
-    _bau_rows,
     _chunk_size,
     _collections_without_rows,
     collections_without,
@@ -628,16 +627,14 @@ class Effects:
         order = pl.Series(distributed.input_order(held.rows))
         plan = pl.concat(held.each(operator.methodcaller("plan", price, actions)))[order]
         totals: ActionTotals = reduce(operator.add, held.each(operator.methodcaller("totals")))
-        sample = _bau_rows(n)
-        at = partial(loans_at, loans, n_loans=n, chunk_rows=chunk_rows)
-        x = model.covariates(at(sample).lazy())
-        bau = BusinessAsUsual(propensity=model.propensity(x), rows=sample)
-        usual = held.take(sample)
+        bau = BusinessAsUsual.of(model, loans, n_loans=n, chunk_rows=chunk_rows)
+        usual = held.take(bau.rows)
         comparison = plan_comparison(plan, actions, totals, bau=(bau, usual.uplift, usual.cost))
         if "settlement_offer" in actions:
             offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
             subset = held.take(offered)
-            without = _collections_without_rows(model, at(offered), subset.exposure)
+            chosen = loans_at(loans, offered, n_loans=n, chunk_rows=chunk_rows)
+            without = _collections_without_rows(model, chosen, subset.exposure)
             plan = _settlement_columns(
                 plan, offered, replace(subset, collections_without=without), actions, costs
             )

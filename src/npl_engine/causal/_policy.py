@@ -454,6 +454,19 @@ class BusinessAsUsual:
     propensity: Array
     rows: npt.NDArray[np.int64]
 
+    @classmethod
+    def of(
+        cls, model: Any, loans: pl.LazyFrame, *, n_loans: int, chunk_rows: int | None = None
+    ) -> BusinessAsUsual:
+        """The propensities of a tape's sample (:data:`BAU_SAMPLE`), read a chunk at a time.
+
+        The sample's positions depend on the tape's height only, so they are those
+        :func:`policy_inputs` draws, whoever predicts the effects.
+        """
+        rows = _bau_rows(n_loans)
+        x = model.covariates(loans_at(loans, rows, n_loans=n_loans, chunk_rows=chunk_rows).lazy())
+        return cls(propensity=model.propensity(x), rows=rows)
+
 
 @dataclass(frozen=True, slots=True)
 class PlanResult:
