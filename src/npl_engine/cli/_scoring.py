@@ -286,33 +286,39 @@ def _decisions_to(
     from npl_engine.audit import decision_frame
 
     def hand_over(loans: pl.DataFrame, scores: pl.DataFrame) -> None:
-        reasons = scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None
-        record(decision_frame(loans, scores.select(pl.exclude(_REASON_COLUMNS)), reasons))
+        record(decision_frame(loans, *_outputs_and_reasons(scores, with_reasons)))
 
     return hand_over
 
 
+def _outputs_and_reasons(
+    scores: pl.DataFrame, with_reasons: bool
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """A decision record's outputs (the scores) and reasons (the reason codes, if any)."""
+    reasons = scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None
+    return scores.select(pl.exclude(_REASON_COLUMNS)), reasons
+
+
 def _record_scores(
     audit: tuple[Path | None, bool, Path, Path],
-    loans: pl.DataFrame | pl.LazyFrame,
-    scores: pl.DataFrame | pl.LazyFrame,
+    loans: pl.DataFrame,
+    scores: pl.DataFrame,
     *,
     with_reasons: bool,
-    chunk_rows: int | None = None,
 ) -> None:
     """The decision record of `npl score`: scores as outputs, reason codes as reasons."""
     audit_db, no_audit, model_dir, data_dir = audit
+    outputs, reasons = _outputs_and_reasons(scores, with_reasons)
     _record_decisions(
         audit_db,
         no_audit=no_audit,
         command="score",
         loans=loans,
-        outputs=scores.select(pl.exclude(_REASON_COLUMNS)),
-        reasons=scores.select("loan_id", pl.col(_REASON_COLUMNS)) if with_reasons else None,
+        outputs=outputs,
+        reasons=reasons,
         data_dir=data_dir,
         model_dir=model_dir,
         parameters={"explain": with_reasons},
-        chunk_rows=chunk_rows,
     )
 
 
