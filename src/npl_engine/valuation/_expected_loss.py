@@ -505,18 +505,19 @@ def expected_loss(
         horizon_note=horizon_note,
     )
     names = [s.name for s in scenario_set.scenarios]
+
+    def work(loans: pl.DataFrame) -> tuple[pl.DataFrame, _Sums]:
+        """Per-loan rows and sums of the tape or a chunk, on the cluster if one is given."""
+        if cluster is not None:
+            return _expected_loss_on_cluster(
+                cluster, fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate,
+                say=say,
+            )  # fmt: skip
+        return _expected_loss_part(
+            fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate, say=say
+        )
+
     if chunk_rows:
-
-        def work(chunk: pl.DataFrame) -> tuple[pl.DataFrame, _Sums]:
-            if cluster is not None:
-                return _expected_loss_on_cluster(
-                    cluster, fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate,
-                    say=say,
-                )  # fmt: skip
-            return _expected_loss_part(
-                fitted, chunk, scenario_set, grid=grid, discount_rate=discount_rate, say=say
-            )
-
         spill, sums = spill_chunks(
             resolve_tape(tape).loans,
             work,
@@ -527,15 +528,7 @@ def expected_loss(
         by_scenario, groups = _tables(_combine_sums(sums, names), scenario_set)
         loans: pl.DataFrame | pl.LazyFrame = pl.scan_parquet(Path(spill.name) / _SPILL_FILE)
         return replace(result, loans=loans, by_scenario=by_scenario, groups=groups, _spill=spill)
-    loans = resolve_tape(tape).loans.collect()
-    if cluster is not None:
-        rows, part = _expected_loss_on_cluster(
-            cluster, fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate, say=say
-        )
-    else:
-        rows, part = _expected_loss_part(
-            fitted, loans, scenario_set, grid=grid, discount_rate=discount_rate, say=say
-        )
+    rows, part = work(resolve_tape(tape).loans.collect())
     by_scenario, groups = _tables(part, scenario_set)
     return replace(result, loans=rows, by_scenario=by_scenario, groups=groups)
 
