@@ -458,15 +458,13 @@ def value(
         A Dask cluster (:func:`npl_engine.distributed.connect`): scoring and the Monte Carlo
         run on its workers, with the same results.
     chunk_rows
-        Loans worked on at a time (each chunk on the cluster, if given): ``None`` (default)
-        250,000 when the
-        tape holds more, else the whole tape in memory; 0 the whole tape in memory; N > 0, N
-        at a time, read from a lazy scan of the tape. Each chunk is scored and summed (its
-        scenario cash flows and Monte Carlo path flows are sums over its loans) and its loan
-        values are written to a temporary Parquet file (:meth:`Valuation.loan_values` is then
-        a scan of it); the sums are priced once. Peak memory follows N, not the tape; the
-        per-loan values are the in-memory ones and every figure equals them to rounding
-        (docs/scale.md#out-of-core).
+        Loans worked on at a time (each chunk on the cluster, if given): ``None`` (default) 250,000
+        when the tape holds more, else the whole tape in memory; 0 the whole tape in memory; N > 0,
+        N at a time, read from a lazy scan of the tape. Each chunk is scored and summed (its
+        scenario cash flows and Monte Carlo path flows are sums over its loans) and its loan values
+        are written to a temporary Parquet file (:meth:`Valuation.loan_values` is then a scan of
+        it); the sums are priced once. Peak memory follows N, not the tape; the per-loan values are
+        the in-memory ones and every figure equals them to rounding (docs/scale.md#out-of-core).
 
     Returns
     -------
