@@ -217,14 +217,10 @@ def _target_machine() -> Any:
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:  # LLVM cannot tell on some machines
-        features = ""
     target = llvm.Target.from_triple(llvm.get_process_triple())
     # "large": forests of a few hundred trees overflow the small code model's offsets.
     return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=features, reloc="pic", codemodel="large"
+        cpu=llvm.get_host_cpu_name(), features=_host_features(), reloc="pic", codemodel="large"
     )
 
 
@@ -248,11 +244,18 @@ def _cache_key(text: str, *, optimise: bool, block: int) -> str:
 def _host_cpu() -> str:
     import llvmlite.binding as llvm  # noqa: PLC0415
 
+    return f"{llvm.get_host_cpu_name()} {_host_features()}"
+
+
+def _host_features() -> str:
+    """The host CPU's features as LLVM spells them ("" where LLVM cannot tell)."""
+    import llvmlite.binding as llvm  # noqa: PLC0415
+
     try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:
-        features = ""
-    return f"{llvm.get_host_cpu_name()} {features}"
+        features: str = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot tell on some machines
+        return ""
+    return features
 
 
 def _ir(text: str, *, block: int) -> str:
