@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import warnings
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.stats
 
+from npl_engine.base import thread_pool
 from npl_engine.errors import NplError
 
 __all__ = ["TESTED_ECONML_VERSIONS", "CompiledForest", "compiled_forest"]
@@ -431,21 +430,8 @@ def _each_chunk(n: int, run: Callable[[slice], None]) -> None:
         for rows in chunks:
             run(rows)
         return
-    for done in _threads(numba.get_num_threads(), os.getpid()).map(run, chunks):
+    for done in thread_pool("npl-forest", numba.get_num_threads()).map(run, chunks):
         del done
-
-
-@functools.cache
-def _threads(workers: int, pid: int) -> ThreadPoolExecutor:
-    """The threads of :func:`_each_chunk`, started once per process and number of threads.
-
-    Reused, not started per call: OpenBLAS (``pinv``) and the C allocator keep buffers for
-    each thread that calls them, so fresh threads for every prediction grew the process by
-    about 1 KB per loan predicted (22 MB a call of 25,000 loans, measured), which a tape
-    predicted in chunks piled up. ``pid`` keys the pool: a forked child starts its own.
-    """
-    del pid
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npl-forest")
 
 
 def _single_causal_forest(forest: Any) -> Any:

@@ -50,7 +50,6 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -59,6 +58,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
+
+from npl_engine.base import thread_pool
 
 __all__ = [
     "MIN_ROWS",
@@ -146,17 +147,6 @@ def _prepared(values: FloatArray, n_features: int) -> FloatArray:
     return x
 
 
-@functools.cache
-def _pool(pid: int) -> ThreadPoolExecutor:
-    """The process's threads for compiled predictions (one per CPU, started once).
-
-    ``pid`` keys the pool: a forked child (whose copy of the pool has no threads) starts its
-    own.
-    """
-    del pid
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="npl-trees")
-
-
 def _run(compiled: Sequence[CompiledBooster], x: FloatArray) -> list[FloatArray]:
     """Each booster's predictions on the prepared matrix ``x``, all in one pool.
 
@@ -173,7 +163,7 @@ def _run(compiled: Sequence[CompiledBooster], x: FloatArray) -> list[FloatArray]
         return outs
     step = math.ceil(n / threads) if n else 1
     futures = [
-        _pool(os.getpid()).submit(
+        thread_pool("npl-trees", os.cpu_count() or 1).submit(
             booster._function,
             data,
             out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
