@@ -181,14 +181,7 @@ class PolicyCurve:
 
     def plan_columns(self) -> PlanColumns:
         """The per-action values the plans pick from, laid out once for all budgets."""
-        inputs = self.inputs
-        columns = {
-            "expected_uplift": inputs.uplift,
-            "cost": inputs.cost,
-            "uplift_low": inputs.uplift_low,
-            "uplift_high": inputs.uplift_high,
-        }
-        return PlanColumns(self.actions, columns, loan_ids=inputs.loan_ids)
+        return PlanColumns(self.actions, self.inputs.plan_columns(), loan_ids=self.inputs.loan_ids)
 
     def plan_at(self, i: int) -> pl.DataFrame:
         """The plan at the ``i``-th budget: ``loan_id``, ``action``, uplift, cost and band.
@@ -843,13 +836,7 @@ def _with_settlement(
         return plan
     offered = np.flatnonzero((plan["action"] == "settlement_offer").to_numpy())
     without = collections_without(model, loans, inputs.exposure, offered, chunk_rows=chunk_rows)
-    subset = PolicyInputs(
-        loan_ids=inputs.loan_ids.gather(offered),
-        exposure=inputs.exposure[offered],
-        uplift=inputs.uplift[offered],
-        cost=inputs.cost[offered],
-        collections_without=without,
-    )
+    subset = replace(inputs.take(offered), collections_without=without)
     return _settlement_columns(plan, offered, subset, actions, costs)
 
 

@@ -744,14 +744,8 @@ class PolicyPart:
 
     def plan(self, price: float, actions: tuple[str, ...]) -> pl.DataFrame:
         """The part's rows of the plan at ``price`` (:func:`plan_frame`, loans in part order)."""
-        inputs = self.inputs
-        columns = {
-            "expected_uplift": inputs.uplift,
-            "cost": inputs.cost,
-            "uplift_low": inputs.uplift_low,
-            "uplift_high": inputs.uplift_high,
-        }
-        return plan_frame(inputs.loan_ids, self.schedule.pick_at(price), actions, columns)
+        pick = self.schedule.pick_at(price)
+        return plan_frame(self.inputs.loan_ids, pick, actions, self.inputs.plan_columns())
 
     def totals(self) -> ActionTotals:
         """Exact sums of this part's uplift and cost per action."""
@@ -759,13 +753,7 @@ class PolicyPart:
 
     def rows(self, positions: npt.NDArray[np.int64]) -> PolicyInputs:
         """The inputs of some of this part's loans (by position in the part)."""
-        inputs = self.inputs
-        return PolicyInputs(
-            loan_ids=inputs.loan_ids.gather(positions),
-            exposure=inputs.exposure[positions],
-            uplift=inputs.uplift[positions],
-            cost=inputs.cost[positions],
-        )
+        return self.inputs.take(positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -954,6 +942,24 @@ class PolicyInputs:
     uplift_low: Array | None = None
     uplift_high: Array | None = None
     collections_without: Array | None = None
+
+    def take(self, positions: npt.NDArray[np.integer[Any]]) -> PolicyInputs:
+        """Ids, exposure, uplift and cost of the loans at ``positions``, in that order."""
+        return PolicyInputs(
+            loan_ids=self.loan_ids.gather(positions),
+            exposure=self.exposure[positions],
+            uplift=self.uplift[positions],
+            cost=self.cost[positions],
+        )
+
+    def plan_columns(self) -> dict[str, Array | None]:
+        """The per-action values a plan file picks from (:class:`PlanColumns`, plan_frame)."""
+        return {
+            "expected_uplift": self.uplift,
+            "cost": self.cost,
+            "uplift_low": self.uplift_low,
+            "uplift_high": self.uplift_high,
+        }
 
 
 def policy_inputs(
