@@ -98,10 +98,18 @@ def test_predictions_reuse_the_same_threads(monkeypatch: pytest.MonkeyPatch) -> 
     """
     monkeypatch.setattr("npl_engine.causal._forest._CHUNK", 10)
     monkeypatch.setattr("npl_engine.causal._forest.numba.get_num_threads", lambda: 2)
+    # Each chunk waits for a second thread: both threads run chunks in every call, whichever
+    # the scheduler would have picked (one idle pool thread could otherwise take them all).
+    both = threading.Barrier(2, timeout=30)
     seen: list[set[threading.Thread]] = []
     for _ in range(2):
         used: set[threading.Thread] = set()
-        _each_chunk(100, lambda _rows, used=used: used.add(threading.current_thread()))
+
+        def run(_rows: slice, used: set[threading.Thread] = used) -> None:
+            used.add(threading.current_thread())
+            both.wait()
+
+        _each_chunk(100, run)
         seen.append(used)
     assert threading.main_thread() not in seen[0]
     assert seen[1] <= seen[0]
